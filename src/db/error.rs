@@ -1,0 +1,94 @@
+//! What can go wrong in the database, decided from the SQLSTATE in one table.
+//! `http::error` turns these into statuses; nothing here knows about HTTP.
+
+use std::error::Error as StdError;
+
+use tokio_postgres::error::SqlState;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// TN404: the organization has no such row (another tenant's row looks the same).
+    #[error("{0}")]
+    NotFound(String),
+    /// TN403: the role in `app.role` may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// TN400, or a data exception (class 22): the input itself is unacceptable.
+    /// `column` is the offending column when PostgreSQL names one.
+    #[error("invalid input: {message}")]
+    InvalidInput { column: Option<String>, message: String },
+    /// 23514: a CHECK constraint refused a value.
+    #[error("check constraint {constraint} refused a value")]
+    CheckViolation { constraint: String },
+    /// 23505 and friends: the write conflicts with existing data.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached or is shutting down, overloaded or timed out:
+    /// worth retrying later.
+    #[error("database unavailable")]
+    Unavailable(#[source] BoxError),
+    /// A bug or a broken invariant: logged, never shown to the client.
+    #[error("unexpected database error")]
+    Internal(#[source] BoxError),
+}
+
+/// SQLSTATEs our functions raise on purpose (see the header of migration 1).
+const NOT_FOUND: &str = "TN404";
+const FORBIDDEN: &str = "TN403";
+const INVALID_INPUT: &str = "TN400";
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(err: tokio_postgres::Error) -> Self {
+        let Some(db) = err.as_db_error() else {
+            // No server response: the connection broke, or could not be made.
+            return if err.is_closed() || err.source().is_some_and(|s| s.is::<std::io::Error>()) {
+                Error::Unavailable(err.into())
+            } else {
+                Error::Internal(err.into())
+            };
+        };
+        let code = db.code().code();
+        match code {
+            NOT_FOUND => Error::NotFound(db.message().to_owned()),
+            FORBIDDEN => Error::Forbidden(db.message().to_owned()),
+            INVALID_INPUT => Error::InvalidInput {
+                column: db.column().map(str::to_owned),
+                message: db.message().to_owned(),
+            },
+            _ if *db.code() == SqlState::CHECK_VIOLATION => {
+                Error::CheckViolation { constraint: db.constraint().unwrap_or_default().to_owned() }
+            }
+            _ if *db.code() == SqlState::UNIQUE_VIOLATION || *db.code() == SqlState::EXCLUSION_VIOLATION => {
+                Error::Conflict(db.message().to_owned())
+            }
+            // Data exceptions: values PostgreSQL cannot take (e.g. NUL in text).
+            _ if code.starts_with("22") => Error::InvalidInput {
+                column: db.column().map(str::to_owned),
+                message: "a value cannot be stored".to_owned(),
+            },
+            // Connection exceptions, operator intervention (shutdown, statement timeout,
+            // cannot connect now), insufficient resources, and transaction rollbacks
+            // (serialization failure, deadlock): transient, retry later.
+            _ if ["08", "57", "53", "40"].iter().any(|class| code.starts_with(class)) => {
+                Error::Unavailable(err.into())
+            }
+            _ => Error::Internal(err.into()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::PoolError;
+        match err {
+            PoolError::Backend(pg) => pg.into(),
+            // Waiting for a connection or for PostgreSQL to accept one took too long.
+            PoolError::Timeout(_) => Error::Unavailable(err.into()),
+            PoolError::Closed | PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+                Error::Internal(err.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Everything that touches PostgreSQL. Requests reach it only through [`Database::call`]
+//! (the scoped transaction in `scoped.rs`); the rest sets the database up.
+
+mod error;
+pub mod issues;
+pub mod local_postgres;
+pub mod migrate;
+mod pool;
+mod safety;
+mod scoped;
+
+pub use error::Error;
+pub use pool::{ConnectionTarget, RequestRole, connect_owner, request_pool};
+pub use safety::{RoleProblem, verify_request_role};
+pub use scoped::Database;
+
+/// The login (or switched-to) role every request runs as. Created by migration 1.
+pub const API_ROLE: &str = "tenantry_api";
+/// The read-only inspection role. Created by migration 1.
+pub const DBA_ROLE: &str = "tenantry_dba";

@@ -1,0 +1,149 @@
+//! Issues as the API shows them and as clients create and change them.
+//!
+//! These types double as the OpenAPI schemas (poem-openapi derives): the service is thin
+//! on purpose, and one definition keeps the documentation and the data in step.
+
+use poem_openapi::{Enum, Object, types::MaybeUndefined};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+/// Where an issue stands.
+#[derive(Enum, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    #[default]
+    Open,
+    InProgress,
+    Done,
+}
+
+/// How urgent an issue is.
+#[derive(Enum, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Priority {
+    Low,
+    #[default]
+    Medium,
+    High,
+}
+
+impl Status {
+    pub const ALL: [Status; 3] = [Status::Open, Status::InProgress, Status::Done];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "OPEN",
+            Status::InProgress => "IN_PROGRESS",
+            Status::Done => "DONE",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+impl Priority {
+    pub const ALL: [Priority; 3] = [Priority::Low, Priority::Medium, Priority::High];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "LOW",
+            Priority::Medium => "MEDIUM",
+            Priority::High => "HIGH",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Priority> {
+        Priority::ALL.into_iter().find(|p| p.as_str() == value)
+    }
+}
+
+/// An issue of one organization.
+#[derive(Object, Serialize, Debug, Clone, PartialEq)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct Issue {
+    /// The issue's number within its organization, starting at 1 and never reused.
+    pub id: i64,
+    /// Short summary.
+    pub title: String,
+    /// Body text.
+    pub description: String,
+    pub status: Status,
+    pub priority: Priority,
+    /// The assigned user's id, or null.
+    pub assignee_id: Option<String>,
+    /// The organization the issue belongs to (from `x-organization-id`).
+    pub organization_id: String,
+    /// The user who created the issue.
+    pub created_by: String,
+    /// When the issue was created (UTC, microseconds).
+    #[serde(with = "crate::domain::issue::timestamp")]
+    pub created_at: OffsetDateTime,
+    /// When the issue last changed (UTC, microseconds).
+    #[serde(with = "crate::domain::issue::timestamp")]
+    pub updated_at: OffsetDateTime,
+    /// Incremented on every change; not part of the body.
+    #[oai(skip)]
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// A new issue. Only these fields are accepted: the organization comes from
+/// `x-organization-id` and the creator from `x-user-id`, never from the body.
+#[derive(Object, Debug, Clone, PartialEq)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewIssue {
+    /// 1–255 characters, not blank, no control characters.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub title: String,
+    /// 1–50,000 characters, not blank, no control characters except tab and line breaks.
+    #[oai(validator(min_length = 1, max_length = 50000))]
+    pub description: String,
+    /// Defaults to OPEN.
+    pub status: Option<Status>,
+    /// Defaults to MEDIUM.
+    pub priority: Option<Priority>,
+    /// The assigned user's id (1–64 characters of `A-Z a-z 0-9 . _ : @ -`), or null.
+    #[oai(validator(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._:@-]{1,64}$"))]
+    pub assignee_id: Option<String>,
+}
+
+/// A change to an issue: any subset of these fields. `assigneeId: null` unassigns;
+/// `{}` changes nothing.
+#[derive(Object, Debug, Clone, PartialEq, Default)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssuePatch {
+    /// 1–255 characters, not blank, no control characters.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub title: Option<String>,
+    /// 1–50,000 characters, not blank, no control characters except tab and line breaks.
+    #[oai(validator(min_length = 1, max_length = 50000))]
+    pub description: Option<String>,
+    pub status: Option<Status>,
+    pub priority: Option<Priority>,
+    /// A user id, or null to unassign.
+    #[oai(validator(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._:@-]{1,64}$"))]
+    pub assignee_id: MaybeUndefined<String>,
+}
+
+/// Timestamps as the API prints them everywhere (also inside activity entries, see
+/// `app.json_time`): UTC, always six fractional digits, `Z`.
+pub mod timestamp {
+    use serde::Serializer;
+    use time::{OffsetDateTime, UtcOffset, format_description::FormatItem, macros::format_description};
+
+    const FORMAT: &[FormatItem<'static>] =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+    pub fn format(value: OffsetDateTime) -> String {
+        value.to_offset(UtcOffset::UTC).format(FORMAT).expect("every OffsetDateTime formats")
+    }
+
+    pub fn serialize<S: Serializer>(value: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format(*value))
+    }
+}

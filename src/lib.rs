@@ -1,0 +1,167 @@
+//! tenantry: a multi-tenant issue and activity API whose tenant isolation lives in
+//! PostgreSQL. See README.md for the design; `http` is the surface, `db` the only way to
+//! the database, `domain` the vocabulary both share.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+
+use std::{future::Future, io, net::SocketAddr, str::FromStr, time::Duration};
+
+use poem::{
+    Server,
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+};
+
+use crate::{
+    config::Config,
+    db::{
+        ConnectionTarget, Database, RoleProblem,
+        local_postgres::{self, LocalPostgres, LocalPostgresError},
+        migrate::MigrationError,
+    },
+};
+
+/// Name of the database in the private cluster.
+pub const LOCAL_DATABASE: &str = "tenantry";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    LocalPostgres(#[from] LocalPostgresError),
+    #[error("{name} is not a valid PostgreSQL URL: {source}")]
+    InvalidUrl { name: &'static str, source: tokio_postgres::Error },
+    #[error("could not connect to PostgreSQL as the owner: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    #[error("could not create the database {LOCAL_DATABASE}: {0}")]
+    CreateDatabase(#[source] tokio_postgres::Error),
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] MigrationError),
+    #[error("refusing to serve: {0}")]
+    UnsafeRequestRole(#[from] RoleProblem),
+    #[error("could not listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+}
+
+/// The database side of a start: where it is, and the private cluster if we run one.
+pub struct DatabaseSetup {
+    pub target: ConnectionTarget,
+    pub local: Option<LocalPostgres>,
+}
+
+impl DatabaseSetup {
+    /// Uses DATABASE_URL (and API_DATABASE_URL), or starts the private cluster.
+    pub async fn prepare(config: &Config) -> Result<DatabaseSetup, StartupError> {
+        let parse = |name, url: &str| {
+            tokio_postgres::Config::from_str(url).map_err(|source| StartupError::InvalidUrl { name, source })
+        };
+        let (owner, local) = match &config.database_url {
+            Some(url) => (parse("DATABASE_URL", url)?, None),
+            None => {
+                let options = local_postgres::Options {
+                    dir: config.local_pg_dir.clone(),
+                    port: config.local_pg_port,
+                    ephemeral: false,
+                };
+                let local = tokio::task::block_in_place(|| LocalPostgres::start(&options))?;
+                create_local_database(&local).await?;
+                let url = local.url(local_postgres::SUPERUSER, LOCAL_DATABASE);
+                tracing::info!(
+                    data = %local_postgres::display(local.data_dir()),
+                    "private PostgreSQL is up; inspect it with: psql {url}"
+                );
+                (parse("the private cluster's URL", &url)?, Some(local))
+            }
+        };
+        let target = match (&config.api_database_url, &local) {
+            (Some(url), _) => ConnectionTarget {
+                owner,
+                requests: parse("API_DATABASE_URL", url)?,
+                request_role: db::RequestRole::LoggedIn,
+            },
+            // The private cluster trusts loopback: log in as the API role directly.
+            (None, Some(_)) => ConnectionTarget::api_login_on(owner),
+            (None, None) => ConnectionTarget::switching_role_on(owner),
+        };
+        Ok(DatabaseSetup { target, local })
+    }
+
+    /// Applies pending migrations as the owner; returns what was applied.
+    pub async fn migrate(&self) -> Result<Vec<String>, StartupError> {
+        let mut owner = db::connect_owner(&self.target.owner).await.map_err(StartupError::Connect)?;
+        Ok(db::migrate::run(&mut owner).await?)
+    }
+}
+
+async fn create_local_database(local: &LocalPostgres) -> Result<(), StartupError> {
+    let url = local.url(local_postgres::SUPERUSER, "postgres");
+    let config = tokio_postgres::Config::from_str(&url).expect("our own URL parses");
+    let client = db::connect_owner(&config).await.map_err(StartupError::Connect)?;
+    let exists = client
+        .query_opt("select 1 from pg_database where datname = $1", &[&LOCAL_DATABASE])
+        .await
+        .map_err(StartupError::CreateDatabase)?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("create database {LOCAL_DATABASE}"))
+            .await
+            .map_err(StartupError::CreateDatabase)?;
+    }
+    Ok(())
+}
+
+/// A migrated database, a checked request pool and a bound listener: ready to serve.
+pub struct App {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+    db: Database,
+    setup: DatabaseSetup,
+}
+
+impl App {
+    pub async fn build(config: &Config) -> Result<App, StartupError> {
+        let setup = DatabaseSetup::prepare(config).await?;
+        for applied in setup.migrate().await? {
+            tracing::info!(migration = applied, "applied");
+        }
+        let pool = db::request_pool(&setup.target.requests, config.pool_size);
+        let db = Database::new(pool, setup.target.request_role);
+        let role = db::verify_request_role(&db).await?;
+        tracing::info!(role, mode = ?setup.target.request_role, "requests run under row-level security");
+
+        let addr = SocketAddr::new(config.host, config.port);
+        let acceptor = TcpListener::bind(addr)
+            .into_acceptor()
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(addr);
+        Ok(App { acceptor, addr, db, setup })
+    }
+
+    /// The address actually bound (port 0 becomes a real port).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn local_postgres(&self) -> Option<&LocalPostgres> {
+        self.setup.local.as_ref()
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish (up to 10 s),
+    /// closes the pool and stops the private cluster, if any.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
+        let App { acceptor, db, setup, .. } = self;
+        let result = Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(http::routes(db.clone()), shutdown, Some(Duration::from_secs(10)))
+            .await;
+        db.pool().close();
+        drop(setup);
+        result
+    }
+}
