@@ -1,0 +1,246 @@
+//! JSON bodies in both directions, with our rules rather than poem-openapi's `Json<T>`:
+//!
+//! - Requests: the content type is checked (415), the size is capped without reading more
+//!   than the cap (413), and the object is read by [`FromJsonObject`], which reports every
+//!   offending field at once, unknown fields included (400).
+//! - Responses: serialized straight to bytes with serde. `Json<T>` builds a
+//!   `serde_json::Value` tree first, which costs about half the throughput of a list.
+//!
+//! The OpenAPI schema still comes from `T`'s poem-openapi derive.
+
+use poem::{IntoResponse, Request, RequestBody, Response, error::ResponseError, http::header};
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ExtractParamOptions,
+    payload::{ParsePayload, Payload},
+    registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry},
+    types::Type,
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, FieldError};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A type read from a JSON object with field-level errors.
+pub trait FromJsonObject: Sized {
+    fn from_json_object(object: Map<String, Value>) -> Result<Self, Vec<FieldError>>;
+}
+
+/// A JSON request or response body of `T`.
+pub struct JsonBody<T>(pub T);
+
+/// `application/json`, with parameters, or any `application/*+json`.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json"
+        || essence.strip_prefix("application/").is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+impl<T: Type> Payload for JsonBody<T> {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn check_content_type(content_type: &str) -> bool {
+        is_json(content_type)
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: FromJsonObject + Send> ParsePayload for JsonBody<T> {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        match request.content_type() {
+            Some(content_type) if is_json(content_type) => {}
+            Some(content_type) => {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "the body must be application/json, not {content_type}"
+                ))
+                .into());
+            }
+            None => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the body must be application/json; send Content-Type: application/json".into(),
+                )
+                .into());
+            }
+        }
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+            return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }.into());
+        }
+        let bytes = body.take()?.into_bytes_limit(MAX_BODY_BYTES).await.map_err(|err| match err {
+            poem::error::ReadBodyError::PayloadTooLarge => {
+                ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }
+            }
+            other => ApiError::invalid("body", format!("could not be read: {other}")),
+        })?;
+        if bytes.is_empty() {
+            return Err(ApiError::invalid("body", "a JSON object is required").into());
+        }
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|err| ApiError::invalid("body", format!("is not valid JSON: {err}")))?;
+        let Value::Object(object) = value else {
+            return Err(ApiError::invalid("body", "must be a JSON object").into());
+        };
+        T::from_json_object(object).map(JsonBody).map_err(|errors| ApiError::invalid_fields(errors).into())
+    }
+}
+
+impl<'a, T: Type + FromJsonObject + Send> ApiExtractor<'a> for JsonBody<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        <Self as Payload>::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType {
+                content_type: <Self as Payload>::CONTENT_TYPE,
+                schema: <Self as Payload>::schema_ref(),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        <Self as ParsePayload>::from_request(request, body).await
+    }
+}
+
+impl<T: Serialize + Send> IntoResponse for JsonBody<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(bytes) => Response::builder().content_type("application/json").body(bytes),
+            Err(err) => ApiError::Internal(err.into()).as_response(),
+        }
+    }
+}
+
+/// Reads fields out of a JSON object, collecting every problem.
+pub struct Fields {
+    object: Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl Fields {
+    pub fn new(object: Map<String, Value>) -> Self {
+        Fields { object, errors: Vec::new() }
+    }
+
+    fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    /// A string field, absent (`None`) or present (`Some`), checked by `rule`.
+    /// `null` is refused unless `nullable`, in which case it reads as `Some(None)`.
+    pub fn text(
+        &mut self,
+        field: &str,
+        nullable: bool,
+        rule: impl Fn(&str) -> Option<String>,
+    ) -> Option<Option<String>> {
+        match self.object.remove(field)? {
+            Value::String(text) => match rule(&text) {
+                None => Some(Some(text)),
+                Some(problem) => {
+                    self.fail(field, problem);
+                    None
+                }
+            },
+            Value::Null if nullable => Some(None),
+            Value::Null => {
+                self.fail(field, "must not be null");
+                None
+            }
+            other => {
+                self.fail(field, format!("must be a string, not {}", json_type(&other)));
+                None
+            }
+        }
+    }
+
+    /// A required string field.
+    pub fn required_text(&mut self, field: &str, rule: impl Fn(&str) -> Option<String>) -> Option<String> {
+        if !self.object.contains_key(field) {
+            self.fail(field, "is required");
+            return None;
+        }
+        self.text(field, false, rule).flatten()
+    }
+
+    /// An optional field holding one of `allowed` (by its `as_str` spelling).
+    pub fn choice<E: Copy>(&mut self, field: &str, allowed: &[E], name: fn(E) -> &'static str) -> Option<E> {
+        let spellings: Vec<&str> = allowed.iter().map(|e| name(*e)).collect();
+        let rule = |text: &str| {
+            (!spellings.contains(&text)).then(|| format!("must be one of {}", spellings.join(", ")))
+        };
+        let text = self.text(field, false, rule).flatten()?;
+        allowed.iter().copied().find(|e| name(*e) == text)
+    }
+
+    /// Everything read: fails on fields left over, explaining the ones the server sets.
+    pub fn finish(mut self) -> Result<(), Vec<FieldError>> {
+        let leftovers: Vec<String> = self.object.keys().cloned().collect();
+        for field in leftovers {
+            let message = match field.as_str() {
+                "organizationId" => {
+                    "cannot be sent: the organization comes from the x-organization-id header"
+                }
+                "id" | "createdAt" | "updatedAt" | "createdBy" | "version" => {
+                    "cannot be sent: the server sets it"
+                }
+                _ => "is not a known field",
+            };
+            self.fail(&field, message);
+        }
+        if self.errors.is_empty() { Ok(()) } else { Err(self.errors) }
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn json_content_types_are_recognised_with_parameters_and_suffixes() {
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(is_json("application/merge-patch+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/jsonx"));
+        assert!(!is_json("text/json"));
+    }
+}
