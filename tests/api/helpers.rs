@@ -1,0 +1,242 @@
+//! Test fixtures: a private PostgreSQL cluster for this test binary, a migrated template
+//! database, and `spawn_app()` giving each test its own database and server.
+
+use std::{
+    str::FromStr,
+    sync::{
+        OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+use tenantry::{
+    App,
+    config::Config,
+    db::{
+        self,
+        local_postgres::{LocalPostgres, Options, SUPERUSER},
+    },
+};
+use tokio::sync::oneshot;
+
+const TEMPLATE: &str = "tenantry_template";
+
+pub struct TestCluster {
+    pub pg: LocalPostgres,
+}
+
+/// The cluster shared by every test of this binary, started on first use. Its server
+/// dies with the test process (see `local_postgres`); leftovers of earlier runs are
+/// removed here.
+pub fn cluster() -> &'static TestCluster {
+    static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        // A thread of its own: this may be called from inside a runtime.
+        std::thread::spawn(|| {
+            remove_stale_test_dirs();
+            let dir = std::env::temp_dir().join(format!("tenantry-test-{}", std::process::id()));
+            let pg = LocalPostgres::start(&Options { dir, port: 0, ephemeral: true })
+                .expect("starting the test PostgreSQL");
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(create_template(&pg));
+            TestCluster { pg }
+        })
+        .join()
+        .expect("the cluster starts")
+    })
+}
+
+fn remove_stale_test_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("tenantry-test-")) else {
+            continue;
+        };
+        if !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+async fn create_template(pg: &LocalPostgres) {
+    let admin = connect(&pg.url(SUPERUSER, "postgres")).await;
+    admin.batch_execute(&format!("create database {TEMPLATE}")).await.unwrap();
+    let mut owner = connect(&pg.url(SUPERUSER, TEMPLATE)).await;
+    db::migrate::run(&mut owner).await.expect("migrations apply");
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let config = tokio_postgres::Config::from_str(url).unwrap();
+    db::connect_owner(&config).await.unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
+}
+
+/// A fresh database copied from the migrated template.
+pub async fn fresh_database() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!("test_{}", NEXT.fetch_add(1, Ordering::SeqCst));
+    let admin = connect(&cluster().pg.url(SUPERUSER, "postgres")).await;
+    admin
+        .batch_execute(&format!("create database {name} template {TEMPLATE} strategy file_copy"))
+        .await
+        .unwrap();
+    name
+}
+
+/// How the app under test reaches PostgreSQL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Requests log in as tenantry_api (production's API_DATABASE_URL).
+    ApiLogin,
+    /// Only DATABASE_URL (a superuser): requests switch role per transaction.
+    SwitchRole,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub database: String,
+    pub client: reqwest::Client,
+    pub app_db: tenantry::db::Database,
+    _shutdown: oneshot::Sender<()>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Mode::ApiLogin, |_| {}).await
+}
+
+pub async fn spawn_app_with(mode: Mode, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let database = fresh_database().await;
+    let pg = &cluster().pg;
+    let mut config = Config {
+        port: 0,
+        database_url: Some(pg.url(SUPERUSER, &database)),
+        api_database_url: (mode == Mode::ApiLogin).then(|| pg.url(db::API_ROLE, &database)),
+        pool_size: 8,
+        ..Config::default()
+    };
+    adjust(&mut config);
+    let app = App::build(&config).await.expect("the app starts");
+    let address = format!("http://{}", app.addr());
+    let app_db = app.database().clone();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    TestApp { address, database, client: reqwest::Client::new(), app_db, _shutdown: shutdown }
+}
+
+/// Who makes a request.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub org: String,
+    pub user: String,
+    pub role: &'static str,
+}
+
+pub fn admin(org: &str) -> Actor {
+    Actor { org: org.into(), user: format!("admin-of-{org}"), role: "ADMIN" }
+}
+
+pub fn member(org: &str) -> Actor {
+    Actor { org: org.into(), user: format!("member-of-{org}"), role: "MEMBER" }
+}
+
+impl TestApp {
+    pub fn request(&self, method: Method, path: &str, actor: Option<&Actor>) -> RequestBuilder {
+        let mut request = self.client.request(method, format!("{}{path}", self.address));
+        if let Some(actor) = actor {
+            request = request
+                .header("x-organization-id", &actor.org)
+                .header("x-user-id", &actor.user)
+                .header("x-user-role", actor.role);
+        }
+        request
+    }
+
+    pub async fn create(&self, actor: &Actor, body: Value) -> Response {
+        self.request(Method::POST, "/api/issues", Some(actor)).json(&body).send().await.unwrap()
+    }
+
+    /// Creates an issue and returns its JSON, failing the test unless it was a 201.
+    pub async fn create_ok(&self, actor: &Actor, title: &str) -> Value {
+        let response = self
+            .create(actor, serde_json::json!({"title": title, "description": format!("about {title}")}))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+
+    pub async fn get(&self, actor: &Actor, path: &str) -> Response {
+        self.request(Method::GET, path, Some(actor)).send().await.unwrap()
+    }
+
+    pub async fn patch(&self, actor: &Actor, id: i64, body: Value) -> Response {
+        self.request(Method::PATCH, &format!("/api/issues/{id}"), Some(actor))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, actor: &Actor, id: i64) -> Response {
+        self.request(Method::DELETE, &format!("/api/issues/{id}"), Some(actor)).send().await.unwrap()
+    }
+
+    pub async fn list(&self, actor: &Actor) -> Vec<Value> {
+        let response = self.get(actor, "/api/issues").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// A connection as the superuser that owns the schema (bypasses RLS: for setting up
+    /// and inspecting only).
+    pub async fn owner_sql(&self) -> tokio_postgres::Client {
+        connect(&cluster().pg.url(SUPERUSER, &self.database)).await
+    }
+
+    /// A connection as the API role, exactly what requests run as.
+    pub async fn api_role_sql(&self) -> tokio_postgres::Client {
+        connect(&cluster().pg.url(db::API_ROLE, &self.database)).await
+    }
+}
+
+/// Asserts a problem+json response with `status`, and returns its body.
+pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "about:blank");
+    assert_eq!(body["status"], status.as_u16());
+    assert_eq!(body["title"], status.canonical_reason().unwrap());
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "a detail: {body}");
+    body
+}
+
+/// The `field`s named in a problem's `errors`, in order.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("an errors list in {problem}"))
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The SQLSTATE of a failed statement.
+pub fn sqlstate(err: &tokio_postgres::Error) -> String {
+    err.as_db_error().map(|e| e.code().code().to_owned()).unwrap_or_else(|| format!("not a db error: {err}"))
+}
+
+/// `select set_config(...)` for a tenant, as a request does (transaction-local).
+pub fn set_tenant_sql(org: &str, user: &str, role: &str) -> String {
+    format!(
+        "select set_config('app.org_id', '{org}', true), set_config('app.user_id', '{user}', true), \
+         set_config('app.role', '{role}', true)"
+    )
+}

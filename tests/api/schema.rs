@@ -1,0 +1,218 @@
+//! The catalog, checked: the invariants a DBA should be able to trust, and the same value
+//! rules in SQL as in Rust.
+
+use tenantry::domain::rules;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn every_table_in_the_private_schema_has_forced_rls_a_policy_and_org_led_keys() {
+    let app = spawn_app().await;
+    let sql = app.owner_sql().await;
+    let tables = sql
+        .query(
+            "select c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
+                    (select count(*) from pg_policy p where p.polrelid = c.oid),
+                    (select a.attname::text from pg_index i
+                       join pg_attribute a on a.attrelid = c.oid and a.attnum = i.indkey[0]
+                      where i.indrelid = c.oid and i.indisprimary)
+               from pg_class c
+              where c.relnamespace = 'app'::regnamespace and c.relkind in ('r', 'p')
+              order by 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = tables.iter().map(|r| r.get(0)).collect();
+    assert_eq!(names, ["activity_logs", "issues", "organization_counters"]);
+    for row in &tables {
+        let table: String = row.get(0);
+        assert!(row.get::<_, bool>(1), "{table}: RLS enabled");
+        assert!(row.get::<_, bool>(2), "{table}: RLS forced");
+        assert!(row.get::<_, i64>(3) > 0, "{table}: has a policy");
+        assert_eq!(
+            row.get::<_, Option<String>>(4).as_deref(),
+            Some("organization_id"),
+            "{table}: primary key led by organization_id"
+        );
+    }
+
+    // Every index and foreign key on those tables leads with organization_id too.
+    let stray: Vec<String> = sql
+        .query(
+            "select i.indexrelid::regclass::text from pg_index i
+               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+              where i.indrelid in (select oid from pg_class where relnamespace = 'app'::regnamespace)
+                and a.attname <> 'organization_id'
+             union all
+             select conname::text from pg_constraint
+              where connamespace = 'app'::regnamespace and contype = 'f'
+                and conkey[1] <> (select attnum from pg_attribute where attrelid = conrelid and attname = 'organization_id')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(stray.is_empty(), "not led by organization_id: {stray:?}");
+}
+
+#[tokio::test]
+async fn the_api_role_is_not_privileged_and_owns_nothing() {
+    let app = spawn_app().await;
+    let sql = app.owner_sql().await;
+    let row = sql
+        .query_one(
+            "select rolsuper, rolbypassrls, rolinherit,
+                    (select count(*) from pg_class where relowner = r.oid)
+                  + (select count(*) from pg_proc where proowner = r.oid)
+                  + (select count(*) from pg_namespace where nspowner = r.oid)
+                  + (select count(*) from pg_type where typowner = r.oid)
+               from pg_roles r where rolname = 'tenantry_api'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!row.get::<_, bool>(0), "not a superuser");
+    assert!(!row.get::<_, bool>(1), "no BYPASSRLS");
+    assert!(!row.get::<_, bool>(2), "inherits nothing");
+    assert_eq!(row.get::<_, i64>(3), 0, "owns nothing");
+    // And the service's own start-up check agrees.
+    assert_eq!(tenantry::db::verify_request_role(&app.app_db).await.unwrap(), "tenantry_api");
+}
+
+#[tokio::test]
+async fn every_schema_table_column_policy_function_type_and_role_has_a_comment() {
+    let app = spawn_app().await;
+    let sql = app.owner_sql().await;
+    let missing: Vec<String> = sql
+        .query(
+            "select 'schema ' || nspname from pg_namespace
+              where nspname in ('app', 'api') and obj_description(oid, 'pg_namespace') is null
+             union all
+             select 'table ' || c.oid::regclass from pg_class c
+              where c.relnamespace in ('app'::regnamespace, 'api'::regnamespace) and c.relkind in ('r', 'p', 'v')
+                and obj_description(c.oid, 'pg_class') is null
+             union all
+             select 'column ' || c.oid::regclass || '.' || a.attname from pg_class c
+               join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+              where c.relnamespace = 'app'::regnamespace and c.relkind in ('r', 'p')
+                and col_description(c.oid, a.attnum) is null
+             union all
+             select 'policy ' || polname || ' on ' || polrelid::regclass from pg_policy
+              where obj_description(oid, 'pg_policy') is null
+             union all
+             select 'function ' || p.oid::regprocedure from pg_proc p
+              where p.pronamespace in ('app'::regnamespace, 'api'::regnamespace)
+                and obj_description(p.oid, 'pg_proc') is null
+             union all
+             select 'type ' || t.oid::regtype from pg_type t
+              where t.typnamespace = 'api'::regnamespace and t.typtype = 'c'
+                and obj_description(t.typrelid, 'pg_class') is null and obj_description(t.oid, 'pg_type') is null
+             union all
+             select 'role ' || rolname from pg_roles
+              where rolname in ('tenantry_api', 'tenantry_dba') and shobj_description(oid, 'pg_authid') is null",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(missing.is_empty(), "without a comment: {missing:#?}");
+}
+
+/// Samples around every rule's edges, including characters where Unicode classes differ.
+fn samples() -> Vec<String> {
+    let mut samples: Vec<String> = [
+        "",
+        " ",
+        "x",
+        "Fix login",
+        "\u{3000}",
+        "\u{a0}\u{2003}",
+        "a\u{200b}b",
+        "\u{feff}",
+        "a\u{2028}b",
+        "a\tb",
+        "a\nb",
+        "a\r\nb",
+        "a\u{1}b",
+        "a\u{1f}b",
+        "a\u{7f}b",
+        "a\u{85}b",
+        "a\u{9f}b",
+        "a\u{a0}b",
+        "\t",
+        "\n \n",
+        "é",
+        "日本語",
+        "emoji 🎉",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for n in [254, 255, 256, 49_999, 50_000, 50_001] {
+        samples.push("é".repeat(n));
+    }
+    samples
+}
+
+#[tokio::test]
+async fn sql_and_rust_accept_exactly_the_same_titles_descriptions_and_ids() {
+    let app = spawn_app().await;
+    let sql = app.owner_sql().await;
+    let checks = sql
+        .prepare(
+            "select char_length($1) between 1 and 255 and not app.is_blank($1) and not app.has_control_chars($1, false),
+                    char_length($1) between 1 and 50000 and not app.is_blank($1) and not app.has_control_chars($1, true),
+                    app.is_valid_id($1)",
+        )
+        .await
+        .unwrap();
+    // The CHECK constraints really are those expressions.
+    let definitions: Vec<String> = sql
+        .query(
+            "select pg_get_constraintdef(oid) from pg_constraint
+              where conname in ('issues_title_check', 'issues_description_check') order by conname desc",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        definitions[0].contains("255") && definitions[0].contains("has_control_chars(title, false)"),
+        "{definitions:?}"
+    );
+    assert!(
+        definitions[1].contains("50000") && definitions[1].contains("has_control_chars(description, true)"),
+        "{definitions:?}"
+    );
+    assert_eq!(rules::TITLE_MAX_CHARS, 255);
+    assert_eq!(rules::DESCRIPTION_MAX_CHARS, 50_000);
+
+    let mut ids = vec![
+        "org-1".to_owned(),
+        "a.b_c:d@e-F".into(),
+        "x".repeat(64),
+        "x".repeat(65),
+        "a b".into(),
+        "a/b".into(),
+        "é".into(),
+        "a\n".into(),
+    ];
+    ids.extend(samples());
+    for sample in samples().into_iter().chain(ids) {
+        let row = sql.query_one(&checks, &[&sample]).await.unwrap();
+        assert_eq!(row.get::<_, bool>(0), rules::title_problem(&sample).is_none(), "title {sample:?}");
+        assert_eq!(
+            row.get::<_, bool>(1),
+            rules::description_problem(&sample).is_none(),
+            "description {sample:?}"
+        );
+        assert_eq!(row.get::<_, bool>(2), rules::is_valid_id(&sample), "id {sample:?}");
+    }
+}

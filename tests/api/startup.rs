@@ -1,0 +1,142 @@
+//! Start-up: the safety check on the request role, both ways of becoming the API role,
+//! migrations, and what clients get while the database is away.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use tenantry::{
+    App, DatabaseSetup, StartupError,
+    config::Config,
+    db::{
+        RoleProblem,
+        local_postgres::{LocalPostgres, Options, SUPERUSER},
+    },
+};
+
+use crate::helpers::*;
+
+async fn build_with_request_login(role: &str) -> Result<App, StartupError> {
+    let database = fresh_database().await;
+    let pg = &cluster().pg;
+    let config = Config {
+        port: 0,
+        database_url: Some(pg.url(SUPERUSER, &database)),
+        api_database_url: Some(pg.url(role, &database)),
+        ..Config::default()
+    };
+    App::build(&config).await
+}
+
+async fn create_role(statement: &str) {
+    let admin = connect(&cluster().pg.url(SUPERUSER, "postgres")).await;
+    // Roles are cluster-wide: another test run in this cluster may have made it.
+    let _ = admin.batch_execute(statement).await;
+}
+
+#[tokio::test]
+async fn it_refuses_to_serve_requests_as_a_superuser() {
+    let err = build_with_request_login(SUPERUSER).await.err().expect("refused");
+    assert!(matches!(err, StartupError::UnsafeRequestRole(RoleProblem::Superuser { .. })), "{err}");
+}
+
+#[tokio::test]
+async fn it_refuses_a_request_role_that_bypasses_rls() {
+    create_role("create role sneaky_bypass login bypassrls").await;
+    let err = build_with_request_login("sneaky_bypass").await.err().expect("refused");
+    assert!(matches!(err, StartupError::UnsafeRequestRole(RoleProblem::BypassesRls { .. })), "{err}");
+}
+
+#[tokio::test]
+async fn it_refuses_a_request_role_that_could_act_as_a_table_owner() {
+    create_role("create role table_keeper nologin").await;
+    create_role("create role keeper_member login in role table_keeper").await;
+    let database = fresh_database().await;
+    let owner = connect(&cluster().pg.url(SUPERUSER, &database)).await;
+    owner.batch_execute("alter table app.issues owner to table_keeper").await.unwrap();
+    let pg = &cluster().pg;
+    let config = Config {
+        port: 0,
+        database_url: Some(pg.url(SUPERUSER, &database)),
+        api_database_url: Some(pg.url("keeper_member", &database)),
+        ..Config::default()
+    };
+    let err = App::build(&config).await.err().expect("refused");
+    // The table and its primary-key index.
+    assert!(
+        matches!(err, StartupError::UnsafeRequestRole(RoleProblem::OwnsObjects { count: 2, .. })),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn with_only_a_superuser_url_requests_still_run_as_the_api_role_under_rls() {
+    let app = spawn_app_with(Mode::SwitchRole, |_| {}).await;
+    app.create_ok(&member("alpha"), "switched").await;
+    assert_problem(app.get(&member("bravo"), "/api/issues/1").await, StatusCode::NOT_FOUND).await;
+    assert!(app.list(&member("bravo")).await.is_empty());
+    assert_eq!(app.list(&member("alpha")).await.len(), 1);
+    assert_problem(app.delete(&member("alpha"), 1).await, StatusCode::FORBIDDEN).await;
+    assert_eq!(tenantry::db::verify_request_role(&app.app_db).await.unwrap(), "tenantry_api");
+}
+
+#[tokio::test]
+async fn migrations_apply_once() {
+    let database = fresh_database().await;
+    let config = Config { database_url: Some(cluster().pg.url(SUPERUSER, &database)), ..Config::default() };
+    let setup = DatabaseSetup::prepare(&config).await.unwrap();
+    assert!(setup.migrate().await.unwrap().is_empty(), "the template is migrated already");
+    assert!(setup.migrate().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_down_requests_get_503_and_it_recovers_by_itself() {
+    let dir = tempdir("outage");
+    let options = Options { dir: dir.clone(), port: 0, ephemeral: true };
+    let pg = tokio::task::block_in_place(|| LocalPostgres::start(&options)).unwrap();
+    let options = Options { port: pg.port(), ..options };
+    connect(&pg.url(SUPERUSER, "postgres")).await.batch_execute("create database outage").await.unwrap();
+    let app = {
+        let config = Config {
+            port: 0,
+            database_url: Some(pg.url(SUPERUSER, "outage")),
+            api_database_url: Some(pg.url("tenantry_api", "outage")),
+            pool_size: 4,
+            ..Config::default()
+        };
+        App::build(&config).await.unwrap()
+    };
+    let address = format!("http://{}", app.addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::new();
+    let list = || {
+        client
+            .get(format!("{address}/api/issues"))
+            .header("x-organization-id", "o")
+            .header("x-user-id", "u")
+            .header("x-user-role", "ADMIN")
+            .send()
+    };
+    assert_eq!(list().await.unwrap().status(), StatusCode::OK);
+
+    tokio::task::block_in_place(|| drop(pg));
+    for _ in 0..3 {
+        let started = Instant::now();
+        let response = list().await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3), "answered quickly: {:?}", started.elapsed());
+        assert_eq!(response.headers()["retry-after"], "2");
+        let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert!(!problem["detail"].as_str().unwrap().contains("127.0.0.1"), "no internals: {problem}");
+    }
+
+    let _pg = tokio::task::block_in_place(|| LocalPostgres::start(&options)).unwrap();
+    let response = list().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "recovered without a restart");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+pub fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tenantry-test-{}", std::process::id())).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
