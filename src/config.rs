@@ -1,11 +1,21 @@
 //! Every setting, from flags or environment variables (flags win).
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// Where a request's identity comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// The x-organization-id, x-user-id and x-user-role headers, trusted as sent:
+    /// development only, anyone can claim ADMIN.
+    Headers,
+    /// `Authorization: Bearer <JWT>`, verified; the x-* headers are ignored.
+    Jwt,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -44,6 +54,129 @@ pub struct Config {
     /// Log lines as text or JSON. The level comes from RUST_LOG (default: info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Longest wait for a pooled connection (or a new one), in milliseconds; then 503.
+    #[arg(long, env = "DATABASE_POOL_TIMEOUT_MS", default_value_t = 2000)]
+    pub pool_timeout_ms: u64,
+
+    /// statement_timeout of every request transaction, in milliseconds (0: none); a
+    /// statement cancelled by it is a 503.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub statement_timeout_ms: u64,
+
+    /// A request without an answer after this many milliseconds gets 503 (0: no limit).
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+
+    /// On SIGTERM or SIGINT: seconds requests in flight get to finish.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub shutdown_timeout_seconds: u64,
+
+    /// headers (development) or jwt.
+    #[arg(long, env = "AUTH_MODE", value_enum, default_value = "headers")]
+    pub auth_mode: AuthMode,
+
+    #[command(flatten)]
+    pub jwt: JwtConfig,
+
+    #[command(flatten)]
+    pub rate_limits: RateLimitConfig,
+}
+
+/// AUTH_MODE=jwt: how tokens are verified and what their claims mean.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JwtConfig {
+    /// HS256: the shared secret (at least 32 bytes).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// RS256 or ES256 (P-256): a PEM file with the issuer's public key.
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// When set, tokens must carry this `aud`.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// When set, tokens must carry this `iss`.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The claim naming the organization.
+    #[arg(long, env = "JWT_ORG_CLAIM", default_value = "org")]
+    pub jwt_org_claim: String,
+
+    /// The claim naming the user.
+    #[arg(long, env = "JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+
+    /// The claim holding the role, ADMIN or MEMBER.
+    #[arg(long, env = "JWT_ROLE_CLAIM", default_value = "role")]
+    pub jwt_role_claim: String,
+
+    /// Clock skew tolerated on exp and nbf, in seconds.
+    #[arg(long, env = "JWT_LEEWAY_SECONDS", default_value_t = 30)]
+    pub jwt_leeway_seconds: u64,
+}
+
+/// Requests per second allowed per organization and per user within it (token buckets;
+/// a rate of 0 turns that limit off).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second of one organization.
+    #[arg(long, env = "RATE_LIMIT_ORG_PER_SECOND", default_value_t = 1000)]
+    pub org_per_second: u32,
+
+    /// Requests one organization may send at once above its sustained rate.
+    #[arg(long, env = "RATE_LIMIT_ORG_BURST", default_value_t = 2000)]
+    pub org_burst: u32,
+
+    /// Sustained requests per second of one user in one organization.
+    #[arg(long, env = "RATE_LIMIT_USER_PER_SECOND", default_value_t = 200)]
+    pub user_per_second: u32,
+
+    /// Requests one user may send at once above its sustained rate.
+    #[arg(long, env = "RATE_LIMIT_USER_BURST", default_value_t = 400)]
+    pub user_burst: u32,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            jwt_audience: None,
+            jwt_issuer: None,
+            jwt_org_claim: "org".into(),
+            jwt_user_claim: "sub".into(),
+            jwt_role_claim: "role".into(),
+            jwt_leeway_seconds: 30,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig { org_per_second: 1000, org_burst: 2000, user_per_second: 200, user_burst: 400 }
+    }
+}
+
+impl Config {
+    pub fn pool_timeout(&self) -> Duration {
+        Duration::from_millis(self.pool_timeout_ms)
+    }
+
+    pub fn statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.statement_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Option<Duration> {
+        (self.request_timeout_ms > 0).then(|| Duration::from_millis(self.request_timeout_ms))
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_seconds)
+    }
 }
 
 impl Default for Config {
@@ -58,6 +191,13 @@ impl Default for Config {
             local_pg_dir: PathBuf::from(".tenantry"),
             local_pg_port: 0,
             log_format: LogFormat::Text,
+            pool_timeout_ms: 2000,
+            statement_timeout_ms: 5000,
+            request_timeout_ms: 10_000,
+            shutdown_timeout_seconds: 10,
+            auth_mode: AuthMode::Headers,
+            jwt: JwtConfig::default(),
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }

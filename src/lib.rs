@@ -7,7 +7,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 
-use std::{future::Future, io, net::SocketAddr, str::FromStr, time::Duration};
+use std::{future::Future, io, net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
 
 use poem::{
     Server,
@@ -15,11 +15,18 @@ use poem::{
 };
 
 use crate::{
-    config::Config,
+    config::{AuthMode, Config},
     db::{
-        ConnectionTarget, Database, RoleProblem,
+        ConnectionTarget, Database, PoolSettings, RoleProblem,
         local_postgres::{self, LocalPostgres, LocalPostgresError},
         migrate::MigrationError,
+    },
+    http::{
+        Services,
+        auth::Authenticator,
+        jwt::JwtSetupError,
+        metrics::Metrics,
+        rate_limit::{self, RateLimits},
     },
 };
 
@@ -40,6 +47,8 @@ pub enum StartupError {
     Migrate(#[from] MigrationError),
     #[error("refusing to serve: {0}")]
     UnsafeRequestRole(#[from] RoleProblem),
+    #[error("AUTH_MODE=jwt: {0}")]
+    Jwt(#[from] JwtSetupError),
     #[error("could not listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
 }
@@ -118,16 +127,32 @@ pub struct App {
     addr: SocketAddr,
     db: Database,
     setup: DatabaseSetup,
+    services: Arc<Services>,
+    auth_mode: AuthMode,
+    shutdown_timeout: Duration,
 }
 
 impl App {
     pub async fn build(config: &Config) -> Result<App, StartupError> {
+        // Settings first: a bad key file should not wait for a database.
+        let authenticator = Authenticator::new(config.auth_mode, &config.jwt)?;
+        let services = Arc::new(Services {
+            authenticator,
+            limits: RateLimits::new(&config.rate_limits),
+            metrics: Metrics::new(),
+            request_timeout: config.request_timeout(),
+            in_flight: Default::default(),
+        });
         let setup = DatabaseSetup::prepare(config).await?;
         for applied in setup.migrate().await? {
             tracing::info!(migration = applied, "applied");
         }
-        let pool = db::request_pool(&setup.target.requests, config.pool_size);
-        let db = Database::new(pool, setup.target.request_role);
+        let pool = db::request_pool(
+            &setup.target.requests,
+            PoolSettings { size: config.pool_size, wait_timeout: config.pool_timeout() },
+        );
+        let db =
+            Database::new(pool, setup.target.request_role).with_statement_timeout(config.statement_timeout());
         let role = db::verify_request_role(&db).await?;
         tracing::info!(role, mode = ?setup.target.request_role, "requests run under row-level security");
 
@@ -137,7 +162,16 @@ impl App {
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
         let addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(addr);
-        Ok(App { acceptor, addr, db, setup })
+        tracing::info!(auth = ?config.auth_mode, "authentication mode");
+        Ok(App {
+            acceptor,
+            addr,
+            db,
+            setup,
+            services,
+            auth_mode: config.auth_mode,
+            shutdown_timeout: config.shutdown_timeout(),
+        })
     }
 
     /// The address actually bound (port 0 becomes a real port).
@@ -153,15 +187,30 @@ impl App {
         self.setup.local.as_ref()
     }
 
-    /// Serves until `shutdown` completes, then lets requests in flight finish (up to 10 s),
-    /// closes the pool and stops the private cluster, if any.
+    /// Serves until `shutdown` completes; then stops accepting, lets requests in flight
+    /// finish (up to SHUTDOWN_TIMEOUT_SECONDS), closes the pool and stops the private
+    /// cluster, if any.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        let App { acceptor, db, setup, .. } = self;
+        let App { acceptor, db, setup, services, auth_mode, shutdown_timeout, .. } = self;
+        let housekeeping = tokio::spawn(forget_idle_rate_limit_keys(Arc::downgrade(&services)));
+        let routes = http::routes(db.clone(), services, auth_mode);
         let result = Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(http::routes(db.clone()), shutdown, Some(Duration::from_secs(10)))
+            .run_with_graceful_shutdown(routes, shutdown, Some(shutdown_timeout))
             .await;
+        housekeeping.abort();
         db.pool().close();
+        tracing::info!("request pool closed");
         drop(setup);
         result
+    }
+}
+
+async fn forget_idle_rate_limit_keys(services: std::sync::Weak<Services>) {
+    let mut every = tokio::time::interval(rate_limit::FORGET_IDLE_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(services) = services.upgrade() else { return };
+        services.limits.forget_idle();
     }
 }

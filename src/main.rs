@@ -1,11 +1,12 @@
 //! The `tenantry` binary: parse settings, set up logging, run a subcommand.
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use tenantry::{
     App, DatabaseSetup,
     config::{Config, LogFormat},
+    domain::{Role, TenantContext, rules::is_valid_id},
 };
 use tracing_subscriber::EnvFilter;
 
@@ -26,6 +27,25 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document, then exit.
     Openapi,
+    /// Print a JWT for AUTH_MODE=jwt, signed with JWT_SECRET (HS256) or a private key,
+    /// with the configured claim names, audience and issuer.
+    Token {
+        /// The organization.
+        #[arg(long)]
+        org: String,
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// ADMIN or MEMBER.
+        #[arg(long, default_value = "MEMBER")]
+        role: String,
+        /// Seconds the token stays valid.
+        #[arg(long, default_value_t = 3600)]
+        ttl_seconds: u64,
+        /// Sign with this RSA (RS256) or EC P-256 (ES256) private key in PEM instead of JWT_SECRET.
+        #[arg(long)]
+        private_key_file: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -36,6 +56,9 @@ async fn main() -> ExitCode {
         Command::Openapi => {
             print!("{}", tenantry::http::openapi::document());
             Ok(())
+        }
+        Command::Token { org, user, role, ttl_seconds, private_key_file } => {
+            token(&cli.config, org, user, &role, ttl_seconds, private_key_file)
         }
         Command::Migrate => migrate(&cli.config).await,
         Command::Serve => serve(&cli.config).await,
@@ -55,6 +78,24 @@ async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!("serving http://{addr}/api/issues (Swagger UI: http://{addr}/docs)");
     app.run_until(shutdown_signal()).await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+fn token(
+    config: &Config,
+    org_id: String,
+    user_id: String,
+    role: &str,
+    ttl_seconds: u64,
+    private_key_file: Option<PathBuf>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !is_valid_id(&org_id) || !is_valid_id(&user_id) {
+        return Err("--org and --user must be 1-64 characters of A-Z a-z 0-9 . _ : @ -".into());
+    }
+    let role = Role::parse(role).ok_or("--role must be ADMIN or MEMBER")?;
+    let ctx = TenantContext { org_id, user_id, role };
+    let ttl = Duration::from_secs(ttl_seconds);
+    println!("{}", tenantry::http::jwt::mint(&config.jwt, private_key_file.as_deref(), &ctx, ttl)?);
     Ok(())
 }
 

@@ -22,6 +22,13 @@ pub enum Error {
     /// 23514: a CHECK constraint refused a value.
     #[error("check constraint {constraint} refused a value")]
     CheckViolation { constraint: String },
+    /// TN412: the row is not at the version the caller expected (an HTTP If-Match);
+    /// `current_version` is the version it is at.
+    #[error("{message}")]
+    Stale { message: String, current_version: Option<i64> },
+    /// TN422: an idempotency key already used for a different request.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     /// 23505 and friends: the write conflicts with existing data.
     #[error("conflict: {0}")]
     Conflict(String),
@@ -38,6 +45,8 @@ pub enum Error {
 const NOT_FOUND: &str = "TN404";
 const FORBIDDEN: &str = "TN403";
 const INVALID_INPUT: &str = "TN400";
+const STALE: &str = "TN412";
+const KEY_REUSED: &str = "TN422";
 
 impl From<tokio_postgres::Error> for Error {
     fn from(err: tokio_postgres::Error) -> Self {
@@ -53,6 +62,15 @@ impl From<tokio_postgres::Error> for Error {
         match code {
             NOT_FOUND => Error::NotFound(db.message().to_owned()),
             FORBIDDEN => Error::Forbidden(db.message().to_owned()),
+            // app.raise_stale writes DETAIL as `current_version=N`.
+            STALE => Error::Stale {
+                message: db.message().to_owned(),
+                current_version: db
+                    .detail()
+                    .and_then(|detail| detail.strip_prefix("current_version="))
+                    .and_then(|version| version.parse().ok()),
+            },
+            KEY_REUSED => Error::IdempotencyKeyReused(db.message().to_owned()),
             INVALID_INPUT => Error::InvalidInput {
                 column: db.column().map(str::to_owned),
                 message: db.message().to_owned(),

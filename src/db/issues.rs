@@ -21,8 +21,14 @@ macro_rules! issue_sql {
 const CREATE: &str = issue_sql!("api.create_issue($1, $2, $3, $4, $5)");
 const GET: &str = issue_sql!("api.get_issue($1)");
 const LIST: &str = issue_sql!("api.list_issues()");
-const UPDATE: &str = issue_sql!("api.update_issue($1, $2)");
-const DELETE: &str = "select id from api.delete_issue($1)";
+const UPDATE: &str = issue_sql!("api.update_issue($1, $2, $3)");
+const DELETE: &str = "select id from api.delete_issue($1, $2)";
+/// `api.create_issue_idempotently` returns `(replayed, issue)`: the issue's columns in
+/// [`issue_from_row`]'s order, then `replayed`.
+const CREATE_IDEMPOTENTLY: &str = "select (c.issue).id, (c.issue).title, (c.issue).description, \
+     (c.issue).status, (c.issue).priority, (c.issue).assignee_id, (c.issue).organization_id, \
+     (c.issue).created_by, (c.issue).created_at, (c.issue).updated_at, (c.issue).version, \
+     c.replayed from api.create_issue_idempotently($1, $2, $3, $4, $5, $6) c";
 
 pub async fn create(db: &Database, ctx: &TenantContext, new: &NewIssue) -> Result<Issue, Error> {
     let status = new.status.map(Status::as_str);
@@ -30,6 +36,27 @@ pub async fn create(db: &Database, ctx: &TenantContext, new: &NewIssue) -> Resul
     let rows =
         db.call(ctx, CREATE, &[&new.title, &new.description, &status, &priority, &new.assignee_id]).await?;
     one_issue(&rows)
+}
+
+/// Creates an issue under an idempotency key, or finds the one an earlier request with
+/// the same key and the same content created (`true`: replayed).
+pub async fn create_idempotently(
+    db: &Database,
+    ctx: &TenantContext,
+    key: &str,
+    new: &NewIssue,
+) -> Result<(Issue, bool), Error> {
+    let status = new.status.map(Status::as_str);
+    let priority = new.priority.map(Priority::as_str);
+    let rows = db
+        .call(
+            ctx,
+            CREATE_IDEMPOTENTLY,
+            &[&key, &new.title, &new.description, &status, &priority, &new.assignee_id],
+        )
+        .await?;
+    let issue = one_issue(&rows)?;
+    Ok((issue, rows[0].try_get(11)?))
 }
 
 pub async fn get(db: &Database, ctx: &TenantContext, id: i64) -> Result<Issue, Error> {
@@ -41,11 +68,32 @@ pub async fn list(db: &Database, ctx: &TenantContext) -> Result<Vec<Issue>, Erro
 }
 
 pub async fn update(db: &Database, ctx: &TenantContext, id: i64, patch: &IssuePatch) -> Result<Issue, Error> {
-    one_issue(&db.call(ctx, UPDATE, &[&id, &patch_json(patch)]).await?)
+    update_at(db, ctx, id, patch, None).await
+}
+
+/// Like [`update`], only if the issue is at `expected_version` (else [`Error::Stale`]).
+pub async fn update_at(
+    db: &Database,
+    ctx: &TenantContext,
+    id: i64,
+    patch: &IssuePatch,
+    expected_version: Option<i64>,
+) -> Result<Issue, Error> {
+    one_issue(&db.call(ctx, UPDATE, &[&id, &patch_json(patch), &expected_version]).await?)
 }
 
 pub async fn delete(db: &Database, ctx: &TenantContext, id: i64) -> Result<(), Error> {
-    db.call(ctx, DELETE, &[&id]).await?;
+    delete_at(db, ctx, id, None).await
+}
+
+/// Like [`delete`], only if the issue is at `expected_version` (else [`Error::Stale`]).
+pub async fn delete_at(
+    db: &Database,
+    ctx: &TenantContext,
+    id: i64,
+    expected_version: Option<i64>,
+) -> Result<(), Error> {
+    db.call(ctx, DELETE, &[&id, &expected_version]).await?;
     Ok(())
 }
 

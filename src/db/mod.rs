@@ -2,6 +2,7 @@
 //! (the scoped transaction in `scoped.rs`); the rest sets the database up.
 
 mod error;
+pub mod health;
 pub mod issues;
 pub mod local_postgres;
 pub mod migrate;
@@ -10,7 +11,7 @@ mod safety;
 mod scoped;
 
 pub use error::Error;
-pub use pool::{ConnectionTarget, RequestRole, connect_owner, request_pool};
+pub use pool::{ConnectionTarget, PoolSettings, RequestRole, connect_owner, request_pool};
 pub use safety::{RoleProblem, verify_request_role};
 pub use scoped::Database;
 

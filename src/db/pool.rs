@@ -63,22 +63,32 @@ pub async fn connect_owner(config: &Config) -> Result<Client, tokio_postgres::Er
     Ok(client)
 }
 
+/// How long a request may wait for the pool, and how large it is.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Connections in the pool.
+    pub size: usize,
+    /// Longest wait for a free connection, or for a new one to be made. Past it the
+    /// database is saturated or gone: the request gets 503 rather than hang.
+    pub wait_timeout: Duration,
+}
+
 /// The pool every request checks a connection out of. `Fast` recycling only checks that
 /// the connection is open; the scoped transaction keeps it clean (see `scoped.rs`).
-pub fn request_pool(config: &Config, size: usize) -> Pool {
-    let manager = Manager::from_config(
-        tune(config.clone()),
-        NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+pub fn request_pool(config: &Config, settings: PoolSettings) -> Pool {
+    let mut config = tune(config.clone());
+    // A server that accepts TCP but never answers must not hold a request longer either.
+    config.connect_timeout(
+        settings.wait_timeout.min(config.get_connect_timeout().copied().unwrap_or(settings.wait_timeout)),
     );
+    let manager =
+        Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
-        .max_size(size)
+        .max_size(settings.size)
         .runtime(Runtime::Tokio1)
-        // Waiting longer than this for a connection means the database is saturated or
-        // gone: answer 503 rather than hang.
-        .wait_timeout(Some(Duration::from_secs(5)))
-        .create_timeout(Some(Duration::from_secs(3)))
-        .recycle_timeout(Some(Duration::from_secs(3)))
+        .wait_timeout(Some(settings.wait_timeout))
+        .create_timeout(Some(settings.wait_timeout))
+        .recycle_timeout(Some(settings.wait_timeout))
         .build()
         .expect("a runtime is configured, so building the pool cannot fail")
 }

@@ -5,7 +5,7 @@
 //! ```sql
 //! begin;
 //! select set_config('app.org_id', $1, true), set_config('app.user_id', $2, true),
-//!        set_config('app.role', $3, true);
+//!        set_config('app.role', $3, true), set_config('statement_timeout', $4, true);
 //! select ... from api.<function>(...);
 //! commit;
 //! ```
@@ -22,26 +22,32 @@
 //! vouch for is a COMMIT that failed without a server answer: that connection is
 //! detached from the pool and closed, never reused.
 
+use std::{sync::Arc, time::Duration};
+
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::{Row, types::ToSql};
 
 use super::{Error, pool::RequestRole};
 use crate::domain::TenantContext;
 
-/// Settings for one transaction, in one statement with bound parameters.
+/// Settings for one transaction, in one statement with bound parameters. The statement
+/// time-out is transaction-local too: it bounds the function call that follows.
 const SET_CONTEXT: &str = "select set_config('app.org_id', $1, true), \
-     set_config('app.user_id', $2, true), set_config('app.role', $3, true)";
+     set_config('app.user_id', $2, true), set_config('app.role', $3, true), \
+     set_config('statement_timeout', $4, true)";
 /// The same, when the connection logged in as another role and switches to the API role
 /// for this transaction only (as PostgREST does).
 const SET_CONTEXT_AND_ROLE: &str = "select set_config('role', 'tenantry_api', true), \
      set_config('app.org_id', $1, true), set_config('app.user_id', $2, true), \
-     set_config('app.role', $3, true)";
+     set_config('app.role', $3, true), set_config('statement_timeout', $4, true)";
 
 /// The request pool plus how its connections become the API role.
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
     set_context: &'static str,
+    /// `statement_timeout` for every request transaction, in milliseconds ("0": none).
+    statement_timeout: Arc<str>,
 }
 
 impl Database {
@@ -50,7 +56,13 @@ impl Database {
             RequestRole::LoggedIn => SET_CONTEXT,
             RequestRole::SwitchPerTransaction => SET_CONTEXT_AND_ROLE,
         };
-        Database { pool, set_context }
+        Database { pool, set_context, statement_timeout: "0".into() }
+    }
+
+    /// Bounds every statement of a request transaction (PostgreSQL cancels it: 57014).
+    pub fn with_statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout.as_millis().to_string().into();
+        self
     }
 
     pub fn pool(&self) -> &Pool {
@@ -88,7 +100,8 @@ impl Database {
         // Prepared once per connection; the first use prepares both in one round trip.
         let (set_context, call) =
             futures::try_join!(conn.prepare_cached(self.set_context), conn.prepare_cached(sql))?;
-        let settings: [&(dyn ToSql + Sync); 3] = [&settings[0], &settings[1], &settings[2]];
+        let timeout = &*self.statement_timeout;
+        let settings: [&(dyn ToSql + Sync); 4] = [&settings[0], &settings[1], &settings[2], &timeout];
 
         let (begun, context_set, rows, committed) = futures::join!(
             conn.batch_execute("begin"),

@@ -1,18 +1,32 @@
-//! Who is calling: the three identity headers, read before anything else about the
-//! request (a failure is a 401 naming the headers; nothing else is evaluated).
+//! Who is calling, read before anything else about the request (a failure is a 401;
+//! nothing else is evaluated), then the caller's rate limits (429).
 //!
-//! They are declared as three API-key security schemes so Swagger UI's Authorize dialog
-//! takes them once; `openapi.rs` then states in the document that all three are required
-//! together.
+//! - AUTH_MODE=headers (development): the three identity headers, trusted as sent.
+//! - AUTH_MODE=jwt: `Authorization: Bearer <JWT>` (see `jwt.rs`); the headers are
+//!   ignored, whatever they say.
+//!
+//! The headers are declared as three API-key security schemes so Swagger UI's Authorize
+//! dialog takes them once, and the token as an HTTP bearer scheme; `openapi.rs` states in
+//! the document that the three headers are required together, or the token.
 
-use poem::{Request, RequestBody, http::HeaderMap};
+use poem::{
+    Request, RequestBody,
+    http::{HeaderMap, header::AUTHORIZATION},
+};
 use poem_openapi::{
     ApiExtractor, ApiExtractorType, ExtractParamOptions,
     registry::{MetaSecurityScheme, Registry},
 };
 
-use super::error::{ApiError, FieldError};
-use crate::domain::{Role, TenantContext, rules::is_valid_id};
+use super::{
+    error::{ApiError, FieldError},
+    jwt::{JwtSetupError, JwtVerifier},
+    observe::RequestScope,
+};
+use crate::{
+    config::{AuthMode, JwtConfig},
+    domain::{Role, TenantContext, rules::is_valid_id},
+};
 
 pub const ORGANIZATION_HEADER: &str = "x-organization-id";
 pub const USER_HEADER: &str = "x-user-id";
@@ -23,11 +37,64 @@ pub const HEADER_SCHEMES: [(&str, &str, &str); 3] = [
     (
         "organizationId",
         ORGANIZATION_HEADER,
-        "The organization (tenant) to act in: 1-64 characters of A-Z a-z 0-9 . _ : @ -",
+        "AUTH_MODE=headers (development): the organization (tenant) to act in, 1-64 characters of A-Z a-z 0-9 . _ : @ -",
     ),
-    ("userId", USER_HEADER, "The acting user: 1-64 characters of A-Z a-z 0-9 . _ : @ -"),
-    ("userRole", ROLE_HEADER, "The acting user's role: ADMIN or MEMBER (exactly)."),
+    (
+        "userId",
+        USER_HEADER,
+        "AUTH_MODE=headers (development): the acting user, 1-64 characters of A-Z a-z 0-9 . _ : @ -",
+    ),
+    (
+        "userRole",
+        ROLE_HEADER,
+        "AUTH_MODE=headers (development): the acting user's role, ADMIN or MEMBER (exactly).",
+    ),
 ];
+
+/// The bearer scheme's name in the OpenAPI document.
+pub const BEARER_SCHEME: &str = "bearerAuth";
+
+/// Turns a request's credentials into a [`TenantContext`], as the mode says.
+pub enum Authenticator {
+    Headers,
+    Jwt(Box<JwtVerifier>),
+}
+
+impl Authenticator {
+    pub fn new(mode: AuthMode, jwt: &JwtConfig) -> Result<Authenticator, JwtSetupError> {
+        Ok(match mode {
+            AuthMode::Headers => Authenticator::Headers,
+            AuthMode::Jwt => Authenticator::Jwt(Box::new(JwtVerifier::new(jwt)?)),
+        })
+    }
+
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<TenantContext, ApiError> {
+        match self {
+            Authenticator::Headers => tenant_from_headers(headers),
+            Authenticator::Jwt(verifier) => tenant_from_bearer_token(verifier, headers),
+        }
+    }
+}
+
+/// Reads and verifies `Authorization: Bearer <JWT>`.
+fn tenant_from_bearer_token(verifier: &JwtVerifier, headers: &HeaderMap) -> Result<TenantContext, ApiError> {
+    let rejected = |detail: &str, error| ApiError::BearerTokenRejected { detail: detail.to_owned(), error };
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(rejected("a bearer token is required: send Authorization: Bearer <JWT>", None));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty());
+    let Some(token) = token else {
+        return Err(rejected("the Authorization header must be: Bearer <JWT>", None));
+    };
+    verifier.verify(token).map_err(|detail| rejected(&detail, Some("invalid_token")))
+}
 
 /// Reads and validates the identity headers, naming every one that is wrong.
 pub fn tenant_from_headers(headers: &HeaderMap) -> Result<TenantContext, ApiError> {
@@ -55,7 +122,7 @@ pub fn tenant_from_headers(headers: &HeaderMap) -> Result<TenantContext, ApiErro
     }
 }
 
-fn register_header_schemes(registry: &mut Registry) {
+fn register_schemes(registry: &mut Registry) {
     for (scheme, header, description) in HEADER_SCHEMES {
         registry.create_security_scheme(
             scheme,
@@ -71,6 +138,30 @@ fn register_header_schemes(registry: &mut Registry) {
             },
         );
     }
+    registry.create_security_scheme(
+        BEARER_SCHEME,
+        MetaSecurityScheme {
+            ty: "http",
+            description: Some(
+                "Accepted when the server runs with AUTH_MODE=jwt: a JWT whose claims name the \
+                 organization, the user and the role (by default `org`, `sub` and `role`).",
+            ),
+            name: None,
+            key_in: None,
+            scheme: Some("bearer"),
+            bearer_format: Some("JWT"),
+            flows: None,
+            openid_connect_url: None,
+        },
+    );
+}
+
+/// Authenticates the request and takes it from its rate limits: the one place both happen.
+fn identify(request: &Request) -> Result<TenantContext, ApiError> {
+    let scope = RequestScope::of(request)?;
+    let ctx = scope.authenticator().authenticate(request.headers())?;
+    scope.admit(&ctx)?;
+    Ok(ctx)
 }
 
 /// Any authenticated caller (ADMIN or MEMBER).
@@ -89,11 +180,11 @@ macro_rules! identity_extractor {
             type ParamRawType = ();
 
             fn register(registry: &mut Registry) {
-                register_header_schemes(registry);
+                register_schemes(registry);
             }
 
             fn security_schemes() -> Vec<&'static str> {
-                HEADER_SCHEMES.iter().map(|(scheme, ..)| *scheme).collect()
+                HEADER_SCHEMES.iter().map(|(scheme, ..)| *scheme).chain([BEARER_SCHEME]).collect()
             }
 
             async fn from_request(
@@ -102,7 +193,7 @@ macro_rules! identity_extractor {
                 _param_opts: ExtractParamOptions<Self::ParamType>,
             ) -> poem::Result<Self> {
                 let from: fn(TenantContext) -> Result<$ty, ApiError> = $from;
-                Ok(from(tenant_from_headers(request.headers())?)?)
+                Ok(from(identify(request)?)?)
             }
         }
     };

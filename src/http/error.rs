@@ -5,16 +5,20 @@
 
 use std::{error::Error as StdError, marker::PhantomData};
 
-use poem::{Response, error::ResponseError, http::StatusCode};
+use poem::{
+    Response,
+    error::ResponseError,
+    http::{HeaderValue, StatusCode, header},
+};
 use poem_openapi::{
     ApiResponse, Object, OperationId,
     error::{ContentTypeError, ParseParamError, ParsePathError},
-    registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry},
+    registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry},
     types::Type,
 };
 use serde::Serialize;
 
-use super::openapi;
+use super::{openapi, preconditions::etag};
 use crate::db;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
@@ -62,6 +66,10 @@ pub enum ApiError {
     Invalid { detail: String, errors: Vec<FieldError> },
     #[error("missing or malformed identity headers")]
     Unauthenticated(Vec<FieldError>),
+    /// AUTH_MODE=jwt: no bearer token (`error: None`), or one that does not verify
+    /// (`error: Some(...)`, an RFC 6750 error code). Answered with `WWW-Authenticate`.
+    #[error("{detail}")]
+    BearerTokenRejected { detail: String, error: Option<&'static str> },
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -70,6 +78,14 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    /// If-Match named a version the issue is not at; `etag` is the one it is at.
+    #[error("{detail}")]
+    PreconditionFailed { detail: String, etag: Option<String> },
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
+    /// Over a rate limit; `retry_after` in whole seconds.
+    #[error("too many requests for this {scope}; retry in {retry_after} s")]
+    TooManyRequests { scope: &'static str, retry_after: u64 },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -79,6 +95,9 @@ pub enum ApiError {
     Client(StatusCode, String),
     #[error("the database is unavailable; retry shortly")]
     Unavailable(#[source] db::Error),
+    /// `/readyz`: the service cannot take traffic yet.
+    #[error("{0}")]
+    NotReady(String),
     #[error("an unexpected error occurred")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
 }
@@ -121,15 +140,18 @@ impl ResponseError for ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated(_) | ApiError::BearerTokenRejected { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Client(status, _) => *status,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -146,11 +168,38 @@ impl ResponseError for ApiError {
         let body = serde_json::to_vec(&self.problem()).expect("a problem always serializes");
         let mut response =
             Response::builder().status(self.status()).content_type(PROBLEM_CONTENT_TYPE).body(body);
-        if matches!(self, ApiError::Unavailable(_)) {
-            response.headers_mut().insert("retry-after", RETRY_AFTER_SECONDS.parse().expect("valid"));
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unavailable(_) | ApiError::NotReady(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::PreconditionFailed { etag: Some(etag), .. } => {
+                if let Ok(value) = HeaderValue::from_str(etag) {
+                    headers.insert(header::ETAG, value);
+                }
+            }
+            ApiError::BearerTokenRejected { detail, error } => {
+                headers.insert(header::WWW_AUTHENTICATE, bearer_challenge(*error, detail));
+            }
+            _ => {}
         }
         response
     }
+}
+
+/// An RFC 6750 challenge: `Bearer realm="tenantry"`, plus the error when a token was sent.
+fn bearer_challenge(error: Option<&str>, detail: &str) -> HeaderValue {
+    let mut challenge = String::from("Bearer realm=\"tenantry\"");
+    if let Some(error) = error {
+        // A quoted-string: our details never hold quotes or backslashes, but be sure.
+        let description: String =
+            detail.chars().filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c)).collect();
+        challenge.push_str(&format!(", error=\"{error}\", error_description=\"{description}\""));
+    }
+    HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer realm=\"tenantry\""))
 }
 
 fn chain(error: &(dyn StdError + 'static)) -> String {
@@ -209,6 +258,10 @@ impl From<db::Error> for ApiError {
                 }
             }
             db::Error::Conflict(message) => ApiError::Conflict(message),
+            db::Error::Stale { message, current_version } => {
+                ApiError::PreconditionFailed { detail: message, etag: current_version.map(etag) }
+            }
+            db::Error::IdempotencyKeyReused(message) => ApiError::IdempotencyKeyReused(message),
             err @ db::Error::Unavailable(_) => ApiError::Unavailable(err),
             db::Error::Internal(source) => ApiError::Internal(source),
         }
@@ -216,7 +269,10 @@ impl From<db::Error> for ApiError {
 }
 
 /// Friendlier words for poem-openapi's parameter errors, by parameter name.
-const PARAMETER_RULES: &[(&str, &str)] = &[("id", "must be a positive 64-bit integer")];
+const PARAMETER_RULES: &[(&str, &str)] = &[
+    ("id", "must be a positive 64-bit integer"),
+    ("Idempotency-Key", "must be 1-255 printable ASCII characters"),
+];
 
 /// Turns any error that reached the top into a problem response.
 pub fn render(err: poem::Error) -> Response {
@@ -273,14 +329,25 @@ pub trait ErrorStatuses {
 
 pub const BAD_REQUEST: (u16, &str) =
     (400, "Invalid input: malformed JSON, a wrong type, a broken rule or an unknown field.");
-pub const UNAUTHORIZED: (u16, &str) =
-    (401, "`x-organization-id`, `x-user-id` or `x-user-role` is missing or malformed.");
+pub const UNAUTHORIZED: (u16, &str) = (
+    401,
+    "Not authenticated. With `AUTH_MODE=headers`: `x-organization-id`, `x-user-id` or \
+     `x-user-role` is missing or malformed. With `AUTH_MODE=jwt`: the bearer token is missing, \
+     expired, not yet valid, for another audience or issuer, badly signed or lacks a claim; \
+     `WWW-Authenticate` says which.",
+);
 pub const FORBIDDEN: (u16, &str) = (403, "Only an ADMIN may do this.");
 pub const NOT_FOUND: (u16, &str) = (404, "The organization has no such issue.");
 pub const PAYLOAD_TOO_LARGE: (u16, &str) = (413, "The body is larger than 1 MiB.");
 pub const UNSUPPORTED_MEDIA_TYPE: (u16, &str) = (415, "The body is not `application/json`.");
+pub const PRECONDITION_FAILED: (u16, &str) =
+    (412, "`If-Match` names another version: the issue changed since. `ETag` is its current version.");
+pub const UNPROCESSABLE_ENTITY: (u16, &str) =
+    (422, "This `Idempotency-Key` was already used, within 24 hours, for a different request.");
+pub const TOO_MANY_REQUESTS: (u16, &str) =
+    (429, "The organization or the user is over its rate limit; retry after `Retry-After` seconds.");
 pub const SERVICE_UNAVAILABLE: (u16, &str) =
-    (503, "The database cannot be reached; retry after `Retry-After` seconds.");
+    (503, "The database cannot be reached, is overloaded or too slow; retry after `Retry-After` seconds.");
 
 /// An [`ApiError`] returned by an operation whose possible statuses are `S`.
 pub struct Failure<S>(pub ApiError, PhantomData<fn() -> S>);
@@ -305,9 +372,15 @@ impl<S> From<Failure<S>> for poem::Error {
 
 impl<S: ErrorStatuses> ApiResponse for Failure<S> {
     fn meta() -> MetaResponses {
-        let responses = S::STATUSES
-            .iter()
-            .map(|&(status, description)| MetaResponse {
+        // Every operation is rate limited, so every one can answer 429.
+        let rate_limited =
+            (!S::STATUSES.iter().any(|(status, _)| *status == 429)).then_some(TOO_MANY_REQUESTS);
+        let mut statuses: Vec<(u16, &'static str)> =
+            S::STATUSES.iter().copied().chain(rate_limited).collect();
+        statuses.sort_by_key(|(status, _)| *status);
+        let responses = statuses
+            .into_iter()
+            .map(|(status, description)| MetaResponse {
                 description,
                 status: Some(status),
                 status_range: None,
@@ -316,13 +389,18 @@ impl<S: ErrorStatuses> ApiResponse for Failure<S> {
                     schema: Problem::schema_ref(),
                 }],
                 headers: match status {
-                    503 => vec![MetaHeader {
-                        name: "Retry-After".into(),
-                        description: Some("Seconds to wait before retrying.".into()),
-                        required: true,
-                        deprecated: false,
-                        schema: u32::schema_ref(),
-                    }],
+                    503 => vec![header_meta(
+                        "Retry-After",
+                        "Seconds to wait before retrying.",
+                        u32::schema_ref(),
+                    )],
+                    429 => vec![
+                        header_meta("Retry-After", "Seconds until a request can succeed.", u32::schema_ref()),
+                        header_meta("RateLimit-Limit", RATE_LIMIT_LIMIT, u32::schema_ref()),
+                        header_meta("RateLimit-Remaining", RATE_LIMIT_REMAINING, u32::schema_ref()),
+                        header_meta("RateLimit-Reset", RATE_LIMIT_RESET, u32::schema_ref()),
+                    ],
+                    412 => vec![header_meta("ETag", "The issue's current version.", String::schema_ref())],
                     _ => vec![],
                 },
             })
@@ -332,5 +410,21 @@ impl<S: ErrorStatuses> ApiResponse for Failure<S> {
 
     fn register(registry: &mut Registry) {
         Problem::register(registry);
+    }
+}
+
+/// Descriptions of the rate-limit headers, shared by the document and the README.
+pub const RATE_LIMIT_LIMIT: &str =
+    "Requests allowed in a burst (the tighter of the organization's and the user's limit).";
+pub const RATE_LIMIT_REMAINING: &str = "Requests left in the current burst.";
+pub const RATE_LIMIT_RESET: &str = "Seconds until the full burst is available again.";
+
+fn header_meta(name: &str, description: &str, schema: MetaSchemaRef) -> MetaHeader {
+    MetaHeader {
+        name: name.into(),
+        description: Some(description.into()),
+        required: true,
+        deprecated: false,
+        schema,
     }
 }

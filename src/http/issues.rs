@@ -1,16 +1,21 @@
 //! The issue endpoints. Each handler: identity, input, one stored function, response.
 
 use poem::web::Data;
-use poem_openapi::{ApiResponse, OpenApi, Tags, param::Path, types::MaybeUndefined};
+use poem_openapi::{
+    ApiResponse, OpenApi, Tags,
+    param::{Header, Path},
+    types::MaybeUndefined,
+};
 use serde_json::{Map, Value};
 
 use super::{
     auth::{AdminCaller, Caller},
     error::{
         BAD_REQUEST, ErrorStatuses, FORBIDDEN, Failure, FieldError, NOT_FOUND, PAYLOAD_TOO_LARGE,
-        SERVICE_UNAVAILABLE, UNAUTHORIZED, UNSUPPORTED_MEDIA_TYPE,
+        PRECONDITION_FAILED, SERVICE_UNAVAILABLE, UNAUTHORIZED, UNPROCESSABLE_ENTITY, UNSUPPORTED_MEDIA_TYPE,
     },
     json::{Fields, FromJsonObject, JsonBody},
+    preconditions::{IfMatch, etag, none_match_hits},
 };
 use crate::{
     db::{self, Database},
@@ -30,16 +35,53 @@ pub struct IssuesApi;
 
 #[derive(ApiResponse)]
 pub enum CreatedIssue {
-    /// The issue was created; `Location` is its URL.
+    /// The issue was created; `Location` is its URL. A retry with the same
+    /// `Idempotency-Key` gets this same response, with `Idempotent-Replayed: true`.
     #[oai(status = 201)]
-    Created(JsonBody<Issue>, #[oai(header = "Location")] String),
+    Created(
+        JsonBody<Issue>,
+        /// The issue's URL.
+        #[oai(header = "Location")]
+        String,
+        /// The issue's version, for `If-Match` and `If-None-Match`.
+        #[oai(header = "ETag")]
+        String,
+        /// `true` when this is the stored response to an earlier request with the same
+        /// `Idempotency-Key`: nothing was created this time.
+        #[oai(header = "Idempotent-Replayed")]
+        Option<bool>,
+    ),
 }
 
 #[derive(ApiResponse)]
 pub enum OneIssue {
     /// The issue.
     #[oai(status = 200)]
-    Ok(JsonBody<Issue>),
+    Ok(
+        JsonBody<Issue>,
+        /// The issue's version, for `If-Match` and `If-None-Match`.
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum FetchedIssue {
+    /// The issue.
+    #[oai(status = 200)]
+    Ok(
+        JsonBody<Issue>,
+        /// The issue's version, for `If-Match` and `If-None-Match`.
+        #[oai(header = "ETag")]
+        String,
+    ),
+    /// `If-None-Match` names the current version: the copy the client has is current.
+    #[oai(status = 304)]
+    NotModified(
+        /// The issue's version.
+        #[oai(header = "ETag")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -58,8 +100,14 @@ pub enum Deleted {
 
 pub struct CreateErrors;
 impl ErrorStatuses for CreateErrors {
-    const STATUSES: &'static [(u16, &'static str)] =
-        &[BAD_REQUEST, UNAUTHORIZED, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, SERVICE_UNAVAILABLE];
+    const STATUSES: &'static [(u16, &'static str)] = &[
+        BAD_REQUEST,
+        UNAUTHORIZED,
+        PAYLOAD_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
+        UNPROCESSABLE_ENTITY,
+        SERVICE_UNAVAILABLE,
+    ];
 }
 pub struct ListErrors;
 impl ErrorStatuses for ListErrors {
@@ -77,6 +125,7 @@ impl ErrorStatuses for UpdateErrors {
         UNAUTHORIZED,
         FORBIDDEN,
         NOT_FOUND,
+        PRECONDITION_FAILED,
         PAYLOAD_TOO_LARGE,
         UNSUPPORTED_MEDIA_TYPE,
         SERVICE_UNAVAILABLE,
@@ -85,7 +134,7 @@ impl ErrorStatuses for UpdateErrors {
 pub struct DeleteErrors;
 impl ErrorStatuses for DeleteErrors {
     const STATUSES: &'static [(u16, &'static str)] =
-        &[BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, SERVICE_UNAVAILABLE];
+        &[BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, PRECONDITION_FAILED, SERVICE_UNAVAILABLE];
 }
 
 #[OpenApi(prefix_path = "/api", tag = "ApiTags::Issues")]
@@ -95,16 +144,31 @@ impl IssuesApi {
     /// Creates an issue in the caller's organization with the next issue number (each
     /// organization counts from 1) and records a `created` activity entry. Any role may
     /// create. The body cannot choose the organization, number, creator or timestamps.
+    ///
+    /// With an `Idempotency-Key`, a retry (same key, same body, same user) within 24 hours
+    /// creates nothing and gets the first response again; the same key with another body
+    /// is a 422. Concurrent requests with one key create one issue.
     #[oai(path = "/issues", method = "post", operation_id = "createIssue")]
     async fn create(
         &self,
         caller: Caller,
         db: Data<&Database>,
+        /// Makes the POST safe to retry: 1-255 printable ASCII characters, unique per
+        /// request (a UUID, say); remembered for 24 hours per organization.
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1, max_length = 255, pattern = r"^[ -~]{1,255}$")
+        )]
+        idempotency_key: Header<Option<String>>,
         body: JsonBody<NewIssue>,
     ) -> Result<CreatedIssue, Failure<CreateErrors>> {
-        let issue = db::issues::create(&db, &caller.0, &body.0).await?;
+        let (issue, replayed) = match &idempotency_key.0 {
+            Some(key) => db::issues::create_idempotently(&db, &caller.0, key, &body.0).await?,
+            None => (db::issues::create(&db, &caller.0, &body.0).await?, false),
+        };
         let location = format!("/api/issues/{}", issue.id);
-        Ok(CreatedIssue::Created(JsonBody(issue), location))
+        let tag = etag(issue.version);
+        Ok(CreatedIssue::Created(JsonBody(issue), location, tag, replayed.then_some(true)))
     }
 
     /// List issues
@@ -119,7 +183,8 @@ impl IssuesApi {
     /// Get an issue
     ///
     /// One issue of the caller's organization by its number. Another organization's
-    /// issue is indistinguishable from a missing one (404).
+    /// issue is indistinguishable from a missing one (404). With `If-None-Match` naming
+    /// the current `ETag`, the answer is 304 without a body.
     #[oai(path = "/issues/:id", method = "get", operation_id = "getIssue")]
     async fn get(
         &self,
@@ -128,8 +193,16 @@ impl IssuesApi {
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
-    ) -> Result<OneIssue, Failure<GetErrors>> {
-        Ok(OneIssue::Ok(JsonBody(db::issues::get(&db, &caller.0, id.0).await?)))
+        /// ETags of copies the client has (or `*`): 304 when one is current.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> Result<FetchedIssue, Failure<GetErrors>> {
+        let issue = db::issues::get(&db, &caller.0, id.0).await?;
+        let tag = etag(issue.version);
+        if none_match_hits(if_none_match.0.as_deref(), issue.version) {
+            return Ok(FetchedIssue::NotModified(tag));
+        }
+        Ok(FetchedIssue::Ok(JsonBody(issue), tag))
     }
 
     /// Update an issue (ADMIN)
@@ -137,7 +210,9 @@ impl IssuesApi {
     /// Changes any subset of title, description, status, priority and assigneeId
     /// (`null` unassigns) and records an `updated` activity entry listing each changed
     /// field's old and new value. `{}`, or values equal to the current ones, change
-    /// nothing and record nothing.
+    /// nothing and record nothing. With `If-Match`, the change is made only if the issue
+    /// is still at that version (else 412 with the current `ETag`), checked in the
+    /// database by the statement that writes.
     #[oai(path = "/issues/:id", method = "patch", operation_id = "updateIssue")]
     async fn update(
         &self,
@@ -146,15 +221,22 @@ impl IssuesApi {
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
+        /// The `ETag` the change is based on (or `*`): 412 if the issue is at another version.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
         body: JsonBody<IssuePatch>,
     ) -> Result<OneIssue, Failure<UpdateErrors>> {
-        Ok(OneIssue::Ok(JsonBody(db::issues::update(&db, &caller.0, id.0, &body.0).await?)))
+        let expected = IfMatch::parse(if_match.0.as_deref())?.expected_version();
+        let issue = db::issues::update_at(&db, &caller.0, id.0, &body.0, expected).await?;
+        let tag = etag(issue.version);
+        Ok(OneIssue::Ok(JsonBody(issue), tag))
     }
 
     /// Delete an issue (ADMIN)
     ///
     /// Deletes the issue and records a `deleted` activity entry holding the whole final
-    /// issue. Its number is never reused.
+    /// issue. Its number is never reused. With `If-Match`, only if the issue is still at
+    /// that version (else 412 with the current `ETag`).
     #[oai(path = "/issues/:id", method = "delete", operation_id = "deleteIssue")]
     async fn delete(
         &self,
@@ -163,8 +245,12 @@ impl IssuesApi {
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
+        /// The `ETag` the deletion is based on (or `*`): 412 if the issue is at another version.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
     ) -> Result<Deleted, Failure<DeleteErrors>> {
-        db::issues::delete(&db, &caller.0, id.0).await?;
+        let expected = IfMatch::parse(if_match.0.as_deref())?.expected_version();
+        db::issues::delete_at(&db, &caller.0, id.0, expected).await?;
         Ok(Deleted::NoContent)
     }
 }

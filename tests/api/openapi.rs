@@ -35,7 +35,7 @@ async fn swagger_ui_is_served_offline_with_the_same_document() {
 }
 
 #[test]
-fn every_operation_requires_all_three_identity_headers_together() {
+fn every_operation_requires_all_three_identity_headers_together_or_a_bearer_token() {
     let spec: Value = serde_json::from_str(COMMITTED).unwrap();
     let schemes = &spec["components"]["securitySchemes"];
     for (scheme, header) in
@@ -45,18 +45,26 @@ fn every_operation_requires_all_three_identity_headers_together() {
         assert_eq!(schemes[scheme]["in"], "header");
         assert_eq!(schemes[scheme]["name"], header);
     }
+    assert_eq!(schemes["bearerAuth"]["type"], "http");
+    assert_eq!(schemes["bearerAuth"]["scheme"], "bearer");
+    assert_eq!(schemes["bearerAuth"]["bearerFormat"], "JWT");
     let mut operations = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             operations += 1;
             let security = operation["security"].as_array().unwrap_or_else(|| panic!("{method} {path}"));
-            assert_eq!(security.len(), 1, "{method} {path}: one requirement object, not alternatives");
+            // Two alternatives: the three headers together, or the token.
+            assert_eq!(security.len(), 2, "{method} {path}: {security:?}");
             let mut names: Vec<&String> = security[0].as_object().unwrap().keys().collect();
             names.sort();
             assert_eq!(names, ["organizationId", "userId", "userRole"], "{method} {path}");
+            let names: Vec<&String> = security[1].as_object().unwrap().keys().collect();
+            assert_eq!(names, ["bearerAuth"], "{method} {path}");
+            // Every API operation is rate limited.
+            assert!(operation["responses"]["429"]["headers"]["Retry-After"].is_object(), "{method} {path}");
         }
     }
-    assert_eq!(operations, 5);
+    assert!(operations >= 5);
 }
 
 #[test]

@@ -24,7 +24,7 @@ async fn every_table_in_the_private_schema_has_forced_rls_a_policy_and_org_led_k
         .await
         .unwrap();
     let names: Vec<String> = tables.iter().map(|r| r.get(0)).collect();
-    assert_eq!(names, ["activity_logs", "issues", "organization_counters"]);
+    assert_eq!(names, ["activity_logs", "idempotency_keys", "issues", "organization_counters"]);
     for row in &tables {
         let table: String = row.get(0);
         assert!(row.get::<_, bool>(1), "{table}: RLS enabled");

@@ -1,0 +1,187 @@
+//! Prometheus metrics at `/metrics`, in the text exposition format, written by hand.
+//!
+//! Why not a crate: the label sets are known at start-up (the document's operations plus
+//! a few fixed routes, times the HTTP status codes), so every series is a slot in a
+//! fixed array of atomics: recording a request is three relaxed `fetch_add`s, with no
+//! lock, no map lookup by label and no allocation, and a label can never explode in
+//! cardinality (unknown paths count as `other`). The `prometheus` and `metrics` crates
+//! keep label sets in locked maps and bring dependencies for a format that is 60 lines.
+
+use std::{
+    fmt::Write,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::Duration,
+};
+
+use deadpool_postgres::Pool;
+
+use super::openapi;
+
+/// Upper bounds of the latency histogram's buckets, in seconds.
+const BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Routes that are not API operations, by exact path.
+const FIXED_ROUTES: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
+/// Status codes 100-599, one slot each.
+const STATUSES: usize = 500;
+
+struct Route {
+    method: String,
+    path: String,
+    /// Requests by status code - 100.
+    statuses: Box<[AtomicU64]>,
+    /// Requests per latency bucket (not cumulative; summed when written), then +Inf.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    micros: AtomicU64,
+}
+
+impl Route {
+    fn new(method: &str, path: &str) -> Route {
+        Route {
+            method: method.into(),
+            path: path.into(),
+            statuses: (0..STATUSES).map(|_| AtomicU64::new(0)).collect(),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            micros: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Which route a request counts under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteIndex(usize);
+
+pub struct Metrics {
+    /// The API operations in document order, then [`FIXED_ROUTES`], then `other`.
+    routes: Vec<Route>,
+    operation_ids: Vec<&'static str>,
+    rate_limited: [AtomicU64; 2],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let operations = openapi::operations();
+        let mut routes: Vec<Route> = operations.iter().map(|op| Route::new(&op.method, &op.path)).collect();
+        routes.extend(FIXED_ROUTES.iter().map(|path| Route::new("GET", path)));
+        routes.push(Route::new("", "other"));
+        Metrics {
+            routes,
+            operation_ids: operations.iter().map(|op| op.id.as_str()).collect(),
+            rate_limited: [AtomicU64::new(0), AtomicU64::new(0)],
+        }
+    }
+
+    /// The route of an API operation, or of a fixed path, or `other`.
+    pub fn route(&self, operation_id: Option<&str>, path: &str) -> RouteIndex {
+        let operations = self.operation_ids.len();
+        if let Some(id) = operation_id
+            && let Some(index) = self.operation_ids.iter().position(|known| *known == id)
+        {
+            return RouteIndex(index);
+        }
+        match FIXED_ROUTES.iter().position(|fixed| *fixed == path) {
+            Some(index) => RouteIndex(operations + index),
+            None => RouteIndex(self.routes.len() - 1),
+        }
+    }
+
+    pub fn record(&self, route: RouteIndex, status: u16, latency: Duration) {
+        let route = &self.routes[route.0];
+        if let Some(slot) = usize::from(status).checked_sub(100).and_then(|i| route.statuses.get(i)) {
+            slot.fetch_add(1, Relaxed);
+        }
+        let seconds = latency.as_secs_f64();
+        let bucket = BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(BUCKETS.len());
+        route.buckets[bucket].fetch_add(1, Relaxed);
+        route.micros.fetch_add(latency.as_micros().try_into().unwrap_or(u64::MAX), Relaxed);
+    }
+
+    pub fn count_rate_limited(&self, scope: &str) {
+        self.rate_limited[usize::from(scope == "user")].fetch_add(1, Relaxed);
+    }
+
+    /// The exposition, with the pool's state read now.
+    pub fn render(&self, pool: &Pool, in_flight: u64) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        out.push_str(
+            "# HELP tenantry_http_requests_total HTTP requests answered, by route and status.\n\
+             # TYPE tenantry_http_requests_total counter\n",
+        );
+        for route in &self.routes {
+            for (offset, count) in route.statuses.iter().enumerate() {
+                let count = count.load(Relaxed);
+                if count > 0 {
+                    let _ = writeln!(
+                        out,
+                        "tenantry_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{}\"}} {count}",
+                        route.method,
+                        route.path,
+                        offset + 100
+                    );
+                }
+            }
+        }
+        out.push_str(
+            "# HELP tenantry_http_request_duration_seconds Time from request to response, by route.\n\
+             # TYPE tenantry_http_request_duration_seconds histogram\n",
+        );
+        for route in &self.routes {
+            let counts: Vec<u64> = route.buckets.iter().map(|b| b.load(Relaxed)).collect();
+            let total: u64 = counts.iter().sum();
+            if total == 0 {
+                continue;
+            }
+            let labels = format!("method=\"{}\",route=\"{}\"", route.method, route.path);
+            let mut cumulative = 0;
+            for (bound, count) in BUCKETS.iter().zip(&counts) {
+                cumulative += count;
+                let _ = writeln!(
+                    out,
+                    "tenantry_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "tenantry_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {total}"
+            );
+            let sum = route.micros.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "tenantry_http_request_duration_seconds_sum{{{labels}}} {sum}");
+            let _ = writeln!(out, "tenantry_http_request_duration_seconds_count{{{labels}}} {total}");
+        }
+        let _ = write!(
+            out,
+            "# HELP tenantry_http_requests_in_flight Requests being answered now.\n\
+             # TYPE tenantry_http_requests_in_flight gauge\n\
+             tenantry_http_requests_in_flight {in_flight}\n\
+             # HELP tenantry_rate_limited_total Requests refused with 429, by the limit that refused them.\n\
+             # TYPE tenantry_rate_limited_total counter\n\
+             tenantry_rate_limited_total{{scope=\"organization\"}} {}\n\
+             tenantry_rate_limited_total{{scope=\"user\"}} {}\n",
+            self.rate_limited[0].load(Relaxed),
+            self.rate_limited[1].load(Relaxed),
+        );
+        let status = pool.status();
+        let in_use = status.size.saturating_sub(status.available);
+        let _ = write!(
+            out,
+            "# HELP tenantry_db_pool_connections Request pool connections by state.\n\
+             # TYPE tenantry_db_pool_connections gauge\n\
+             tenantry_db_pool_connections{{state=\"in_use\"}} {in_use}\n\
+             tenantry_db_pool_connections{{state=\"idle\"}} {}\n\
+             # HELP tenantry_db_pool_waiting Requests waiting for a pooled connection.\n\
+             # TYPE tenantry_db_pool_waiting gauge\n\
+             tenantry_db_pool_waiting {}\n\
+             # HELP tenantry_db_pool_max_connections The request pool's size.\n\
+             # TYPE tenantry_db_pool_max_connections gauge\n\
+             tenantry_db_pool_max_connections {}\n",
+            status.available, status.waiting, status.max_size,
+        );
+        out
+    }
+}

@@ -1,0 +1,185 @@
+//! What wraps every request: its id (`x-request-id`, taken or made, echoed, and in a
+//! tracing span so every log line of the request carries it), the request deadline,
+//! metrics, the `RateLimit-*` headers, and the one log line per request.
+//!
+//! Cheap on purpose: one `Arc` per request for the [`RequestScope`] the identity
+//! extractor fills in, atomics for the metrics, no locks.
+
+use std::{
+    hash::{BuildHasher, RandomState},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use poem::{
+    Endpoint, IntoResponse, Request, Response,
+    http::{HeaderMap, HeaderName, HeaderValue},
+};
+use poem_openapi::OperationId;
+use tracing::Instrument;
+
+use super::{
+    auth::Authenticator,
+    error::{self, ApiError},
+    metrics::Metrics,
+    rate_limit::{Allowance, RateLimits},
+};
+use crate::{db, domain::TenantContext};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATE_LIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// What lives as long as the server and every request may use.
+pub struct Services {
+    pub authenticator: Authenticator,
+    pub limits: RateLimits,
+    pub metrics: Metrics,
+    /// A request without an answer by then gets 503.
+    pub request_timeout: Option<Duration>,
+    pub in_flight: AtomicU64,
+}
+
+/// One request's share of [`Services`], plus what authentication learns for the log
+/// line and the response headers.
+pub struct RequestScope {
+    services: Arc<Services>,
+    organization: OnceLock<String>,
+    allowance: OnceLock<Allowance>,
+}
+
+impl RequestScope {
+    pub fn of(request: &Request) -> Result<&RequestScope, ApiError> {
+        request
+            .extensions()
+            .get::<Arc<RequestScope>>()
+            .map(|scope| &**scope)
+            .ok_or_else(|| ApiError::Internal("no request scope: http::routes installs it".into()))
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.services.authenticator
+    }
+
+    /// Notes the authenticated organization and takes the request from its limits.
+    pub fn admit(&self, ctx: &TenantContext) -> Result<(), ApiError> {
+        let _ = self.organization.set(ctx.org_id.clone());
+        match self.services.limits.admit(ctx) {
+            Ok(allowance) => {
+                if let Some(allowance) = allowance {
+                    let _ = self.allowance.set(allowance);
+                }
+                Ok(())
+            }
+            Err(refusal) => {
+                let _ = self.allowance.set(refusal.allowance);
+                self.services.metrics.count_rate_limited(refusal.scope);
+                Err(ApiError::TooManyRequests { scope: refusal.scope, retry_after: refusal.retry_after })
+            }
+        }
+    }
+}
+
+/// The middleware: wraps the whole application.
+pub struct Observe<E> {
+    pub inner: E,
+    pub services: Arc<Services>,
+}
+
+impl<E: Endpoint> Endpoint for Observe<E> {
+    type Output = Response;
+
+    async fn call(&self, mut request: Request) -> poem::Result<Response> {
+        let started = Instant::now();
+        let services = &self.services;
+        services.in_flight.fetch_add(1, Relaxed);
+        let _in_flight = InFlight(&services.in_flight);
+
+        let request_id = request_id(request.headers());
+        let scope = Arc::new(RequestScope {
+            services: services.clone(),
+            organization: OnceLock::new(),
+            allowance: OnceLock::new(),
+        });
+        request.extensions_mut().insert(scope.clone());
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+
+        let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or("-"));
+        async move {
+            let call = self.inner.call(request);
+            let result = match services.request_timeout {
+                Some(deadline) => tokio::time::timeout(deadline, call).await.unwrap_or_else(|_| {
+                    let late = db::Error::Unavailable("no answer within REQUEST_TIMEOUT_MS".into());
+                    Err(ApiError::Unavailable(late).into())
+                }),
+                None => call.await,
+            };
+            let mut response = match result {
+                Ok(response) => response.into_response(),
+                Err(err) => error::render(err),
+            };
+
+            let headers = response.headers_mut();
+            headers.insert(REQUEST_ID_HEADER, request_id);
+            if let Some(allowance) = scope.allowance.get() {
+                headers.insert(RATE_LIMIT_LIMIT, allowance.limit.into());
+                headers.insert(RATE_LIMIT_REMAINING, allowance.remaining.into());
+                headers.insert(RATE_LIMIT_RESET, allowance.reset.into());
+            }
+
+            let operation = response.data::<OperationId>().map(|id| id.0);
+            let route = services.metrics.route(operation, &path);
+            let latency = started.elapsed();
+            services.metrics.record(route, response.status().as_u16(), latency);
+            // The path template, so the log shows `/api/issues/{id}` rather than every id.
+            let route = operation.and_then(super::openapi::operation_path).unwrap_or(&path);
+            tracing::info!(
+                %method,
+                route,
+                status = response.status().as_u16(),
+                latency_ms = latency.as_secs_f64() * 1000.0,
+                organization = scope.organization.get().map_or("-", String::as_str),
+                "request"
+            );
+            Ok(response)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The client's `x-request-id` when it is a sensible one (1-128 characters of
+/// `A-Z a-z 0-9 - _ . : @ / + =`), else a new one: 32 hex digits, a random per-process
+/// prefix and a counter, unique without coordination.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    let given = headers.get(REQUEST_ID_HEADER).filter(|value| {
+        let bytes = value.as_bytes();
+        (1..=128).contains(&bytes.len())
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:@/+=".contains(b))
+    });
+    if let Some(given) = given {
+        return given.clone();
+    }
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| RandomState::new().hash_one(std::process::id()));
+    let id = format!("{prefix:016x}{:016x}", COUNTER.fetch_add(1, Relaxed));
+    HeaderValue::try_from(id).expect("hex digits are a valid header value")
+}

@@ -1,0 +1,42 @@
+//! For orchestrators and monitoring, outside the API and its authentication:
+//! `/healthz` (the process answers), `/readyz` (the database answers the request role and
+//! has this binary's migrations) and `/metrics` (Prometheus).
+
+use poem::{Request, Response, handler, http::StatusCode, web::Data};
+use serde_json::json;
+
+use super::{error::ApiError, observe::RequestScope};
+use crate::db::{self, Database, migrate::latest_version};
+
+#[handler]
+pub fn healthz() -> Response {
+    json_response(StatusCode::OK, json!({"status": "ok"}))
+}
+
+#[handler]
+pub async fn readyz(db: Data<&Database>) -> poem::Result<Response> {
+    let expected = latest_version();
+    let found = db::health::schema_version(&db).await.map_err(ApiError::from)?;
+    if found < expected {
+        return Err(ApiError::NotReady(format!(
+            "the database has migrations up to V{found}; this server needs V{expected}"
+        ))
+        .into());
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"status": "ready", "schemaVersion": found, "expectedSchemaVersion": expected}),
+    ))
+}
+
+#[handler]
+pub fn metrics(request: &Request, db: Data<&Database>) -> poem::Result<Response> {
+    let services = RequestScope::of(request)?.services();
+    let in_flight = services.in_flight.load(std::sync::atomic::Ordering::Relaxed);
+    let body = services.metrics.render(db.pool(), in_flight);
+    Ok(Response::builder().content_type("text/plain; version=0.0.4; charset=utf-8").body(body))
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    Response::builder().status(status).content_type("application/json").body(body.to_string())
+}
