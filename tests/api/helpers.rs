@@ -240,3 +240,30 @@ pub fn set_tenant_sql(org: &str, user: &str, role: &str) -> String {
          set_config('app.role', '{role}', true)"
     )
 }
+
+/// Waits (up to 20 s) until `n` request transactions of `database` wait for a lock,
+/// i.e. they are all inside PostgreSQL, queued behind a lock the test holds.
+pub async fn wait_for_lock_waiters(sql: &tokio_postgres::Client, database: &str, n: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sql
+            .query_one(
+                "select count(*) from pg_stat_activity
+                  where datname = $1 and usename = 'tenantry_api' and wait_event_type = 'Lock'",
+                &[&database],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting >= n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {waiting} of {n} requests reached the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The number of rows of `sql` (a `select count(*) ...`), read as the owner.
+pub async fn count(app: &TestApp, sql: &str) -> i64 {
+    app.owner_sql().await.query_one(sql, &[]).await.unwrap().get(0)
+}

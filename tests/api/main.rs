@@ -2,12 +2,18 @@
 //! concern. Every test gets a fresh database and a server on a free port.
 
 mod binary;
+mod concurrency;
 mod helpers;
 mod hygiene;
+mod idempotency;
 mod isolation;
 mod issues;
+mod jwt;
 mod openapi;
+mod operations;
+mod rate_limits;
 mod schema;
 mod sql_rls;
 mod startup;
+mod timeouts;
 mod validation;

@@ -5,7 +5,8 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-const TENANT_TABLES: [&str; 3] = ["app.issues", "app.activity_logs", "app.organization_counters"];
+const TENANT_TABLES: [&str; 4] =
+    ["app.issues", "app.activity_logs", "app.organization_counters", "app.idempotency_keys"];
 
 async fn seed_two_organizations(app: &TestApp) {
     for org in ["alpha", "alpha", "bravo"] {

@@ -108,29 +108,91 @@ async fn while_the_database_is_down_requests_get_503_and_it_recovers_by_itself()
     let address = format!("http://{}", app.addr());
     tokio::spawn(app.run_until(std::future::pending()));
     let client = reqwest::Client::new();
-    let list = || {
-        client
-            .get(format!("{address}/api/issues"))
-            .header("x-organization-id", "o")
-            .header("x-user-id", "u")
-            .header("x-user-role", "ADMIN")
+    let as_admin = |request: reqwest::RequestBuilder| {
+        request.header("x-organization-id", "o").header("x-user-id", "u").header("x-user-role", "ADMIN")
+    };
+    let list = || as_admin(client.get(format!("{address}/api/issues"))).send();
+    let create = |title: String| {
+        as_admin(client.post(format!("{address}/api/issues")))
+            .json(&serde_json::json!({"title": title, "description": "written across an outage"}))
             .send()
     };
+    let ready = || client.get(format!("{address}/readyz")).send();
     assert_eq!(list().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(ready().await.unwrap().status(), StatusCode::OK);
+
+    // A writer that keeps creating across the outage and remembers what it was told.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (client, address, done) = (client.clone(), address.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut told = Vec::new();
+            for n in 0.. {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let response = client
+                    .post(format!("{address}/api/issues"))
+                    .header("x-organization-id", "o")
+                    .header("x-user-id", "w")
+                    .header("x-user-role", "MEMBER")
+                    .json(&serde_json::json!({"title": format!("w{n}"), "description": "d"}))
+                    .send()
+                    .await
+                    .unwrap();
+                told.push((format!("w{n}"), response.status()));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            told
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
 
     tokio::task::block_in_place(|| drop(pg));
-    for _ in 0..3 {
-        let started = Instant::now();
-        let response = list().await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(3), "answered quickly: {:?}", started.elapsed());
-        assert_eq!(response.headers()["retry-after"], "2");
-        let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
-        assert!(!problem["detail"].as_str().unwrap().contains("127.0.0.1"), "no internals: {problem}");
+    for attempt in 0..3 {
+        for (what, response) in [
+            ("list", list().await.unwrap()),
+            ("create", create(format!("during outage {attempt}")).await.unwrap()),
+            ("ready", ready().await.unwrap()),
+        ] {
+            assert_eq!(response.headers()["retry-after"], "2", "{what}");
+            let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+            assert!(!problem["detail"].as_str().unwrap().contains("127.0.0.1"), "no internals: {problem}");
+        }
     }
+    let started = Instant::now();
+    let response = create("timed".into()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "answered quickly: {:?}", started.elapsed());
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        as_admin(client.get(format!("{address}/healthz"))).send().await.unwrap().status(),
+        StatusCode::OK
+    );
 
-    let _pg = tokio::task::block_in_place(|| LocalPostgres::start(&options)).unwrap();
+    let pg = tokio::task::block_in_place(|| LocalPostgres::start(&options)).unwrap();
     let response = list().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "recovered without a restart");
+    assert_eq!(ready().await.unwrap().status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let told = writer.await.unwrap();
+
+    // Nothing written during the outage, and every 201 the writer got is in the database.
+    let sql = connect(&pg.url(SUPERUSER, "outage")).await;
+    let stored: Vec<String> =
+        sql.query("select title from app.issues", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert!(!stored.iter().any(|t| t.starts_with("during outage") || t == "timed"), "{stored:?}");
+    let created: Vec<&String> =
+        told.iter().filter(|(_, status)| *status == StatusCode::CREATED).map(|(title, _)| title).collect();
+    for title in &created {
+        assert!(stored.contains(title), "{title} was answered 201 but is not stored");
+    }
+    for (title, status) in &told {
+        assert!([StatusCode::CREATED, StatusCode::SERVICE_UNAVAILABLE].contains(status), "{title}: {status}");
+    }
+    let unavailable = told.iter().filter(|(_, status)| *status == StatusCode::SERVICE_UNAVAILABLE).count();
+    assert!(unavailable > 0 && created.len() > 2, "the writer saw both sides: {told:?}");
+    drop(pg);
     let _ = std::fs::remove_dir_all(dir);
 }
 
