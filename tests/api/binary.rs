@@ -103,3 +103,168 @@ async fn the_binary_runs_its_own_postgres_keeps_its_data_and_stops_it() {
     second.stop();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The binary against the test cluster (DATABASE_URL mode), logging JSON.
+fn serve_json_logs(database: &str, shutdown_timeout_seconds: u32) -> (Child, String, mpsc::Receiver<Value>) {
+    let pg = &crate::helpers::cluster().pg;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .env("DATABASE_URL", pg.url(tenantry::db::local_postgres::SUPERUSER, database))
+        .env("API_DATABASE_URL", pg.url(tenantry::db::API_ROLE, database))
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("SHUTDOWN_TIMEOUT_SECONDS", shutdown_timeout_seconds.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // A line that is not JSON stays a string, and fails the check below.
+            let parsed: Value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+            let _ = tx.send(parsed);
+        }
+    });
+    loop {
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not say it was serving");
+        };
+        if let Some(rest) = line["fields"]["message"].as_str().and_then(|m| m.strip_prefix("serving ")) {
+            let address = rest.split("/api").next().unwrap().to_owned();
+            return (child, address, lines);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_it_stops_accepting_finishes_requests_in_flight_and_closes_the_pool() {
+    let database = crate::helpers::fresh_database().await;
+    let (mut child, address, lines) = serve_json_logs(&database, 20);
+    let client = reqwest::Client::new();
+    let admin = |r: reqwest::RequestBuilder| {
+        r.header("x-organization-id", "acme").header("x-user-id", "ann").header("x-user-role", "ADMIN")
+    };
+    let created = admin(client.post(format!("{address}/api/issues")))
+        .header("x-request-id", "trace-create-1")
+        .json(&json!({"title": "in flight", "description": "d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    // A PATCH held inside PostgreSQL behind a row lock: in flight when SIGTERM comes.
+    let pg = &crate::helpers::cluster().pg;
+    let mut owner =
+        crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, &database)).await;
+    let blocker = owner.transaction().await.unwrap();
+    blocker.execute("select 1 from app.issues where id = 1 for update", &[]).await.unwrap();
+    let in_flight = tokio::spawn(
+        admin(reqwest::Client::new().patch(format!("{address}/api/issues/1")))
+            .header("x-request-id", "trace-in-flight")
+            .json(&json!({"status": "DONE"}))
+            .send(),
+    );
+    let watcher = crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, "postgres")).await;
+    crate::helpers::wait_for_lock_waiters(&watcher, &database, 1).await;
+
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    // It stops accepting at once...
+    let mut refused = false;
+    for _ in 0..100 {
+        if reqwest::Client::new().get(format!("{address}/healthz")).send().await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "new connections are refused after SIGTERM");
+    assert!(child.try_wait().unwrap().is_none(), "still finishing the request in flight");
+    // ... and finishes what it started.
+    blocker.rollback().await.unwrap();
+    let finished = in_flight.await.unwrap().unwrap();
+    assert_eq!(finished.status(), StatusCode::OK);
+    assert_eq!(finished.headers()["x-request-id"], "trace-in-flight");
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    assert!(status.success(), "a clean exit: {status}");
+
+    let logs: Vec<Value> = lines.try_iter().collect();
+    assert!(logs.iter().all(Value::is_object), "every line is JSON: {logs:?}");
+    let message = |line: &Value| line["fields"]["message"].as_str().unwrap_or_default().to_owned();
+    // Every line of a request carries its id, from the span.
+    let request_lines: Vec<&Value> = logs.iter().filter(|l| message(l) == "request").collect();
+    for (id, status) in [("trace-create-1", 201), ("trace-in-flight", 200)] {
+        let line = request_lines
+            .iter()
+            .find(|l| l["span"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no request line for {id} in {request_lines:?}"));
+        assert_eq!(line["fields"]["status"], status);
+        assert_eq!(line["fields"]["organization"], "acme");
+    }
+    let order: Vec<String> = logs.iter().map(message).collect();
+    let position =
+        |text: &str| order.iter().position(|m| m == text).unwrap_or_else(|| panic!("{text}: {order:?}"));
+    assert!(position("request pool closed") < position("stopped"), "{order:?}");
+
+    // The pool's connections are gone from the server (ours too, now).
+    drop(owner);
+    let mut left: i64 = -1;
+    for _ in 0..100 {
+        left = watcher
+            .query_one(
+                "select count(*) from pg_stat_activity where datname = $1 and application_name = 'tenantry'",
+                &[&database],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigint_a_request_stuck_past_the_shutdown_deadline_does_not_keep_it_running() {
+    let database = crate::helpers::fresh_database().await;
+    let (mut child, address, lines) = serve_json_logs(&database, 1);
+    let admin = |r: reqwest::RequestBuilder| {
+        r.header("x-organization-id", "acme").header("x-user-id", "ann").header("x-user-role", "ADMIN")
+    };
+    let client = reqwest::Client::new();
+    let created = admin(client.post(format!("{address}/api/issues")))
+        .json(&json!({"title": "stuck", "description": "d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let pg = &crate::helpers::cluster().pg;
+    let mut owner =
+        crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, &database)).await;
+    let blocker = owner.transaction().await.unwrap();
+    blocker.execute("select 1 from app.issues where id = 1 for update", &[]).await.unwrap();
+    let stuck = tokio::spawn(admin(client.delete(format!("{address}/api/issues/1"))).send());
+    let watcher = crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, "postgres")).await;
+    crate::helpers::wait_for_lock_waiters(&watcher, &database, 1).await;
+
+    let signalled = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "the 1 s deadline held: {:?}",
+        signalled.elapsed()
+    );
+    // The stuck client got no answer at all, certainly not a success.
+    let answer = stuck.await.unwrap();
+    assert!(answer.is_err(), "{answer:?}");
+    blocker.rollback().await.unwrap();
+    let logs: Vec<Value> = lines.try_iter().collect();
+    assert!(logs.iter().any(|l| l["fields"]["message"] == "stopped"), "{logs:?}");
+}
