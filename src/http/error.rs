@@ -218,6 +218,15 @@ impl From<db::Error> for ApiError {
 /// Friendlier words for poem-openapi's parameter errors, by parameter name.
 const PARAMETER_RULES: &[(&str, &str)] = &[("id", "must be a positive 64-bit integer")];
 
+/// A parameter poem-openapi could not parse, in our words where we have some.
+pub fn parameter_error(name: &str, reason: &str) -> ApiError {
+    let message = PARAMETER_RULES
+        .iter()
+        .find(|(rule_name, _)| *rule_name == name)
+        .map_or_else(|| reason.to_owned(), |(_, rule)| (*rule).to_owned());
+    ApiError::invalid(name, message)
+}
+
 /// Turns any error that reached the top into a problem response.
 pub fn render(err: poem::Error) -> Response {
     // Keep the operation for the request log.
@@ -233,15 +242,8 @@ fn problem_response(err: poem::Error, operation: Option<OperationId>) -> Respons
     if err.is::<ApiError>() {
         return err.into_response();
     }
-    let parameter = |name: &str, reason: &str| {
-        let message = PARAMETER_RULES
-            .iter()
-            .find(|(rule_name, _)| *rule_name == name)
-            .map_or_else(|| reason.to_owned(), |(_, rule)| (*rule).to_owned());
-        ApiError::invalid(name, message)
-    };
     let api_error = if let Some(param) = err.downcast_ref::<ParseParamError>() {
-        parameter(param.name, &param.reason)
+        parameter_error(param.name, &param.reason)
     } else if let Some(path) = err.downcast_ref::<ParsePathError>() {
         let name = path
             .name
@@ -250,7 +252,7 @@ fn problem_response(err: poem::Error, operation: Option<OperationId>) -> Respons
             .zip(operation)
             .and_then(|(index, operation)| openapi::path_parameter(operation.0, index))
             .unwrap_or(path.name);
-        parameter(name, &path.reason)
+        parameter_error(name, &path.reason)
     } else if let Some(content_type) = err.downcast_ref::<ContentTypeError>() {
         ApiError::UnsupportedMediaType(content_type.to_string())
     } else {
@@ -281,6 +283,9 @@ pub const PAYLOAD_TOO_LARGE: (u16, &str) = (413, "The body is larger than 1 MiB.
 pub const UNSUPPORTED_MEDIA_TYPE: (u16, &str) = (415, "The body is not `application/json`.");
 pub const SERVICE_UNAVAILABLE: (u16, &str) =
     (503, "The database cannot be reached; retry after `Retry-After` seconds.");
+/// Documented for every operation: a bug can happen anywhere.
+pub const INTERNAL_SERVER_ERROR: (u16, &str) =
+    (500, "An unexpected error. Its cause is logged; the response says nothing more.");
 
 /// An [`ApiError`] returned by an operation whose possible statuses are `S`.
 pub struct Failure<S>(pub ApiError, PhantomData<fn() -> S>);
@@ -305,9 +310,14 @@ impl<S> From<Failure<S>> for poem::Error {
 
 impl<S: ErrorStatuses> ApiResponse for Failure<S> {
     fn meta() -> MetaResponses {
-        let responses = S::STATUSES
-            .iter()
-            .map(|&(status, description)| MetaResponse {
+        let mut statuses = S::STATUSES.to_vec();
+        if !statuses.iter().any(|(status, _)| *status == 500) {
+            statuses.push(INTERNAL_SERVER_ERROR);
+        }
+        statuses.sort_by_key(|(status, _)| *status);
+        let responses = statuses
+            .into_iter()
+            .map(|(status, description)| MetaResponse {
                 description,
                 status: Some(status),
                 status_range: None,

@@ -32,7 +32,12 @@ pub struct IssuesApi;
 pub enum CreatedIssue {
     /// The issue was created; `Location` is its URL.
     #[oai(status = 201)]
-    Created(JsonBody<Issue>, #[oai(header = "Location")] String),
+    Created(
+        JsonBody<Issue>,
+        /// The new issue's URL, e.g. `/api/issues/1`.
+        #[oai(header = "Location")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]

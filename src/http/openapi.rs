@@ -9,7 +9,11 @@ use std::{collections::HashMap, sync::OnceLock};
 use poem_openapi::OpenApiService;
 use serde_json::{Map, Value};
 
-use super::{auth::HEADER_SCHEMES, issues::IssuesApi};
+use super::{
+    auth::HEADER_SCHEMES,
+    examples::{self, Example},
+    issues::IssuesApi,
+};
 
 const DESCRIPTION: &str = "\
 A multi-tenant issue tracker whose tenant isolation lives in PostgreSQL: every request runs \
@@ -32,6 +36,8 @@ pub fn document() -> String {
     let mut spec: Value = serde_json::from_str(&service().spec()).expect("poem-openapi emits valid JSON");
     require_identity_headers_together(&mut spec);
     refine_schemas(&mut spec);
+    add_examples(&mut spec);
+    canonical_header_names(&mut spec);
     let mut text = serde_json::to_string_pretty(&spec).expect("a Value always serializes");
     text.push('\n');
     text
@@ -79,6 +85,97 @@ fn require_identity_headers_together(spec: &mut Value) {
         });
         if !together.is_empty() {
             security.insert(0, Value::Object(together));
+        }
+    }
+}
+
+/// Every operation in the document, mutable: (path, method, operation object).
+fn operations_mut(spec: &mut Value) -> impl Iterator<Item = (&String, &String, &mut Map<String, Value>)> {
+    spec.get_mut("paths").and_then(Value::as_object_mut).into_iter().flat_map(|paths| {
+        paths.iter_mut().filter_map(|(path, item)| Some((path, item.as_object_mut()?))).flat_map(
+            |(path, item)| {
+                item.iter_mut()
+                    .filter_map(move |(method, operation)| Some((path, method, operation.as_object_mut()?)))
+            },
+        )
+    })
+}
+
+/// OpenAPI's `examples` map: name -> {summary, value}.
+fn examples_map(examples: &[Example]) -> Value {
+    let map = examples
+        .iter()
+        .map(|e| (e.name.to_owned(), serde_json::json!({"summary": e.summary, "value": e.value})))
+        .collect();
+    Value::Object(map)
+}
+
+/// Puts `examples::for_operation` (and the generic problem examples) into parameters,
+/// request bodies, responses and response headers.
+fn add_examples(spec: &mut Value) {
+    for (_, _, operation) in operations_mut(spec) {
+        let id = operation.get("operationId").and_then(Value::as_str).unwrap_or_default();
+        let examples = examples::for_operation(id);
+        for parameter in operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
+            let name = parameter["name"].as_str().unwrap_or_default();
+            if let Some(value) = examples.parameter(name) {
+                parameter["example"] = value.clone();
+            }
+        }
+        if let Some(content) = operation.get_mut("requestBody").and_then(|b| b.get_mut("content")) {
+            for media in content.as_object_mut().into_iter().flat_map(|c| c.values_mut()) {
+                if !examples.request.is_empty() {
+                    media["examples"] = examples_map(&examples.request);
+                }
+            }
+        }
+        let responses = operation.get_mut("responses").and_then(Value::as_object_mut);
+        for (status, response) in responses.into_iter().flatten() {
+            let status: u16 = status.parse().unwrap_or_default();
+            let generic = examples::problem(status);
+            let chosen = examples.response(status).or(generic.as_slice().get(..1));
+            if let (Some(chosen), Some(content)) = (chosen, response.get_mut("content")) {
+                for media in content.as_object_mut().into_iter().flat_map(|c| c.values_mut()) {
+                    media["examples"] = examples_map(chosen);
+                }
+            }
+            let headers = response.get_mut("headers").and_then(Value::as_object_mut);
+            for (name, header) in headers.into_iter().flatten() {
+                if let Some(value) = examples::header(name) {
+                    header["example"] = value;
+                }
+            }
+        }
+    }
+}
+
+/// poem-openapi upper-cases response header names (`LOCATION`); show them as HTTP
+/// documents spell them.
+fn canonical_header_names(spec: &mut Value) {
+    const SPELLINGS: &[&str] = &["ETag", "WWW-Authenticate"];
+    let canonical = |name: &str| {
+        if let Some(known) = SPELLINGS.iter().find(|s| s.eq_ignore_ascii_case(name)) {
+            return (*known).to_owned();
+        }
+        let words: Vec<String> = name
+            .split('-')
+            .map(|word| {
+                let lower = word.to_ascii_lowercase();
+                let mut chars = lower.chars();
+                chars
+                    .next()
+                    .map_or_else(String::new, |first| first.to_ascii_uppercase().to_string() + chars.as_str())
+            })
+            .collect();
+        words.join("-")
+    };
+    for (_, _, operation) in operations_mut(spec) {
+        let responses = operation.get_mut("responses").and_then(Value::as_object_mut);
+        for response in responses.into_iter().flat_map(|r| r.values_mut()) {
+            if let Some(headers) = response.get_mut("headers").and_then(Value::as_object_mut) {
+                *headers =
+                    std::mem::take(headers).into_iter().map(|(name, h)| (canonical(&name), h)).collect();
+            }
         }
     }
 }
