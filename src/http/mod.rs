@@ -10,7 +10,9 @@ pub mod openapi;
 use std::{sync::Arc, time::Instant};
 
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler, web::WithContentType,
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler,
+    http::{HeaderValue, StatusCode, header},
+    web::WithContentType,
 };
 use poem_openapi::OperationId;
 
@@ -49,10 +51,16 @@ async fn log_request<E: Endpoint>(next: &E, request: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_valid_id(v))
         .map(str::to_owned);
-    let response = match next.call(request).await {
+    let mut response = match next.call(request).await {
         Ok(response) => response.into_response(),
         Err(err) => error::render(err),
     };
+    // RFC 9110: a 405 says which methods the resource has.
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = openapi::allowed_methods(&path)
+    {
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
     // The path template, so the log shows `/api/issues/{id}` rather than every id.
     let route = response.data::<OperationId>().and_then(|id| openapi::operation_path(id.0)).unwrap_or(&path);
     tracing::info!(

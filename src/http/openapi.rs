@@ -14,6 +14,7 @@ use super::{
     examples::{self, Example},
     issues::IssuesApi,
 };
+use crate::domain::rules;
 
 const DESCRIPTION: &str = "\
 A multi-tenant issue tracker whose tenant isolation lives in PostgreSQL: every request runs \
@@ -55,9 +56,20 @@ const CLOSED_SCHEMAS: &[&str] = &["NewIssue", "IssuePatch"];
 const NULLABLE_PROPERTIES: &[(&str, &str)] =
     &[("Issue", "assigneeId"), ("NewIssue", "assigneeId"), ("IssuePatch", "assigneeId")];
 
+/// Text rules the derives cannot state (a `pattern` there would be a second copy).
+const TEXT_PATTERNS: &[(&str, &str, &str)] = &[
+    ("NewIssue", "title", rules::TITLE_PATTERN),
+    ("NewIssue", "description", rules::DESCRIPTION_PATTERN),
+    ("IssuePatch", "title", rules::TITLE_PATTERN),
+    ("IssuePatch", "description", rules::DESCRIPTION_PATTERN),
+];
+
 /// States in the schemas what poem-openapi's derives cannot express.
 fn refine_schemas(spec: &mut Value) {
     let schemas = &mut spec["components"]["schemas"];
+    for (schema, property, pattern) in TEXT_PATTERNS {
+        schemas[schema]["properties"][property]["pattern"] = Value::from(*pattern);
+    }
     for name in CLOSED_SCHEMAS {
         schemas[name]["additionalProperties"] = Value::Bool(false);
     }
@@ -207,4 +219,39 @@ pub fn path_parameter(operation_id: &str, index: usize) -> Option<&'static str> 
         .split('/')
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
         .nth(index)
+}
+
+/// The `Allow` header for a concrete path, from the document's operations on the path
+/// template it matches (HEAD wherever GET is: poem answers it), or `None` for a path the
+/// document does not have.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    static ALLOW: OnceLock<Vec<(Vec<String>, String)>> = OnceLock::new();
+    let templates = ALLOW.get_or_init(|| {
+        let spec: Value = serde_json::from_str(&document()).expect("our own document");
+        let mut templates = Vec::new();
+        for (template, item) in spec["paths"].as_object().into_iter().flatten() {
+            let mut methods: Vec<String> =
+                item.as_object().into_iter().flat_map(|o| o.keys()).map(|m| m.to_ascii_uppercase()).collect();
+            if methods.iter().any(|m| m == "GET") {
+                methods.push("HEAD".into());
+            }
+            methods.sort();
+            templates.push((template.split('/').map(str::to_owned).collect(), methods.join(", ")));
+        }
+        // Literal segments win over templated ones (`/a/b` before `/a/{id}`).
+        templates.sort_by_key(|(segments, _): &(Vec<String>, String)| {
+            segments.iter().filter(|s| s.starts_with('{')).count()
+        });
+        templates
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    templates
+        .iter()
+        .find(|(template, _)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(part, segment)| {
+                    if part.starts_with('{') { !segment.is_empty() } else { part == segment }
+                })
+        })
+        .map(|(_, allow)| allow.as_str())
 }

@@ -86,6 +86,9 @@ pub fn check_response(
                 "{method} {template} answered {status}, but the document has no such operation"
             ));
         }
+        if status == StatusCode::METHOD_NOT_ALLOWED && !headers.contains_key("allow") {
+            errors.push(format!("{method} {template}: a 405 without an Allow header (RFC 9110)"));
+        }
         return if errors.is_empty() { Ok(()) } else { Err(errors) };
     };
     let operation_name =
@@ -484,7 +487,7 @@ mod tests {
         assert!(errors(patch.clone(), json!({"assigneeId": null})).is_empty());
         assert_eq!(errors(patch.clone(), json!({"colour": "red"})).len(), 1, "additionalProperties: false");
         assert_eq!(errors(patch.clone(), json!({"assigneeId": "a b"})).len(), 1, "pattern");
-        assert_eq!(errors(patch.clone(), json!({"title": ""})).len(), 1, "minLength");
+        assert_eq!(errors(patch.clone(), json!({"title": ""})).len(), 2, "minLength and the pattern");
         assert_eq!(errors(patch, json!({"title": "é".repeat(256)})).len(), 1, "maxLength in characters");
         let new_issue = json!({"$ref": "#/components/schemas/NewIssue"});
         assert_eq!(

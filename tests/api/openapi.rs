@@ -304,3 +304,45 @@ fn the_committed_document_passes_a_real_openapi_validator() {
     let (valid, output) = run_validator(&validator, &broken.to_string());
     assert!(!valid, "a schema of type \"list\" was accepted:\n{output}");
 }
+
+#[test]
+fn the_documented_text_patterns_accept_exactly_what_the_service_accepts() {
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    let mut samples = crate::schema::samples();
+    samples.extend(
+        [
+            "\u{1680}",
+            "\u{2000}\u{200a}",
+            "\u{202f}x",
+            "\u{205f}",
+            "\u{2029}",
+            "\u{180e}",
+            "a\u{9f}",
+            "\u{a1}",
+        ]
+        .map(String::from),
+    );
+    for schema in ["NewIssue", "IssuePatch"] {
+        let properties = &spec["components"]["schemas"][schema]["properties"];
+        let title = regex::Regex::new(properties["title"]["pattern"].as_str().unwrap()).unwrap();
+        let description = regex::Regex::new(properties["description"]["pattern"].as_str().unwrap()).unwrap();
+        for sample in &samples {
+            let fits = |field: &str| {
+                let (min, max) =
+                    (properties[field]["minLength"].as_u64(), properties[field]["maxLength"].as_u64());
+                let length = sample.chars().count() as u64;
+                min.is_none_or(|min| length >= min) && max.is_none_or(|max| length <= max)
+            };
+            assert_eq!(
+                title.is_match(sample) && fits("title"),
+                rules::title_problem(sample).is_none(),
+                "{schema} title {sample:?}"
+            );
+            assert_eq!(
+                description.is_match(sample) && fits("description"),
+                rules::description_problem(sample).is_none(),
+                "{schema} description {sample:?}"
+            );
+        }
+    }
+}

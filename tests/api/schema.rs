@@ -124,7 +124,7 @@ async fn every_schema_table_column_policy_function_type_and_role_has_a_comment()
 }
 
 /// Samples around every rule's edges, including characters where Unicode classes differ.
-fn samples() -> Vec<String> {
+pub fn samples() -> Vec<String> {
     let mut samples: Vec<String> = [
         "",
         " ",
