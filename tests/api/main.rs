@@ -2,6 +2,7 @@
 //! concern. Every test gets a fresh database and a server on a free port.
 
 mod binary;
+mod browser;
 mod conformance;
 mod helpers;
 mod hygiene;
