@@ -4,11 +4,13 @@
 mod binary;
 mod browser;
 mod conformance;
+mod dba;
 mod helpers;
 mod hygiene;
 mod isolation;
 mod issues;
 mod openapi;
+mod readme;
 mod schema;
 mod sql_rls;
 mod startup;
