@@ -164,7 +164,18 @@ fn add_examples(spec: &mut Value) {
 /// poem-openapi upper-cases response header names (`LOCATION`); show them as HTTP
 /// documents spell them.
 fn canonical_header_names(spec: &mut Value) {
-    const SPELLINGS: &[&str] = &["ETag", "WWW-Authenticate"];
+    const SPELLINGS: &[&str] = &[
+        "ETag",
+        "WWW-Authenticate",
+        "RateLimit",
+        "RateLimit-Policy",
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+    ];
     let canonical = |name: &str| {
         if let Some(known) = SPELLINGS.iter().find(|s| s.eq_ignore_ascii_case(name)) {
             return (*known).to_owned();
