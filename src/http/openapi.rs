@@ -82,8 +82,7 @@ fn refine_schemas(spec: &mut Value) {
 /// with one requirement naming all three. Other schemes stay alternatives.
 fn require_identity_headers_together(spec: &mut Value) {
     let is_identity = |name: &str| HEADER_SCHEMES.iter().any(|(scheme, ..)| *scheme == name);
-    let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) else { return };
-    for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|p| p.values_mut()) {
+    for operation in operations_mut(spec) {
         let Some(security) = operation.get_mut("security").and_then(Value::as_array_mut) else {
             continue;
         };
@@ -101,16 +100,15 @@ fn require_identity_headers_together(spec: &mut Value) {
     }
 }
 
-/// Every operation in the document, mutable: (path, method, operation object).
-fn operations_mut(spec: &mut Value) -> impl Iterator<Item = (&String, &String, &mut Map<String, Value>)> {
-    spec.get_mut("paths").and_then(Value::as_object_mut).into_iter().flat_map(|paths| {
-        paths.iter_mut().filter_map(|(path, item)| Some((path, item.as_object_mut()?))).flat_map(
-            |(path, item)| {
-                item.iter_mut()
-                    .filter_map(move |(method, operation)| Some((path, method, operation.as_object_mut()?)))
-            },
-        )
-    })
+/// Every operation object in the document, mutable.
+fn operations_mut(spec: &mut Value) -> impl Iterator<Item = &mut Map<String, Value>> {
+    let paths = spec.get_mut("paths").and_then(Value::as_object_mut);
+    paths
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(Value::as_object_mut)
 }
 
 /// OpenAPI's `examples` map: name -> {summary, value}.
@@ -125,7 +123,7 @@ fn examples_map(examples: &[Example]) -> Value {
 /// Puts `examples::for_operation` (and the generic problem examples) into parameters,
 /// request bodies, responses and response headers.
 fn add_examples(spec: &mut Value) {
-    for (_, _, operation) in operations_mut(spec) {
+    for operation in operations_mut(spec) {
         let id = operation.get("operationId").and_then(Value::as_str).unwrap_or_default();
         let examples = examples::for_operation(id);
         for parameter in operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
@@ -192,7 +190,7 @@ fn canonical_header_names(spec: &mut Value) {
             .collect();
         words.join("-")
     };
-    for (_, _, operation) in operations_mut(spec) {
+    for operation in operations_mut(spec) {
         let responses = operation.get_mut("responses").and_then(Value::as_object_mut);
         for response in responses.into_iter().flat_map(|r| r.values_mut()) {
             if let Some(headers) = response.get_mut("headers").and_then(Value::as_object_mut) {
