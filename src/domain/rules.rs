@@ -9,6 +9,17 @@ pub const DESCRIPTION_MAX_CHARS: usize = 50_000;
 /// Longest organization or user id.
 pub const ID_MAX_CHARS: usize = 64;
 
+// The text rules below as regular expressions, for the OpenAPI document, so that clients
+// and spec-driven tools know them. The syntax means the same in ECMA 262 (Swagger UI),
+// Python (schemathesis) and Rust (the tests, which compare these with the functions):
+// `\x..` and `\u....` escapes only. Control characters are Unicode Cc (U+0000-U+001F,
+// U+007F-U+009F); "blank" is Unicode White_Space, spelled out because `\s` differs
+// between those engines.
+/// A title: no control character, and at least one character that is not White_Space.
+pub const TITLE_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$";
+/// A description: as a title, but tab, line feed and carriage return are allowed.
+pub const DESCRIPTION_PATTERN: &str = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$";
+
 /// Organization and user ids: 1 to 64 characters of `A-Z a-z 0-9 . _ : @ -`
 /// (SQL: `app.is_valid_id`).
 pub fn is_valid_id(value: &str) -> bool {

@@ -164,6 +164,11 @@ fn identify(request: &Request) -> Result<TenantContext, ApiError> {
     Ok(ctx)
 }
 
+/// What a MEMBER gets from an operation only an ADMIN may call.
+pub fn admin_only_error() -> ApiError {
+    ApiError::Forbidden("only an ADMIN may do this".into())
+}
+
 /// Any authenticated caller (ADMIN or MEMBER).
 pub struct Caller(pub TenantContext);
 
@@ -202,5 +207,5 @@ macro_rules! identity_extractor {
 identity_extractor!(Caller, |ctx| Ok(Caller(ctx)));
 identity_extractor!(AdminCaller, |ctx| match ctx.role {
     Role::Admin => Ok(AdminCaller(ctx)),
-    Role::Member => Err(ApiError::Forbidden("only an ADMIN may do this".into())),
+    Role::Member => Err(admin_only_error()),
 });

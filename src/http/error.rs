@@ -274,6 +274,15 @@ const PARAMETER_RULES: &[(&str, &str)] = &[
     ("Idempotency-Key", "must be 1-255 printable ASCII characters"),
 ];
 
+/// A parameter poem-openapi could not parse, in our words where we have some.
+pub fn parameter_error(name: &str, reason: &str) -> ApiError {
+    let message = PARAMETER_RULES
+        .iter()
+        .find(|(rule_name, _)| *rule_name == name)
+        .map_or_else(|| reason.to_owned(), |(_, rule)| (*rule).to_owned());
+    ApiError::invalid(name, message)
+}
+
 /// Turns any error that reached the top into a problem response.
 pub fn render(err: poem::Error) -> Response {
     // Keep the operation for the request log.
@@ -289,15 +298,8 @@ fn problem_response(err: poem::Error, operation: Option<OperationId>) -> Respons
     if err.is::<ApiError>() {
         return err.into_response();
     }
-    let parameter = |name: &str, reason: &str| {
-        let message = PARAMETER_RULES
-            .iter()
-            .find(|(rule_name, _)| *rule_name == name)
-            .map_or_else(|| reason.to_owned(), |(_, rule)| (*rule).to_owned());
-        ApiError::invalid(name, message)
-    };
     let api_error = if let Some(param) = err.downcast_ref::<ParseParamError>() {
-        parameter(param.name, &param.reason)
+        parameter_error(param.name, &param.reason)
     } else if let Some(path) = err.downcast_ref::<ParsePathError>() {
         let name = path
             .name
@@ -306,7 +308,7 @@ fn problem_response(err: poem::Error, operation: Option<OperationId>) -> Respons
             .zip(operation)
             .and_then(|(index, operation)| openapi::path_parameter(operation.0, index))
             .unwrap_or(path.name);
-        parameter(name, &path.reason)
+        parameter_error(name, &path.reason)
     } else if let Some(content_type) = err.downcast_ref::<ContentTypeError>() {
         ApiError::UnsupportedMediaType(content_type.to_string())
     } else {
@@ -348,6 +350,9 @@ pub const TOO_MANY_REQUESTS: (u16, &str) =
     (429, "The organization or the user is over its rate limit; retry after `Retry-After` seconds.");
 pub const SERVICE_UNAVAILABLE: (u16, &str) =
     (503, "The database cannot be reached, is overloaded or too slow; retry after `Retry-After` seconds.");
+/// Documented for every operation: a bug can happen anywhere.
+pub const INTERNAL_SERVER_ERROR: (u16, &str) =
+    (500, "An unexpected error. Its cause is logged; the response says nothing more.");
 
 /// An [`ApiError`] returned by an operation whose possible statuses are `S`.
 pub struct Failure<S>(pub ApiError, PhantomData<fn() -> S>);
@@ -372,11 +377,13 @@ impl<S> From<Failure<S>> for poem::Error {
 
 impl<S: ErrorStatuses> ApiResponse for Failure<S> {
     fn meta() -> MetaResponses {
-        // Every operation is rate limited, so every one can answer 429.
-        let rate_limited =
-            (!S::STATUSES.iter().any(|(status, _)| *status == 429)).then_some(TOO_MANY_REQUESTS);
-        let mut statuses: Vec<(u16, &'static str)> =
-            S::STATUSES.iter().copied().chain(rate_limited).collect();
+        // Every operation is rate limited (429), and a bug can happen anywhere (500).
+        let mut statuses = S::STATUSES.to_vec();
+        for always in [TOO_MANY_REQUESTS, INTERNAL_SERVER_ERROR] {
+            if !statuses.iter().any(|(status, _)| *status == always.0) {
+                statuses.push(always);
+            }
+        }
         statuses.sort_by_key(|(status, _)| *status);
         let responses = statuses
             .into_iter()

@@ -40,7 +40,7 @@ pub enum CreatedIssue {
     #[oai(status = 201)]
     Created(
         JsonBody<Issue>,
-        /// The issue's URL.
+        /// The new issue's URL, e.g. `/api/issues/1`.
         #[oai(header = "Location")]
         String,
         /// The issue's version, for `If-Match` and `If-None-Match`.

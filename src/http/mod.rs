@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod examples;
 pub mod issues;
 pub mod json;
 pub mod jwt;

@@ -16,7 +16,7 @@ use std::{
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
-    http::{HeaderMap, HeaderName, HeaderValue},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
 };
 use poem_openapi::OperationId;
 use tracing::Instrument;
@@ -134,6 +134,12 @@ impl<E: Endpoint> Endpoint for Observe<E> {
                 headers.insert(RATE_LIMIT_LIMIT, allowance.limit.into());
                 headers.insert(RATE_LIMIT_REMAINING, allowance.remaining.into());
                 headers.insert(RATE_LIMIT_RESET, allowance.reset.into());
+            }
+            // RFC 9110: a 405 says which methods the resource has.
+            if response.status() == StatusCode::METHOD_NOT_ALLOWED
+                && let Some(allow) = super::openapi::allowed_methods(&path)
+            {
+                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
             }
 
             let operation = response.data::<OperationId>().map(|id| id.0);

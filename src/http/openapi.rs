@@ -17,9 +17,10 @@ use serde_json::{Map, Value};
 
 use super::{
     auth::{BEARER_SCHEME, HEADER_SCHEMES},
+    examples::{self, Example},
     issues::IssuesApi,
 };
-use crate::config::AuthMode;
+use crate::{config::AuthMode, domain::rules};
 
 const DESCRIPTION: &str = "\
 A multi-tenant issue tracker whose tenant isolation lives in PostgreSQL: every request runs \
@@ -61,6 +62,8 @@ pub fn document_for(mode: AuthMode) -> String {
         keep_only_bearer(&mut spec);
     }
     refine_schemas(&mut spec);
+    add_examples(&mut spec);
+    canonical_header_names(&mut spec);
     let mut text = serde_json::to_string_pretty(&spec).expect("a Value always serializes");
     text.push('\n');
     text
@@ -92,9 +95,20 @@ const CLOSED_SCHEMAS: &[&str] = &["NewIssue", "IssuePatch"];
 const NULLABLE_PROPERTIES: &[(&str, &str)] =
     &[("Issue", "assigneeId"), ("NewIssue", "assigneeId"), ("IssuePatch", "assigneeId")];
 
+/// Text rules the derives cannot state (a `pattern` there would be a second copy).
+const TEXT_PATTERNS: &[(&str, &str, &str)] = &[
+    ("NewIssue", "title", rules::TITLE_PATTERN),
+    ("NewIssue", "description", rules::DESCRIPTION_PATTERN),
+    ("IssuePatch", "title", rules::TITLE_PATTERN),
+    ("IssuePatch", "description", rules::DESCRIPTION_PATTERN),
+];
+
 /// States in the schemas what poem-openapi's derives cannot express.
 fn refine_schemas(spec: &mut Value) {
     let schemas = &mut spec["components"]["schemas"];
+    for (schema, property, pattern) in TEXT_PATTERNS {
+        schemas[schema]["properties"][property]["pattern"] = Value::from(*pattern);
+    }
     for name in CLOSED_SCHEMAS {
         schemas[name]["additionalProperties"] = Value::Bool(false);
     }
@@ -107,8 +121,7 @@ fn refine_schemas(spec: &mut Value) {
 /// with one requirement naming all three. Other schemes stay alternatives.
 fn require_identity_headers_together(spec: &mut Value) {
     let is_identity = |name: &str| HEADER_SCHEMES.iter().any(|(scheme, ..)| *scheme == name);
-    let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) else { return };
-    for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|p| p.values_mut()) {
+    for operation in operations_mut(spec) {
         let Some(security) = operation.get_mut("security").and_then(Value::as_array_mut) else {
             continue;
         };
@@ -153,6 +166,107 @@ pub fn operations() -> &'static [Operation] {
     })
 }
 
+/// Every operation object in the document, mutable.
+fn operations_mut(spec: &mut Value) -> impl Iterator<Item = &mut Map<String, Value>> {
+    let paths = spec.get_mut("paths").and_then(Value::as_object_mut);
+    paths
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(Value::as_object_mut)
+}
+
+/// OpenAPI's `examples` map: name -> {summary, value}.
+fn examples_map(examples: &[Example]) -> Value {
+    let map = examples
+        .iter()
+        .map(|e| (e.name.to_owned(), serde_json::json!({"summary": e.summary, "value": e.value})))
+        .collect();
+    Value::Object(map)
+}
+
+/// Puts `examples::for_operation` (and the generic problem examples) into parameters,
+/// request bodies, responses and response headers.
+fn add_examples(spec: &mut Value) {
+    for operation in operations_mut(spec) {
+        let id = operation.get("operationId").and_then(Value::as_str).unwrap_or_default();
+        let examples = examples::for_operation(id);
+        for parameter in operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
+            let name = parameter["name"].as_str().unwrap_or_default();
+            if let Some(value) = examples.parameter(name) {
+                parameter["example"] = value.clone();
+            }
+        }
+        if let Some(content) = operation.get_mut("requestBody").and_then(|b| b.get_mut("content")) {
+            for media in content.as_object_mut().into_iter().flat_map(|c| c.values_mut()) {
+                if !examples.request.is_empty() {
+                    media["examples"] = examples_map(&examples.request);
+                }
+            }
+        }
+        let responses = operation.get_mut("responses").and_then(Value::as_object_mut);
+        for (status, response) in responses.into_iter().flatten() {
+            let status: u16 = status.parse().unwrap_or_default();
+            let generic = examples::problem(status);
+            let chosen = examples.response(status).or(generic.as_slice().get(..1));
+            if let (Some(chosen), Some(content)) = (chosen, response.get_mut("content")) {
+                for media in content.as_object_mut().into_iter().flat_map(|c| c.values_mut()) {
+                    media["examples"] = examples_map(chosen);
+                }
+            }
+            let headers = response.get_mut("headers").and_then(Value::as_object_mut);
+            for (name, header) in headers.into_iter().flatten() {
+                if let Some(value) = examples::header(name) {
+                    header["example"] = value;
+                }
+            }
+        }
+    }
+}
+
+/// poem-openapi upper-cases response header names (`LOCATION`); show them as HTTP
+/// documents spell them.
+fn canonical_header_names(spec: &mut Value) {
+    const SPELLINGS: &[&str] = &[
+        "ETag",
+        "WWW-Authenticate",
+        "RateLimit",
+        "RateLimit-Policy",
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+    ];
+    let canonical = |name: &str| {
+        if let Some(known) = SPELLINGS.iter().find(|s| s.eq_ignore_ascii_case(name)) {
+            return (*known).to_owned();
+        }
+        let words: Vec<String> = name
+            .split('-')
+            .map(|word| {
+                let lower = word.to_ascii_lowercase();
+                let mut chars = lower.chars();
+                chars
+                    .next()
+                    .map_or_else(String::new, |first| first.to_ascii_uppercase().to_string() + chars.as_str())
+            })
+            .collect();
+        words.join("-")
+    };
+    for operation in operations_mut(spec) {
+        let responses = operation.get_mut("responses").and_then(Value::as_object_mut);
+        for response in responses.into_iter().flat_map(|r| r.values_mut()) {
+            if let Some(headers) = response.get_mut("headers").and_then(Value::as_object_mut) {
+                *headers =
+                    std::mem::take(headers).into_iter().map(|(name, h)| (canonical(&name), h)).collect();
+            }
+        }
+    }
+}
+
 /// The path template of an operation, e.g. `getIssue` -> `/api/issues/{id}`.
 pub fn operation_path(operation_id: &str) -> Option<&'static str> {
     static PATHS: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
@@ -169,4 +283,39 @@ pub fn path_parameter(operation_id: &str, index: usize) -> Option<&'static str> 
         .split('/')
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
         .nth(index)
+}
+
+/// The `Allow` header for a concrete path, from the document's operations on the path
+/// template it matches (HEAD wherever GET is: poem answers it), or `None` for a path the
+/// document does not have.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    static ALLOW: OnceLock<Vec<(Vec<String>, String)>> = OnceLock::new();
+    let templates = ALLOW.get_or_init(|| {
+        let spec: Value = serde_json::from_str(&document()).expect("our own document");
+        let mut templates = Vec::new();
+        for (template, item) in spec["paths"].as_object().into_iter().flatten() {
+            let mut methods: Vec<String> =
+                item.as_object().into_iter().flat_map(|o| o.keys()).map(|m| m.to_ascii_uppercase()).collect();
+            if methods.iter().any(|m| m == "GET") {
+                methods.push("HEAD".into());
+            }
+            methods.sort();
+            templates.push((template.split('/').map(str::to_owned).collect(), methods.join(", ")));
+        }
+        // Literal segments win over templated ones (`/a/b` before `/a/{id}`).
+        templates.sort_by_key(|(segments, _): &(Vec<String>, String)| {
+            segments.iter().filter(|s| s.starts_with('{')).count()
+        });
+        templates
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    templates
+        .iter()
+        .find(|(template, _)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(part, segment)| {
+                    if part.starts_with('{') { !segment.is_empty() } else { part == segment }
+                })
+        })
+        .map(|(_, allow)| allow.as_str())
 }

@@ -211,5 +211,9 @@ async fn unknown_routes_and_methods_get_problem_responses() {
     let actor = admin("acme");
     assert_problem(app.get(&actor, "/api/nope").await, StatusCode::NOT_FOUND).await;
     let put = app.request(Method::PUT, "/api/issues/1", Some(&actor)).send().await.unwrap();
+    assert_eq!(put.headers()["allow"], "DELETE, GET, HEAD, PATCH");
     assert_problem(put, StatusCode::METHOD_NOT_ALLOWED).await;
+    let trace = app.request(Method::TRACE, "/api/issues", Some(&actor)).send().await.unwrap();
+    assert_eq!(trace.headers()["allow"], "GET, HEAD, POST");
+    assert_problem(trace, StatusCode::METHOD_NOT_ALLOWED).await;
 }

@@ -70,7 +70,7 @@ fn with(mut claims: Value, key: &str, value: Value) -> Value {
     claims
 }
 
-fn bearer(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+fn bearer(app: &TestApp, method: Method, path: &str, token: &str) -> TestRequest {
     app.request(method, path, None).bearer_auth(token)
 }
 

@@ -2,7 +2,10 @@
 //! concern. Every test gets a fresh database and a server on a free port.
 
 mod binary;
+mod browser;
 mod concurrency;
+mod conformance;
+mod dba;
 mod helpers;
 mod hygiene;
 mod idempotency;
@@ -12,6 +15,7 @@ mod jwt;
 mod openapi;
 mod operations;
 mod rate_limits;
+mod readme;
 mod schema;
 mod sql_rls;
 mod startup;

@@ -2,7 +2,7 @@
 //! saying what the service really requires.
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tenantry::domain::rules;
 
 use crate::helpers::*;
@@ -79,4 +79,278 @@ fn the_documented_limits_are_the_enforced_ones() {
         assert_eq!(spec["components"]["schemas"][schema]["additionalProperties"], false, "{schema}");
     }
     assert_eq!(spec["components"]["schemas"]["Issue"]["properties"]["assigneeId"]["nullable"], true);
+}
+
+/// Every operation in the document, as (`METHOD /path (operationId)`, operation).
+fn operations(spec: &Value) -> Vec<(String, &Value)> {
+    let mut operations = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap_or("no operationId");
+            operations.push((format!("{} {path} ({id})", method.to_uppercase()), operation));
+        }
+    }
+    operations
+}
+
+fn non_empty_text(value: &Value) -> bool {
+    value.as_str().is_some_and(|text| !text.trim().is_empty())
+}
+
+fn has_examples(media: &Value) -> bool {
+    media["examples"].as_object().is_some_and(|examples| !examples.is_empty())
+        || media.get("example").is_some()
+}
+
+/// The statuses an operation can answer, from its shape: identity headers can be
+/// wrong (401), parameters and bodies can be invalid (400), bodies too large or not
+/// JSON (413, 415), an id can name nothing (404), and the database can be away (503) or
+/// a bug can strike (500). Statuses that depend on the handler (403 for ADMIN-only
+/// operations, 409...) are caught when a test or schemathesis receives them.
+fn statuses_it_can_return(path: &str, operation: &Value) -> Vec<&'static str> {
+    let mut statuses = vec!["500", "503"];
+    if operation["security"].as_array().is_some_and(|s| !s.is_empty()) {
+        statuses.push("401");
+    }
+    let has_parameters = operation["parameters"].as_array().is_some_and(|p| !p.is_empty());
+    let has_body = operation.get("requestBody").is_some();
+    if has_parameters || has_body {
+        statuses.push("400");
+    }
+    if has_body {
+        statuses.extend(["413", "415"]);
+    }
+    if path.contains('{') {
+        statuses.push("404");
+    }
+    statuses
+}
+
+#[test]
+fn every_operation_is_documented_completely() {
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    let mut missing = Vec::new();
+    for (name, operation) in operations(&spec) {
+        let mut lacks = |what: String| missing.push(format!("{name}: {what}"));
+        for field in ["operationId", "summary", "description"] {
+            if !non_empty_text(&operation[field]) {
+                lacks(format!("no {field}"));
+            }
+        }
+        if operation["tags"].as_array().is_none_or(|tags| tags.is_empty()) {
+            lacks("no tags".into());
+        }
+        for parameter in operation["parameters"].as_array().into_iter().flatten() {
+            let parameter_name = parameter["name"].as_str().unwrap_or("?");
+            if !non_empty_text(&parameter["description"]) {
+                lacks(format!("parameter {parameter_name} has no description"));
+            }
+            if parameter.get("example").is_none() && parameter.get("examples").is_none() {
+                lacks(format!("parameter {parameter_name} has no example"));
+            }
+        }
+        for (media_type, media) in operation["requestBody"]["content"].as_object().into_iter().flatten() {
+            if !has_examples(media) {
+                lacks(format!("request body {media_type} has no examples"));
+            }
+        }
+        let responses = operation["responses"].as_object().cloned().unwrap_or_default();
+        if !responses.keys().any(|status| status.starts_with('2') || status.starts_with('3')) {
+            lacks("no success response".into());
+        }
+        let path = name.split(' ').nth(1).unwrap();
+        for status in statuses_it_can_return(path, operation) {
+            if !responses.contains_key(status) {
+                lacks(format!("status {status} is not documented"));
+            }
+        }
+        for (status, response) in &responses {
+            if !non_empty_text(&response["description"]) {
+                lacks(format!("response {status} has no description"));
+            }
+            let content = response["content"].as_object().cloned().unwrap_or_default();
+            for (media_type, media) in &content {
+                if !has_examples(media) {
+                    lacks(format!("response {status} {media_type} has no examples"));
+                }
+            }
+            if status.starts_with('4') || status.starts_with('5') {
+                let problem = &content.get("application/problem+json").map(|m| m["schema"]["$ref"].clone());
+                if content.len() != 1 || problem.as_ref() != Some(&json!("#/components/schemas/Problem")) {
+                    lacks(format!(
+                        "response {status} is not application/problem+json with the Problem schema"
+                    ));
+                }
+            }
+            for (header, definition) in response["headers"].as_object().into_iter().flatten() {
+                if !non_empty_text(&definition["description"]) {
+                    lacks(format!("response {status} header {header} has no description"));
+                }
+                if definition.get("example").is_none() {
+                    lacks(format!("response {status} header {header} has no example"));
+                }
+            }
+        }
+        if responses.get("201").is_some_and(|created| created["headers"].get("Location").is_none()) {
+            lacks("response 201 has no Location header".into());
+        }
+        if responses.get("503").is_some_and(|unavailable| unavailable["headers"].get("Retry-After").is_none())
+        {
+            lacks("response 503 has no Retry-After header".into());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the OpenAPI document is incomplete (examples: src/http/examples.rs; statuses: each \
+         operation's ErrorStatuses; words: the handler's doc comment):\n  {}",
+        missing.join("\n  ")
+    );
+}
+
+#[test]
+fn every_example_in_the_document_matches_its_schema() {
+    let spec = crate::conformance::spec();
+    // (where, schema, example, the status a problem example must state)
+    let mut examples: Vec<(String, &Value, &Value, Option<u64>)> = Vec::new();
+    for (name, operation) in operations(spec) {
+        for parameter in operation["parameters"].as_array().into_iter().flatten() {
+            if let Some(example) = parameter.get("example") {
+                examples.push((
+                    format!("{name} parameter {}", parameter["name"]),
+                    &parameter["schema"],
+                    example,
+                    None,
+                ));
+            }
+        }
+        let mut media_types: Vec<(String, &Value, Option<u64>)> = Vec::new();
+        for (media_type, media) in operation["requestBody"]["content"].as_object().into_iter().flatten() {
+            media_types.push((format!("request {media_type}"), media, None));
+        }
+        for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+            for (header, definition) in response["headers"].as_object().into_iter().flatten() {
+                if let Some(example) = definition.get("example") {
+                    examples.push((
+                        format!("{name} {status} header {header}"),
+                        &definition["schema"],
+                        example,
+                        None,
+                    ));
+                }
+            }
+            for (media_type, media) in response["content"].as_object().into_iter().flatten() {
+                let problem_status =
+                    (media_type == "application/problem+json").then(|| status.parse().unwrap());
+                media_types.push((format!("response {status} {media_type}"), media, problem_status));
+            }
+        }
+        for (at, media, status) in media_types {
+            for (example_name, example) in media["examples"].as_object().into_iter().flatten() {
+                examples.push((
+                    format!("{name} {at} example {example_name}"),
+                    &media["schema"],
+                    &example["value"],
+                    status,
+                ));
+            }
+        }
+    }
+    let mut wrong = Vec::new();
+    for (at, schema, value, status) in &examples {
+        crate::conformance::validate(spec, schema, value, at, &mut wrong);
+        if status.is_some_and(|status| value["status"] != status) {
+            wrong.push(format!("{at}: states status {}", value["status"]));
+        }
+    }
+    assert!(wrong.is_empty(), "examples that do not match their schema:\n  {}", wrong.join("\n  "));
+    assert!(examples.len() > 20, "only {} examples were checked", examples.len());
+}
+
+/// The Python tools' virtualenv (`.ci/run` creates it; see README), or `None` when it is
+/// missing here and REQUIRE_SPEC_VALIDATOR is not set.
+fn spec_validator() -> Option<std::path::PathBuf> {
+    let venv = std::env::var_os("TENANTRY_TOOLS_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools-venv"));
+    let validator = venv.join("bin/openapi-spec-validator");
+    if validator.exists() {
+        return Some(validator);
+    }
+    let hint =
+        "python3 -m venv target/tools-venv && target/tools-venv/bin/pip install -r tools/requirements.txt";
+    if std::env::var_os("REQUIRE_SPEC_VALIDATOR").is_some_and(|v| v == "1") {
+        panic!("REQUIRE_SPEC_VALIDATOR=1 but {} is missing; create it with: {hint}", validator.display());
+    }
+    eprintln!(
+        "SKIPPED: {} is missing, so the document was not run through a real OpenAPI validator; {hint}",
+        validator.display()
+    );
+    None
+}
+
+fn run_validator(validator: &std::path::Path, document: &str) -> (bool, String) {
+    let dir = crate::startup::tempdir("openapi-validator");
+    let file = dir.join("openapi.json");
+    std::fs::write(&file, document).unwrap();
+    let output =
+        std::process::Command::new(validator).arg(&file).output().expect("running openapi-spec-validator");
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[test]
+fn the_committed_document_passes_a_real_openapi_validator() {
+    let Some(validator) = spec_validator() else { return };
+    let (valid, output) = run_validator(&validator, COMMITTED);
+    assert!(valid, "openapi-spec-validator refused openapi/openapi.json:\n{output}");
+
+    // And it does refuse a broken document, so the pass above means something.
+    let mut broken: Value = serde_json::from_str(COMMITTED).unwrap();
+    broken["paths"]["/api/issues"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["type"] =
+        json!("list");
+    let (valid, output) = run_validator(&validator, &broken.to_string());
+    assert!(!valid, "a schema of type \"list\" was accepted:\n{output}");
+}
+
+#[test]
+fn the_documented_text_patterns_accept_exactly_what_the_service_accepts() {
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    let mut samples = crate::schema::samples();
+    samples.extend(
+        [
+            "\u{1680}",
+            "\u{2000}\u{200a}",
+            "\u{202f}x",
+            "\u{205f}",
+            "\u{2029}",
+            "\u{180e}",
+            "a\u{9f}",
+            "\u{a1}",
+        ]
+        .map(String::from),
+    );
+    for schema in ["NewIssue", "IssuePatch"] {
+        let properties = &spec["components"]["schemas"][schema]["properties"];
+        let title = regex::Regex::new(properties["title"]["pattern"].as_str().unwrap()).unwrap();
+        let description = regex::Regex::new(properties["description"]["pattern"].as_str().unwrap()).unwrap();
+        for sample in &samples {
+            let fits = |field: &str| {
+                let (min, max) =
+                    (properties[field]["minLength"].as_u64(), properties[field]["maxLength"].as_u64());
+                let length = sample.chars().count() as u64;
+                min.is_none_or(|min| length >= min) && max.is_none_or(|max| length <= max)
+            };
+            assert_eq!(
+                title.is_match(sample) && fits("title"),
+                rules::title_problem(sample).is_none(),
+                "{schema} title {sample:?}"
+            );
+            assert_eq!(
+                description.is_match(sample) && fits("description"),
+                rules::description_problem(sample).is_none(),
+                "{schema} description {sample:?}"
+            );
+        }
+    }
 }

@@ -89,15 +89,17 @@ async fn every_schema_table_column_policy_function_type_and_role_has_a_comment()
     let missing: Vec<String> = sql
         .query(
             "select 'schema ' || nspname from pg_namespace
-              where nspname in ('app', 'api') and obj_description(oid, 'pg_namespace') is null
+              where nspname in ('app', 'api', 'dba') and obj_description(oid, 'pg_namespace') is null
              union all
              select 'table ' || c.oid::regclass from pg_class c
-              where c.relnamespace in ('app'::regnamespace, 'api'::regnamespace) and c.relkind in ('r', 'p', 'v')
+              where c.relnamespace in ('app'::regnamespace, 'api'::regnamespace, 'dba'::regnamespace)
+                and c.relkind in ('r', 'p', 'v')
                 and obj_description(c.oid, 'pg_class') is null
              union all
              select 'column ' || c.oid::regclass || '.' || a.attname from pg_class c
                join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-              where c.relnamespace = 'app'::regnamespace and c.relkind in ('r', 'p')
+              where (c.relnamespace = 'app'::regnamespace and c.relkind in ('r', 'p')
+                     or c.relnamespace = 'dba'::regnamespace and c.relkind = 'v')
                 and col_description(c.oid, a.attnum) is null
              union all
              select 'policy ' || polname || ' on ' || polrelid::regclass from pg_policy
@@ -124,7 +126,7 @@ async fn every_schema_table_column_policy_function_type_and_role_has_a_comment()
 }
 
 /// Samples around every rule's edges, including characters where Unicode classes differ.
-fn samples() -> Vec<String> {
+pub fn samples() -> Vec<String> {
     let mut samples: Vec<String> = [
         "",
         " ",

@@ -1,0 +1,329 @@
+//! Swagger UI as its users take it, in a real browser: Debian's headless Chromium driven
+//! through chromedriver (WebDriver) against the running service. Authorize with the three
+//! headers, create an issue with "Try it out", list it, and watch a MEMBER's PATCH come
+//! back as a 403 problem. Screenshots of each step go to `target/browser-artifacts/`.
+//!
+//! Without chromium and chromedriver the test is skipped with a message, unless
+//! REQUIRE_BROWSER=1 (CI), where it fails instead.
+
+use std::{
+    future::Future,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
+use futures::FutureExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// How long one step may take before the test gives up on it.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Flags that work for headless Chromium here, as root and without a network (the
+/// background-networking flags stop it from calling home, which a closed network refuses).
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1600",
+];
+
+fn find_program(env: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Where screenshots go.
+pub fn artifacts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts")
+}
+
+/// A chromedriver of our own, killed when dropped, and a browser profile removed then.
+struct Driver {
+    process: Child,
+    url: String,
+    profile: PathBuf,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+impl Driver {
+    /// Starts chromedriver, or explains why not: `None` means "skip".
+    async fn start() -> Option<(Driver, PathBuf)> {
+        let required = std::env::var_os("REQUIRE_BROWSER").is_some_and(|v| v == "1");
+        let chromium = find_program("CHROMIUM", &["chromium", "chromium-browser", "google-chrome"]);
+        let chromedriver = find_program("CHROMEDRIVER", &["chromedriver"]);
+        let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
+            let message = "chromium and chromedriver are needed for the Swagger UI browser test \
+                           (Debian: apt-get install -y chromium chromium-driver; or set CHROMIUM and CHROMEDRIVER)";
+            assert!(!required, "REQUIRE_BROWSER=1 but {message}");
+            eprintln!("SKIPPED: {message}");
+            return None;
+        };
+        // This run's artifacts only.
+        let _ = std::fs::remove_dir_all(artifacts_dir());
+        std::fs::create_dir_all(artifacts_dir()).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = artifacts_dir().join("chromedriver.log");
+        let process = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
+        let profile = crate::startup::tempdir("chromium-profile");
+        let driver = Driver { process, url: format!("http://127.0.0.1:{port}"), profile };
+        // Ready when its status endpoint says so.
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            let status = client.get(format!("{}/status", driver.url)).send().await;
+            if let Ok(response) = status
+                && let Ok(body) = response.json::<Value>().await
+                && body["value"]["ready"] == true
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < STEP_TIMEOUT,
+                "chromedriver did not become ready; see {}",
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Some((driver, chromium))
+    }
+
+    async fn session(&self, chromium: &Path) -> Client {
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
+        args.push(format!("--user-data-dir={}", self.profile.display()));
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+        });
+        let Value::Object(capabilities) = capabilities else { unreachable!() };
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("a Chromium session through chromedriver: {e}"))
+    }
+}
+
+/// Polls `probe` until it yields a value (an explicit wait: no fixed sleeps).
+async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(started.elapsed() < STEP_TIMEOUT, "waited {STEP_TIMEOUT:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A displayed element matching `css`, once there is one.
+async fn visible(browser: &Client, css: &str) -> Element {
+    wait_for(&format!("a visible {css}"), || async {
+        for element in browser.find_all(Locator::Css(css)).await.ok()? {
+            if element.is_displayed().await.unwrap_or(false) {
+                return Some(element);
+            }
+        }
+        None
+    })
+    .await
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.expect("a screenshot");
+    std::fs::write(artifacts_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+/// The Authorize dialog's form for one security scheme (Swagger UI shows one per header).
+async fn auth_form(browser: &Client, scheme: &str) -> Element {
+    wait_for(&format!("the {scheme} form"), || async {
+        for form in browser.find_all(Locator::Css(".modal-ux form")).await.ok()? {
+            let heading = form.find(Locator::Css("h4")).await.ok()?.text().await.ok()?;
+            if heading.split_whitespace().next() == Some(scheme) {
+                return Some(form);
+            }
+        }
+        None
+    })
+    .await
+}
+
+/// The button of `form` labelled `label`, if it shows one.
+async fn button(form: &Element, label: &str) -> Option<Element> {
+    for button in form.find_all(Locator::Css("button")).await.ok()? {
+        if button.text().await.ok()?.trim() == label {
+            return Some(button);
+        }
+    }
+    None
+}
+
+/// Types an identity into the Authorize dialog, one header at a time as a person does,
+/// and closes it.
+async fn authorize(browser: &Client, org: &str, user: &str, role: &str, screenshot_name: &str) {
+    visible(browser, ".auth-wrapper .authorize").await.click().await.unwrap();
+    visible(browser, ".modal-ux").await;
+    for (scheme, value) in [("organizationId", org), ("userId", user), ("userRole", role)] {
+        let form = auth_form(browser, scheme).await;
+        // Authorized earlier: log out of this header to type a new value.
+        if let Some(logout) = button(&form, "Logout").await {
+            logout.click().await.unwrap();
+        }
+        let input = wait_for(&format!("the {scheme} input"), || async {
+            form.find(Locator::Css("input")).await.ok()
+        })
+        .await;
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+        button(&form, "Authorize").await.expect("an Authorize button").click().await.unwrap();
+        wait_for(&format!("{scheme} to be authorized"), || async { button(&form, "Logout").await }).await;
+    }
+    screenshot(browser, screenshot_name).await;
+    visible(browser, ".modal-ux .close-modal").await.click().await.unwrap();
+    wait_for("the dialog to close", || async {
+        browser.find_all(Locator::Css(".modal-ux")).await.ok()?.is_empty().then_some(())
+    })
+    .await;
+}
+
+/// Opens an operation, presses "Try it out", fills parameters and body, executes, and
+/// returns the status and body Swagger UI shows.
+async fn try_it_out(
+    browser: &Client,
+    operation_id: &str,
+    parameters: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let block = format!("#operations-Issues-{operation_id}");
+    let opened = browser.find(Locator::Css(&format!("{block}.is-open"))).await.is_ok();
+    if !opened {
+        visible(browser, &format!("{block} .opblock-summary")).await.click().await.unwrap();
+    }
+    let try_button = visible(browser, &format!("{block} .try-out__btn")).await;
+    if try_button.text().await.unwrap().trim() == "Try it out" {
+        try_button.click().await.unwrap();
+    }
+    for (name, value) in parameters {
+        let input = visible(browser, &format!("{block} tr[data-param-name=\"{name}\"] input")).await;
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+    if let Some(body) = body {
+        let textarea = visible(browser, &format!("{block} textarea.body-param__text")).await;
+        textarea.clear().await.unwrap();
+        textarea.send_keys(&body.to_string()).await.unwrap();
+    }
+    // Clear an earlier response first, so the wait below sees this one.
+    if let Ok(clear) = browser.find(Locator::Css(&format!("{block} .btn-clear"))).await {
+        clear.click().await.unwrap();
+    }
+    visible(browser, &format!("{block} .execute")).await.click().await.unwrap();
+    let live = format!("{block} .live-responses-table");
+    let status = wait_for(&format!("a response in {operation_id}"), || async {
+        let cell = browser.find(Locator::Css(&format!("{live} tbody .response-col_status"))).await.ok()?;
+        cell.text().await.ok()?.split_whitespace().next()?.parse::<u16>().ok()
+    })
+    .await;
+    let shown = visible(browser, &format!("{live} tbody .response-col_description pre.microlight")).await;
+    // Bring the response into view for the screenshot that follows.
+    let table = browser.find(Locator::Css(&live)).await.unwrap();
+    browser
+        .execute(
+            "arguments[0].scrollIntoView({block: 'center'})",
+            vec![serde_json::to_value(&table).unwrap()],
+        )
+        .await
+        .unwrap();
+    let text = shown.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+#[tokio::test]
+async fn swagger_ui_authorizes_creates_lists_and_shows_a_members_403_in_a_real_browser() {
+    let Some((driver, chromium)) = Driver::start().await else { return };
+    let app = spawn_app().await;
+    let browser = driver.session(&chromium).await;
+    // Whatever happens, end the browser session (it owns Chromium's processes).
+    let outcome = std::panic::AssertUnwindSafe(journey(&app, &browser)).catch_unwind().await;
+    if outcome.is_err() {
+        screenshot(&browser, "failure").await;
+    }
+    let _ = browser.close().await;
+    if let Err(panic) = outcome {
+        eprintln!("screenshots and chromedriver.log: {}", artifacts_dir().display());
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn journey(app: &TestApp, browser: &Client) {
+    browser.goto(&format!("{}/docs", app.address)).await.unwrap();
+    visible(browser, "#operations-Issues-createIssue").await;
+    screenshot(browser, "01-docs").await;
+
+    authorize(browser, "acme", "ann", "ADMIN", "02-authorize-admin").await;
+
+    let new_issue = json!({"title": "Filed from Swagger UI", "description": "Typed into Try it out.", "priority": "HIGH"});
+    let (status, created) = try_it_out(browser, "createIssue", &[], Some(&new_issue)).await;
+    screenshot(browser, "03-created").await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["title"], "Filed from Swagger UI");
+    assert_eq!(created["organizationId"], "acme");
+    assert_eq!(created["createdBy"], "ann");
+    let id = created["id"].as_i64().expect("an id");
+
+    let (status, listed) = try_it_out(browser, "listIssues", &[], None).await;
+    screenshot(browser, "04-listed").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed, json!([created]), "the list shows the new issue");
+
+    authorize(browser, "acme", "mo", "MEMBER", "05-authorize-member").await;
+    let change = json!({"status": "DONE"});
+    let (status, problem) =
+        try_it_out(browser, "updateIssue", &[("id", &id.to_string())], Some(&change)).await;
+    screenshot(browser, "06-member-patch-403").await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(
+        problem,
+        json!({"type": "about:blank", "title": "Forbidden", "status": 403, "detail": "only an ADMIN may do this"})
+    );
+
+    // What the browser did really happened, and the refused change did not.
+    let stored: Value = app.get(&member("acme"), &format!("/api/issues/{id}")).await.json().await.unwrap();
+    assert_eq!(stored, created);
+}
