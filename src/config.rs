@@ -2,6 +2,8 @@
 
 use std::{net::IpAddr, path::PathBuf};
 
+use crate::db::StatementMode;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -33,6 +35,11 @@ pub struct Config {
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 32)]
     pub pool_size: usize,
 
+    /// `prepared`: named statements prepared once per connection (fastest). `unnamed`:
+    /// nothing prepared outlives a transaction, for transaction-mode poolers (PgBouncer).
+    #[arg(long, env = "DATABASE_STATEMENTS", value_enum, default_value = "prepared")]
+    pub statements: StatementMode,
+
     /// Directory of the private PostgreSQL (without DATABASE_URL); kept across restarts.
     #[arg(long, env = "LOCAL_PG_DIR", default_value = ".tenantry")]
     pub local_pg_dir: PathBuf,
@@ -55,6 +62,7 @@ impl Default for Config {
             database_url: None,
             api_database_url: None,
             pool_size: 32,
+            statements: StatementMode::Prepared,
             local_pg_dir: PathBuf::from(".tenantry"),
             local_pg_port: 0,
             log_format: LogFormat::Text,

@@ -127,9 +127,14 @@ impl App {
             tracing::info!(migration = applied, "applied");
         }
         let pool = db::request_pool(&setup.target.requests, config.pool_size);
-        let db = Database::new(pool, setup.target.request_role);
+        let db = Database::new(pool, setup.target.request_role, config.statements);
         let role = db::verify_request_role(&db).await?;
-        tracing::info!(role, mode = ?setup.target.request_role, "requests run under row-level security");
+        tracing::info!(
+            role,
+            mode = ?setup.target.request_role,
+            statements = ?config.statements,
+            "requests run under row-level security"
+        );
 
         let addr = SocketAddr::new(config.host, config.port);
         let acceptor = TcpListener::bind(addr)

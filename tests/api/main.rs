@@ -7,6 +7,7 @@ mod hygiene;
 mod isolation;
 mod issues;
 mod openapi;
+mod round_trips;
 mod schema;
 mod sql_rls;
 mod startup;
