@@ -120,7 +120,20 @@ impl FromStr for Variant {
     fn from_str(spec: &str) -> Result<Self, String> {
         let (name, settings) = spec.split_once(':').unwrap_or((spec, ""));
         let mut variant = Variant { name: name.to_owned(), bin: None, env: Vec::new() };
-        for setting in settings.split(',').filter(|s| !s.is_empty()) {
+        // Settings are separated by commas; a comma not followed by VAR= belongs to the
+        // value before it (RUST_LOG=info,tenantry::http=warn).
+        let mut settings_list: Vec<String> = Vec::new();
+        for part in settings.split(',').filter(|s| !s.is_empty()) {
+            let starts_setting = part.split_once('=').is_some_and(|(key, _)| {
+                !key.is_empty()
+                    && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            });
+            match settings_list.last_mut() {
+                Some(last) if !starts_setting => *last = format!("{last},{part}"),
+                _ => settings_list.push(part.to_owned()),
+            }
+        }
+        for setting in settings_list {
             let (key, value) = setting.split_once('=').ok_or(format!("{setting}: expected VAR=VALUE"))?;
             match key {
                 "BIN" => variant.bin = Some(PathBuf::from(value)),
@@ -273,6 +286,10 @@ fn start_service(
     let bin = variant.bin.as_ref().unwrap_or(&args.bin);
     let log_path = work.join(format!("service-{}.log", variant.name));
     let log = fs::File::create(&log_path).map_err(|e| e.to_string())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| format!("finding a free port: {e}"))?
+        .port();
     let mut command = Command::new(bin);
     // Only the variant's settings: nothing inherited from the caller's environment.
     for name in
@@ -284,30 +301,29 @@ fn start_service(
         .env("DATABASE_URL", owner_url)
         .env("API_DATABASE_URL", api_url)
         .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
+        .env("PORT", port.to_string())
         .envs(variant.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         // A file, the cheapest sink: the access log is part of the measured work.
         .stderr(log);
     let mut child = command.spawn().map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    // Ready once it accepts connections (it binds after migrating and checking its role).
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(rest) = text.split("serving http://").nth(1) {
-            let address = format!("http://{}", rest.split("/api").next().unwrap_or_default());
-            eprintln!("variant {} ({}) serves {address}", variant.name, bin.display());
-            return Ok(Service { name: variant.name.clone(), child, address });
-        }
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let log = || fs::read_to_string(&log_path).unwrap_or_default();
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("variant {} exited ({status}):\n{text}", variant.name));
+            return Err(format!("variant {} exited ({status}):\n{}", variant.name, log()));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(format!("variant {} did not start:\n{text}", variant.name));
+            return Err(format!("variant {} did not start:\n{}", variant.name, log()));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let address = format!("http://127.0.0.1:{port}");
+    eprintln!("variant {} ({}) serves {address}", variant.name, bin.display());
+    Ok(Service { name: variant.name.clone(), child, address })
 }
 
 /// 100 organizations × 100 issues through POST /api/issues, 32 at a time.

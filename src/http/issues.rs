@@ -1,7 +1,15 @@
 //! The issue endpoints. Each handler: identity, input, one stored function, response.
 
+use std::borrow::Cow;
+
 use poem::web::Data;
-use poem_openapi::{ApiResponse, OpenApi, Tags, param::Path, types::MaybeUndefined};
+use poem_openapi::{
+    ApiResponse, OpenApi, Tags,
+    param::Path,
+    registry::{MetaSchemaRef, Registry},
+    types::{MaybeUndefined, Type},
+};
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::{
@@ -13,7 +21,7 @@ use super::{
     json::{Fields, FromJsonObject, JsonBody},
 };
 use crate::{
-    db::{self, Database},
+    db::{self, Database, issues::IssueRows},
     domain::{
         Issue, IssuePatch, NewIssue, Priority, Status,
         rules::{description_problem, is_valid_id, title_problem},
@@ -46,7 +54,43 @@ pub enum OneIssue {
 pub enum IssueList {
     /// The organization's issues, newest first.
     #[oai(status = 200)]
-    Ok(JsonBody<Vec<Issue>>),
+    Ok(JsonBody<IssueListBody>),
+}
+
+/// A list body written straight from the rows ([`IssueRows`]), documented as the array of
+/// `Issue` it is.
+pub struct IssueListBody(IssueRows);
+
+impl Type for IssueListBody {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        <Vec<Issue> as Type>::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        <Vec<Issue> as Type>::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        <Vec<Issue> as Type>::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl Serialize for IssueListBody {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
 #[derive(ApiResponse)]
@@ -113,7 +157,7 @@ impl IssuesApi {
     /// are never visible: PostgreSQL row-level security filters them.
     #[oai(path = "/issues", method = "get", operation_id = "listIssues")]
     async fn list(&self, caller: Caller, db: Data<&Database>) -> Result<IssueList, Failure<ListErrors>> {
-        Ok(IssueList::Ok(JsonBody(db::issues::list(&db, &caller.0).await?)))
+        Ok(IssueList::Ok(JsonBody(IssueListBody(db::issues::list(&db, &caller.0).await?))))
     }
 
     /// Get an issue
