@@ -221,6 +221,13 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
     let owner_url = pg.url(local_postgres::SUPERUSER, tenantry::LOCAL_DATABASE);
     let api_url = pg.url(db::API_ROLE, tenantry::LOCAL_DATABASE);
     let postmaster = postmaster_pid(pg.data_dir())?;
+    // Checkpoints only when asked (before each run): a timed or WAL-size checkpoint in the
+    // middle of one run would charge its writes to whichever side happened to be running.
+    for setting in ["alter system set checkpoint_timeout = '1h'", "alter system set max_wal_size = '8GB'"] {
+        runtime.block_on(superuser_sql(&pg, setting))?;
+    }
+    runtime.block_on(superuser_sql(&pg, "select pg_reload_conf()"))?;
+    let checkpoint = || runtime.block_on(superuser_sql(&pg, "checkpoint"));
 
     // One process per variant; the first one migrates.
     let mut services = Vec::new();
@@ -243,6 +250,7 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
             eprintln!("{}: wrk against {} ...", scenario.name(), service.name);
             let script = &scripts.wrk[&scenario];
             let pid = service.child.id() as i32;
+            checkpoint()?;
             let sample = Sample::take(Some(pid), postmaster);
             let mut result = wrk_run(&wrk, args, script, &service.address, args.duration)?;
             sample.finish(&mut result, Some(pid), postmaster);
@@ -252,6 +260,7 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
             None
         } else {
             eprintln!("{}: pgbench ...", scenario.name());
+            checkpoint()?;
             let sample = Sample::take(None, postmaster);
             let mut result = pgbench_run(&pgbench, args, &scripts, scenario, &pg, work)?;
             sample.finish(&mut result, None, postmaster);
@@ -268,12 +277,13 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
 }
 
 async fn create_database(pg: &LocalPostgres) -> Result<(), String> {
+    superuser_sql(pg, &format!("create database {}", tenantry::LOCAL_DATABASE)).await
+}
+
+async fn superuser_sql(pg: &LocalPostgres, sql: &str) -> Result<(), String> {
     let config = tokio_postgres::Config::from_str(&pg.url(local_postgres::SUPERUSER, "postgres")).unwrap();
     let client = db::connect_owner(&config).await.map_err(|e| e.to_string())?;
-    client
-        .batch_execute(&format!("create database {}", tenantry::LOCAL_DATABASE))
-        .await
-        .map_err(|e| e.to_string())
+    client.batch_execute(sql).await.map_err(|e| e.to_string())
 }
 
 fn start_service(

@@ -101,7 +101,8 @@ async fn a_request_dropped_mid_transaction_leaves_the_connection_clean_in(statem
     assert!(abandoned.is_err(), "the update was still waiting for the lock");
     let waiting: i64 = blocker
         .query_one(
-            "select count(*) from pg_stat_activity where usename = 'tenantry_api' and wait_event_type = 'Lock'",
+            "select count(*) from pg_stat_activity
+              where usename = 'tenantry_api' and wait_event_type = 'Lock' and datname = current_database()",
             &[],
         )
         .await
