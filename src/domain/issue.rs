@@ -144,7 +144,8 @@ pub mod timestamp {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    fn digits(value: OffsetDateTime) -> [u8; 27] {
+    /// The same as ASCII bytes.
+    pub fn digits(value: OffsetDateTime) -> [u8; 27] {
         let utc = value.to_offset(UtcOffset::UTC);
         let mut out = *b"0000-00-00T00:00:00.000000Z";
         let mut put = |at: usize, width: usize, mut n: u32| {

@@ -1,21 +1,19 @@
 //! The issue endpoints. Each handler: identity, input, one stored function, response.
 
-use std::borrow::Cow;
-
-use poem::web::Data;
+use poem::{IntoResponse, Response, error::ResponseError, web::Data};
 use poem_openapi::{
     ApiResponse, OpenApi, Tags,
     param::Path,
+    payload::Payload,
     registry::{MetaSchemaRef, Registry},
     types::{MaybeUndefined, Type},
 };
-use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::{
     auth::{AdminCaller, Caller},
     error::{
-        BAD_REQUEST, ErrorStatuses, FORBIDDEN, Failure, FieldError, NOT_FOUND, PAYLOAD_TOO_LARGE,
+        ApiError, BAD_REQUEST, ErrorStatuses, FORBIDDEN, Failure, FieldError, NOT_FOUND, PAYLOAD_TOO_LARGE,
         SERVICE_UNAVAILABLE, UNAUTHORIZED, UNSUPPORTED_MEDIA_TYPE,
     },
     json::{Fields, FromJsonObject, JsonBody},
@@ -54,21 +52,15 @@ pub enum OneIssue {
 pub enum IssueList {
     /// The organization's issues, newest first.
     #[oai(status = 200)]
-    Ok(JsonBody<IssueListBody>),
+    Ok(IssueListBody),
 }
 
-/// A list body written straight from the rows ([`IssueRows`]), documented as the array of
-/// `Issue` it is.
+/// A list body written straight from the rows ([`IssueRows::to_json`]), documented as the
+/// array of `Issue` it is.
 pub struct IssueListBody(IssueRows);
 
-impl Type for IssueListBody {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        <Vec<Issue> as Type>::name()
-    }
+impl Payload for IssueListBody {
+    const CONTENT_TYPE: &'static str = "application/json";
 
     fn schema_ref() -> MetaSchemaRef {
         <Vec<Issue> as Type>::schema_ref()
@@ -77,19 +69,14 @@ impl Type for IssueListBody {
     fn register(registry: &mut Registry) {
         <Vec<Issue> as Type>::register(registry);
     }
-
-    fn as_raw_value(&self) -> Option<&Self> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
-        Box::new(std::iter::once(self))
-    }
 }
 
-impl Serialize for IssueListBody {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+impl IntoResponse for IssueListBody {
+    fn into_response(self) -> Response {
+        match self.0.to_json() {
+            Ok(bytes) => Response::builder().content_type(Self::CONTENT_TYPE).body(bytes),
+            Err(err) => ApiError::from(err).as_response(),
+        }
     }
 }
 
@@ -157,7 +144,7 @@ impl IssuesApi {
     /// are never visible: PostgreSQL row-level security filters them.
     #[oai(path = "/issues", method = "get", operation_id = "listIssues")]
     async fn list(&self, caller: Caller, db: Data<&Database>) -> Result<IssueList, Failure<ListErrors>> {
-        Ok(IssueList::Ok(JsonBody(IssueListBody(db::issues::list(&db, &caller.0).await?))))
+        Ok(IssueList::Ok(IssueListBody(db::issues::list(&db, &caller.0).await?)))
     }
 
     /// Get an issue
