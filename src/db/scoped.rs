@@ -96,10 +96,6 @@ impl Database {
         &self.pool
     }
 
-    pub fn statement_mode(&self) -> StatementMode {
-        self.statements
-    }
-
     /// Runs `sql` (a call of one `api` function) in a transaction scoped to `ctx`.
     pub async fn call(
         &self,
