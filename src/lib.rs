@@ -151,10 +151,15 @@ impl App {
             &setup.target.requests,
             PoolSettings { size: config.pool_size, wait_timeout: config.pool_timeout() },
         );
-        let db =
-            Database::new(pool, setup.target.request_role).with_statement_timeout(config.statement_timeout());
+        let db = Database::new(pool, setup.target.request_role, config.statements)
+            .with_statement_timeout(config.statement_timeout());
         let role = db::verify_request_role(&db).await?;
-        tracing::info!(role, mode = ?setup.target.request_role, "requests run under row-level security");
+        tracing::info!(
+            role,
+            mode = ?setup.target.request_role,
+            statements = ?config.statements,
+            "requests run under row-level security"
+        );
 
         let addr = SocketAddr::new(config.host, config.port);
         let acceptor = TcpListener::bind(addr)

@@ -1,6 +1,6 @@
 //! The start-up check that requests really run under row-level security.
 
-use super::{Database, Error};
+use super::{Database, Error, Sql};
 
 /// Why the request role must not serve requests.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +21,8 @@ pub enum RoleProblem {
 /// Everything the role of a request transaction could become or own that would let it
 /// step around row-level security. `pg_has_role(..., 'MEMBER')` covers the role itself,
 /// roles it inherits and roles it may SET ROLE to.
-const CHECK: &str = "
+const CHECK: Sql = Sql {
+    text: "
     select current_user::text,
            exists (select from pg_catalog.pg_roles r
                    where pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER') and r.rolsuper),
@@ -35,12 +36,14 @@ const CHECK: &str = "
               and pg_catalog.pg_has_role(current_user, p.proowner, 'MEMBER'))
          + (select count(*) from pg_catalog.pg_namespace n
             where n.nspname in ('app', 'api')
-              and pg_catalog.pg_has_role(current_user, n.nspowner, 'MEMBER'))";
+              and pg_catalog.pg_has_role(current_user, n.nspowner, 'MEMBER'))",
+    param_types: &[],
+};
 
 /// Runs [`CHECK`] exactly as a request would run (same pool, same role switch) and
 /// refuses a role that could bypass row-level security.
 pub async fn verify_request_role(db: &Database) -> Result<String, RoleProblem> {
-    let rows = db.call_without_tenant(CHECK, &[]).await.map_err(RoleProblem::Check)?;
+    let rows = db.call_without_tenant(&CHECK, &[]).await.map_err(RoleProblem::Check)?;
     let row = rows.first().expect("the check returns one row");
     let role: String = row.get(0);
     if row.get::<_, bool>(1) {

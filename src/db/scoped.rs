@@ -16,6 +16,12 @@
 //! answers a COMMIT in a failed transaction with a rollback. The settings are
 //! transaction-local (`true`), so after the COMMIT the connection carries no tenant.
 //!
+//! Statements: by default the set_config statement and the call are named statements,
+//! prepared once per pooled connection and reused. `StatementMode::Unnamed`
+//! (DATABASE_STATEMENTS=unnamed) sends unnamed statements with their parameter types
+//! instead, so nothing outlives the transaction (transaction-mode poolers); still one
+//! round trip. `tests/api/round_trips.rs` counts the trips in both modes.
+//!
 //! Hygiene: if this future is dropped (client gone, timeout) before the pipeline is
 //! polled, nothing was sent; after, all four statements are queued and the connection
 //! ends the transaction by itself before it serves anyone else. The one state we cannot
@@ -25,38 +31,71 @@
 use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::{Object, Pool};
-use tokio_postgres::{Row, types::ToSql};
+use futures::TryStreamExt;
+use tokio_postgres::{
+    Client, Row,
+    types::{ToSql, Type},
+};
 
 use super::{Error, pool::RequestRole};
 use crate::domain::TenantContext;
 
+/// A statement the scoped transaction runs, with the PostgreSQL types of its parameters.
+/// Stating the types keeps both [`StatementMode`]s typing parameters identically, and lets
+/// an unnamed statement go out without a describe round trip first.
+#[derive(Debug, Clone, Copy)]
+pub struct Sql {
+    pub text: &'static str,
+    pub param_types: &'static [Type],
+}
+
+/// How statements reach PostgreSQL (DATABASE_STATEMENTS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StatementMode {
+    /// Named statements, prepared once per pooled connection and reused: the fastest,
+    /// for direct connections and session-mode poolers.
+    #[default]
+    Prepared,
+    /// Unnamed statements, parsed again on every call (Parse, Bind, Execute in one
+    /// message; nothing outlives the call): for transaction-mode poolers such as
+    /// PgBouncer, where consecutive transactions may run on different server connections.
+    Unnamed,
+}
+
 /// Settings for one transaction, in one statement with bound parameters. The statement
 /// time-out is transaction-local too: it bounds the function call that follows.
-const SET_CONTEXT: &str = "select set_config('app.org_id', $1, true), \
-     set_config('app.user_id', $2, true), set_config('app.role', $3, true), \
-     set_config('statement_timeout', $4, true)";
+pub const SET_CONTEXT: Sql = Sql {
+    text: "select set_config('app.org_id', $1, true), \
+           set_config('app.user_id', $2, true), set_config('app.role', $3, true), \
+           set_config('statement_timeout', $4, true)",
+    param_types: &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT],
+};
 /// The same, when the connection logged in as another role and switches to the API role
 /// for this transaction only (as PostgREST does).
-const SET_CONTEXT_AND_ROLE: &str = "select set_config('role', 'tenantry_api', true), \
-     set_config('app.org_id', $1, true), set_config('app.user_id', $2, true), \
-     set_config('app.role', $3, true), set_config('statement_timeout', $4, true)";
+const SET_CONTEXT_AND_ROLE: Sql = Sql {
+    text: "select set_config('role', 'tenantry_api', true), \
+           set_config('app.org_id', $1, true), set_config('app.user_id', $2, true), \
+           set_config('app.role', $3, true), set_config('statement_timeout', $4, true)",
+    param_types: SET_CONTEXT.param_types,
+};
 
-/// The request pool plus how its connections become the API role.
+/// The request pool plus how its connections become the API role and send statements.
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
-    set_context: &'static str,
+    set_context: Sql,
+    statements: StatementMode,
     /// `statement_timeout` for every request transaction, in milliseconds ("0": none).
     statement_timeout: Arc<str>,
 }
 
 impl Database {
-    pub fn new(pool: Pool, role: RequestRole) -> Self {
+    pub fn new(pool: Pool, role: RequestRole, statements: StatementMode) -> Self {
         let set_context = match role {
             RequestRole::LoggedIn => SET_CONTEXT,
             RequestRole::SwitchPerTransaction => SET_CONTEXT_AND_ROLE,
         };
-        Database { pool, set_context, statement_timeout: "0".into() }
+        Database { pool, set_context, statements, statement_timeout: "0".into() }
     }
 
     /// Bounds every statement of a request transaction (PostgreSQL cancels it: 57014).
@@ -73,7 +112,7 @@ impl Database {
     pub async fn call(
         &self,
         ctx: &TenantContext,
-        sql: &'static str,
+        sql: &Sql,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, Error> {
         let settings = [ctx.org_id.as_str(), ctx.user_id.as_str(), ctx.role.as_str()];
@@ -84,7 +123,7 @@ impl Database {
     /// the role itself (see `safety.rs`).
     pub(super) async fn call_without_tenant(
         &self,
-        sql: &'static str,
+        sql: &Sql,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, Error> {
         self.run(["", "", ""], sql, params).await
@@ -93,22 +132,36 @@ impl Database {
     async fn run(
         &self,
         settings: [&str; 3],
-        sql: &'static str,
+        sql: &Sql,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, Error> {
         let conn = self.pool.get().await?;
-        // Prepared once per connection; the first use prepares both in one round trip.
-        let (set_context, call) =
-            futures::try_join!(conn.prepare_cached(self.set_context), conn.prepare_cached(sql))?;
         let timeout = &*self.statement_timeout;
         let settings: [&(dyn ToSql + Sync); 4] = [&settings[0], &settings[1], &settings[2], &timeout];
 
-        let (begun, context_set, rows, committed) = futures::join!(
-            conn.batch_execute("begin"),
-            conn.query(&set_context, &settings),
-            conn.query(&call, params),
-            conn.batch_execute("commit"),
-        );
+        // The same four steps, polled together, in either mode. BEGIN and COMMIT go as
+        // simple queries: no parameters, nothing to prepare, fine for any pooler.
+        let (begun, context_set, rows, committed) = match self.statements {
+            StatementMode::Prepared => {
+                // Prepared once per connection; the first use prepares both in one round trip.
+                let (set_context, call) = futures::try_join!(
+                    conn.prepare_typed_cached(self.set_context.text, self.set_context.param_types),
+                    conn.prepare_typed_cached(sql.text, sql.param_types),
+                )?;
+                futures::join!(
+                    conn.batch_execute("begin"),
+                    conn.query(&set_context, &settings),
+                    conn.query(&call, params),
+                    conn.batch_execute("commit"),
+                )
+            }
+            StatementMode::Unnamed => futures::join!(
+                conn.batch_execute("begin"),
+                query_unnamed(&conn, &self.set_context, &settings),
+                query_unnamed(&conn, sql, params),
+                conn.batch_execute("commit"),
+            ),
+        };
 
         if committed.as_ref().is_err_and(|e| e.as_db_error().is_none()) {
             discard(conn);
@@ -119,6 +172,19 @@ impl Database {
         committed?;
         Ok(rows)
     }
+}
+
+/// Runs `sql` as an unnamed statement. Its messages are queued on the first poll (before
+/// any await), so it pipelines exactly like a prepared statement. The result columns
+/// must be built-in types: another type would cost a catalog lookup.
+async fn query_unnamed(
+    conn: &Client,
+    sql: &Sql,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    debug_assert_eq!(params.len(), sql.param_types.len(), "{}", sql.text);
+    let typed = params.iter().zip(sql.param_types).map(|(param, ty)| (*param, ty.clone()));
+    conn.query_typed_raw(sql.text, typed).await?.try_collect().await
 }
 
 /// Closes a connection whose transaction state is unknown instead of returning it.

@@ -134,16 +134,59 @@ pub struct IssuePatch {
 /// `app.json_time`): UTC, always six fractional digits, `Z`.
 pub mod timestamp {
     use serde::Serializer;
-    use time::{OffsetDateTime, UtcOffset, format_description::FormatItem, macros::format_description};
+    use time::{OffsetDateTime, UtcOffset};
 
-    const FORMAT: &[FormatItem<'static>] =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
-
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, written by hand: `time`'s general formatter cost a
+    /// list page measurable time (two timestamps per issue). Years outside 0..=9999 (which
+    /// `time` does not decode without its large-dates feature) are clamped, never garbled.
     pub fn format(value: OffsetDateTime) -> String {
-        value.to_offset(UtcOffset::UTC).format(FORMAT).expect("every OffsetDateTime formats")
+        let bytes = digits(value);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// The same as ASCII bytes.
+    pub fn digits(value: OffsetDateTime) -> [u8; 27] {
+        let utc = value.to_offset(UtcOffset::UTC);
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut n: u32| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        put(0, 4, utc.year().clamp(0, 9999) as u32);
+        put(5, 2, u8::from(utc.month()).into());
+        put(8, 2, utc.day().into());
+        put(11, 2, utc.hour().into());
+        put(14, 2, utc.minute().into());
+        put(17, 2, utc.second().into());
+        put(20, 6, utc.microsecond());
+        out
     }
 
     pub fn serialize<S: Serializer>(value: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format(*value))
+        let bytes = digits(*value);
+        serializer.serialize_str(std::str::from_utf8(&bytes).expect("ASCII digits and separators"))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339, macros::datetime};
+
+        #[test]
+        fn timestamps_print_in_utc_with_six_fractional_digits() {
+            assert_eq!(super::format(datetime!(2026-01-31 12:00:00 UTC)), "2026-01-31T12:00:00.000000Z");
+            assert_eq!(
+                super::format(datetime!(0987-06-05 04:03:02.000001 +02:00)),
+                "0987-06-05T02:03:02.000001Z"
+            );
+            assert_eq!(
+                super::format(datetime!(9999-12-31 23:59:59.999999 UTC)),
+                "9999-12-31T23:59:59.999999Z"
+            );
+            let now = OffsetDateTime::now_utc().to_offset(UtcOffset::from_hms(-5, 30, 0).unwrap());
+            let parsed = OffsetDateTime::parse(&super::format(now), &Rfc3339).unwrap();
+            assert_eq!(parsed, now.replace_nanosecond(now.microsecond() * 1000).unwrap());
+        }
     }
 }

@@ -7,4 +7,4 @@ mod issue;
 pub mod rules;
 
 pub use context::{Role, TenantContext};
-pub use issue::{Issue, IssuePatch, NewIssue, Priority, Status};
+pub use issue::{Issue, IssuePatch, NewIssue, Priority, Status, timestamp};

@@ -1,24 +1,26 @@
 //! The issue endpoints. Each handler: identity, input, one stored function, response.
 
-use poem::web::Data;
+use poem::{IntoResponse, Response, error::ResponseError, web::Data};
 use poem_openapi::{
     ApiResponse, OpenApi, Tags,
     param::{Header, Path},
-    types::MaybeUndefined,
+    payload::Payload,
+    registry::{MetaSchemaRef, Registry},
+    types::{MaybeUndefined, Type},
 };
 use serde_json::{Map, Value};
 
 use super::{
     auth::{AdminCaller, Caller},
     error::{
-        BAD_REQUEST, ErrorStatuses, FORBIDDEN, Failure, FieldError, NOT_FOUND, PAYLOAD_TOO_LARGE,
+        ApiError, BAD_REQUEST, ErrorStatuses, FORBIDDEN, Failure, FieldError, NOT_FOUND, PAYLOAD_TOO_LARGE,
         PRECONDITION_FAILED, SERVICE_UNAVAILABLE, UNAUTHORIZED, UNPROCESSABLE_ENTITY, UNSUPPORTED_MEDIA_TYPE,
     },
     json::{Fields, FromJsonObject, JsonBody},
     preconditions::{IfMatch, etag, none_match_hits},
 };
 use crate::{
-    db::{self, Database},
+    db::{self, Database, issues::IssueRows},
     domain::{
         Issue, IssuePatch, NewIssue, Priority, Status,
         rules::{description_problem, is_valid_id, title_problem},
@@ -88,7 +90,32 @@ pub enum FetchedIssue {
 pub enum IssueList {
     /// The organization's issues, newest first.
     #[oai(status = 200)]
-    Ok(JsonBody<Vec<Issue>>),
+    Ok(IssueListBody),
+}
+
+/// A list body written straight from the rows ([`IssueRows::to_json`]), documented as the
+/// array of `Issue` it is.
+pub struct IssueListBody(IssueRows);
+
+impl Payload for IssueListBody {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn schema_ref() -> MetaSchemaRef {
+        <Vec<Issue> as Type>::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        <Vec<Issue> as Type>::register(registry);
+    }
+}
+
+impl IntoResponse for IssueListBody {
+    fn into_response(self) -> Response {
+        match self.0.to_json() {
+            Ok(bytes) => Response::builder().content_type(Self::CONTENT_TYPE).body(bytes),
+            Err(err) => ApiError::from(err).as_response(),
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -177,7 +204,7 @@ impl IssuesApi {
     /// are never visible: PostgreSQL row-level security filters them.
     #[oai(path = "/issues", method = "get", operation_id = "listIssues")]
     async fn list(&self, caller: Caller, db: Data<&Database>) -> Result<IssueList, Failure<ListErrors>> {
-        Ok(IssueList::Ok(JsonBody(db::issues::list(&db, &caller.0).await?)))
+        Ok(IssueList::Ok(IssueListBody(db::issues::list(&db, &caller.0).await?)))
     }
 
     /// Get an issue

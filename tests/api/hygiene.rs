@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 use tenantry::{
-    db,
+    db::{self, StatementMode},
     domain::{IssuePatch, Role, TenantContext},
 };
 
@@ -15,7 +15,15 @@ use crate::helpers::*;
 
 /// With a pool of one, every checkout is the same connection.
 async fn app_with_one_connection() -> TestApp {
-    spawn_app_with(Mode::ApiLogin, |config| config.pool_size = 1).await
+    app_with_one_connection_in(StatementMode::Prepared).await
+}
+
+async fn app_with_one_connection_in(statements: StatementMode) -> TestApp {
+    spawn_app_with(Mode::ApiLogin, |config| {
+        config.pool_size = 1;
+        config.statements = statements;
+    })
+    .await
 }
 
 /// What the next checkout sees: its backend pid, `app.org_id`, and whether a transaction
@@ -65,7 +73,16 @@ async fn after_a_request_the_connection_carries_no_tenant() {
 
 #[tokio::test]
 async fn a_request_dropped_mid_transaction_leaves_the_connection_clean() {
-    let app = app_with_one_connection().await;
+    a_request_dropped_mid_transaction_leaves_the_connection_clean_in(StatementMode::Prepared).await;
+}
+
+#[tokio::test]
+async fn a_request_dropped_mid_transaction_leaves_the_connection_clean_with_unnamed_statements() {
+    a_request_dropped_mid_transaction_leaves_the_connection_clean_in(StatementMode::Unnamed).await;
+}
+
+async fn a_request_dropped_mid_transaction_leaves_the_connection_clean_in(statements: StatementMode) {
+    let app = app_with_one_connection_in(statements).await;
     app.create_ok(&member("alpha"), "contended").await;
     let (pid, ..) = inspect_next_checkout(&app).await;
 
@@ -84,7 +101,8 @@ async fn a_request_dropped_mid_transaction_leaves_the_connection_clean() {
     assert!(abandoned.is_err(), "the update was still waiting for the lock");
     let waiting: i64 = blocker
         .query_one(
-            "select count(*) from pg_stat_activity where usename = 'tenantry_api' and wait_event_type = 'Lock'",
+            "select count(*) from pg_stat_activity
+              where usename = 'tenantry_api' and wait_event_type = 'Lock' and datname = current_database()",
             &[],
         )
         .await
