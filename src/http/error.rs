@@ -272,6 +272,8 @@ impl From<db::Error> for ApiError {
 const PARAMETER_RULES: &[(&str, &str)] = &[
     ("id", "must be a positive 64-bit integer"),
     ("Idempotency-Key", "must be 1-255 printable ASCII characters"),
+    // One entity-tag: the service compares it with the version (no lists).
+    ("If-Match", "must be one ETag (as sent in ETag) or *"),
 ];
 
 /// A parameter poem-openapi could not parse, in our words where we have some.

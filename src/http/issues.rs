@@ -1,6 +1,6 @@
 //! The issue endpoints. Each handler: identity, input, one stored function, response.
 
-use poem::{IntoResponse, Response, error::ResponseError, web::Data};
+use poem::{IntoResponse, Request, Response, error::ResponseError, web::Data};
 use poem_openapi::{
     ApiResponse, OpenApi, Tags,
     param::{Header, Path},
@@ -17,7 +17,7 @@ use super::{
         PRECONDITION_FAILED, SERVICE_UNAVAILABLE, UNAUTHORIZED, UNPROCESSABLE_ENTITY, UNSUPPORTED_MEDIA_TYPE,
     },
     json::{Fields, FromJsonObject, JsonBody},
-    preconditions::{IfMatch, etag, none_match_hits},
+    preconditions::{IfMatch, Occurrences, etag, none_match_hits, refuse_unreadable},
 };
 use crate::{
     db::{self, Database, issues::IssueRows},
@@ -179,6 +179,7 @@ impl IssuesApi {
     async fn create(
         &self,
         caller: Caller,
+        request: &Request,
         db: Data<&Database>,
         /// Makes the POST safe to retry: 1-255 printable ASCII characters, unique per
         /// request (a UUID, say); remembered for 24 hours per organization.
@@ -189,6 +190,7 @@ impl IssuesApi {
         idempotency_key: Header<Option<String>>,
         body: JsonBody<NewIssue>,
     ) -> Result<CreatedIssue, Failure<CreateErrors>> {
+        refuse_unreadable(request.headers(), "Idempotency-Key", Occurrences::Once)?;
         let (issue, replayed) = match &idempotency_key.0 {
             Some(key) => db::issues::create_idempotently(&db, &caller.0, key, &body.0).await?,
             None => (db::issues::create(&db, &caller.0, &body.0).await?, false),
@@ -216,6 +218,7 @@ impl IssuesApi {
     async fn get(
         &self,
         caller: Caller,
+        request: &Request,
         db: Data<&Database>,
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
@@ -224,6 +227,7 @@ impl IssuesApi {
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
     ) -> Result<FetchedIssue, Failure<GetErrors>> {
+        refuse_unreadable(request.headers(), "If-None-Match", Occurrences::Repeatable)?;
         let issue = db::issues::get(&db, &caller.0, id.0).await?;
         let tag = etag(issue.version);
         if none_match_hits(if_none_match.0.as_deref(), issue.version) {
@@ -244,15 +248,17 @@ impl IssuesApi {
     async fn update(
         &self,
         caller: AdminCaller,
+        request: &Request,
         db: Data<&Database>,
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
         /// The `ETag` the change is based on (or `*`): 412 if the issue is at another version.
-        #[oai(name = "If-Match")]
+        #[oai(name = "If-Match", validator(pattern = r"^[ \t]*[\x21-\x2B\x2D-\x7E]*[ \t]*$"))]
         if_match: Header<Option<String>>,
         body: JsonBody<IssuePatch>,
     ) -> Result<OneIssue, Failure<UpdateErrors>> {
+        refuse_unreadable(request.headers(), "If-Match", Occurrences::Once)?;
         let expected = IfMatch::parse(if_match.0.as_deref())?.expected_version();
         let issue = db::issues::update_at(&db, &caller.0, id.0, &body.0, expected).await?;
         let tag = etag(issue.version);
@@ -268,14 +274,16 @@ impl IssuesApi {
     async fn delete(
         &self,
         caller: AdminCaller,
+        request: &Request,
         db: Data<&Database>,
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
         /// The `ETag` the deletion is based on (or `*`): 412 if the issue is at another version.
-        #[oai(name = "If-Match")]
+        #[oai(name = "If-Match", validator(pattern = r"^[ \t]*[\x21-\x2B\x2D-\x7E]*[ \t]*$"))]
         if_match: Header<Option<String>>,
     ) -> Result<Deleted, Failure<DeleteErrors>> {
+        refuse_unreadable(request.headers(), "If-Match", Occurrences::Once)?;
         let expected = IfMatch::parse(if_match.0.as_deref())?.expected_version();
         db::issues::delete_at(&db, &caller.0, id.0, expected).await?;
         Ok(Deleted::NoContent)
