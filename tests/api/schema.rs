@@ -24,7 +24,7 @@ async fn every_table_in_the_private_schema_has_forced_rls_a_policy_and_org_led_k
         .await
         .unwrap();
     let names: Vec<String> = tables.iter().map(|r| r.get(0)).collect();
-    assert_eq!(names, ["activity_logs", "issues", "organization_counters"]);
+    assert_eq!(names, ["activity_logs", "issue_terms", "issues", "organization_counters"]);
     for row in &tables {
         let table: String = row.get(0);
         assert!(row.get::<_, bool>(1), "{table}: RLS enabled");
@@ -83,7 +83,7 @@ async fn the_api_role_is_not_privileged_and_owns_nothing() {
 }
 
 #[tokio::test]
-async fn every_schema_table_column_policy_function_type_and_role_has_a_comment() {
+async fn every_schema_table_column_index_trigger_policy_function_type_and_role_has_a_comment() {
     let app = spawn_app().await;
     let sql = app.owner_sql().await;
     let missing: Vec<String> = sql
@@ -108,8 +108,19 @@ async fn every_schema_table_column_policy_function_type_and_role_has_a_comment()
                 and obj_description(p.oid, 'pg_proc') is null
              union all
              select 'type ' || t.oid::regtype from pg_type t
-              where t.typnamespace = 'api'::regnamespace and t.typtype = 'c'
+              where t.typnamespace in ('app'::regnamespace, 'api'::regnamespace) and t.typtype = 'c'
                 and obj_description(t.typrelid, 'pg_class') is null and obj_description(t.oid, 'pg_type') is null
+             union all
+             select 'index ' || i.indexrelid::regclass from pg_index i
+               join pg_class c on c.oid = i.indexrelid
+              where c.relnamespace = 'app'::regnamespace
+                and not exists (select from pg_constraint k where k.conindid = i.indexrelid)
+                and obj_description(i.indexrelid, 'pg_class') is null
+             union all
+             select 'trigger ' || tgname || ' on ' || tgrelid::regclass from pg_trigger
+              where not tgisinternal
+                and tgrelid in (select oid from pg_class where relnamespace = 'app'::regnamespace)
+                and obj_description(oid, 'pg_trigger') is null
              union all
              select 'role ' || rolname from pg_roles
               where rolname in ('tenantry_api', 'tenantry_dba') and shobj_description(oid, 'pg_authid') is null",
