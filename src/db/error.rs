@@ -22,7 +22,8 @@ pub enum Error {
     /// 23514: a CHECK constraint refused a value.
     #[error("check constraint {constraint} refused a value")]
     CheckViolation { constraint: String },
-    /// 23505 and friends: the write conflicts with existing data.
+    /// TN409, 23505 and friends: the write conflicts with the current state or with
+    /// existing data.
     #[error("conflict: {0}")]
     Conflict(String),
     /// The database cannot be reached or is shutting down, overloaded or timed out:
@@ -34,10 +35,11 @@ pub enum Error {
     Internal(#[source] BoxError),
 }
 
-/// SQLSTATEs our functions raise on purpose (see the header of migration 1).
+/// SQLSTATEs our functions raise on purpose (see the headers of the migrations).
 const NOT_FOUND: &str = "TN404";
 const FORBIDDEN: &str = "TN403";
 const INVALID_INPUT: &str = "TN400";
+const CONFLICT: &str = "TN409";
 
 impl From<tokio_postgres::Error> for Error {
     fn from(err: tokio_postgres::Error) -> Self {
@@ -53,6 +55,7 @@ impl From<tokio_postgres::Error> for Error {
         match code {
             NOT_FOUND => Error::NotFound(db.message().to_owned()),
             FORBIDDEN => Error::Forbidden(db.message().to_owned()),
+            CONFLICT => Error::Conflict(db.message().to_owned()),
             INVALID_INPUT => Error::InvalidInput {
                 column: db.column().map(str::to_owned),
                 message: db.message().to_owned(),

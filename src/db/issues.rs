@@ -1,11 +1,11 @@
 //! The issue operations: one `api` function each, called through [`Database::call`], and
-//! the mapping of their rows to [`Issue`].
+//! the mapping of their rows to [`Issue`] (and to pages of them).
 
 use serde_json::{Map, Value};
 use tokio_postgres::Row;
 
 use super::{Database, Error};
-use crate::domain::{Issue, IssuePatch, NewIssue, Priority, Status, TenantContext};
+use crate::domain::{Issue, IssuePatch, IssueQuery, NewIssue, Page, Priority, Status, TenantContext};
 
 /// The columns of `api.issue`, in the order [`issue_from_row`] reads them.
 macro_rules! issue_sql {
@@ -20,9 +20,15 @@ macro_rules! issue_sql {
 
 const CREATE: &str = issue_sql!("api.create_issue($1, $2, $3, $4, $5)");
 const GET: &str = issue_sql!("api.get_issue($1)");
-const LIST: &str = issue_sql!("api.list_issues()");
+/// The issue columns, then `next_cursor` (column 11).
+const LIST: &str = "select id, title, description, status, priority, assignee_id, organization_id, \
+     created_by, created_at, updated_at, version, next_cursor \
+     from api.list_issues(page_size => $1, sort => $2, after => $3, status => $4, priority => $5, \
+     assignee_id => $6, created_by => $7, created_after => $8, created_before => $9, \
+     updated_after => $10, search => $11)";
 const UPDATE: &str = issue_sql!("api.update_issue($1, $2)");
 const DELETE: &str = "select id from api.delete_issue($1)";
+const RESTORE: &str = issue_sql!("api.restore_issue($1)");
 
 pub async fn create(db: &Database, ctx: &TenantContext, new: &NewIssue) -> Result<Issue, Error> {
     let status = new.status.map(Status::as_str);
@@ -36,8 +42,38 @@ pub async fn get(db: &Database, ctx: &TenantContext, id: i64) -> Result<Issue, E
     one_issue(&db.call(ctx, GET, &[&id]).await?)
 }
 
-pub async fn list(db: &Database, ctx: &TenantContext) -> Result<Vec<Issue>, Error> {
-    db.call(ctx, LIST, &[]).await?.iter().map(issue_from_row).collect()
+/// One page of the organization's issues.
+pub async fn list(db: &Database, ctx: &TenantContext, query: &IssueQuery) -> Result<Page<Issue>, Error> {
+    let non_empty = |values: Vec<&'static str>| (!values.is_empty()).then_some(values);
+    let statuses = non_empty(query.statuses.iter().map(|s| s.as_str()).collect());
+    let priorities = non_empty(query.priorities.iter().map(|p| p.as_str()).collect());
+    let sort = query.sort.map(|s| s.as_str());
+    let rows = db
+        .call(
+            ctx,
+            LIST,
+            &[
+                &query.limit,
+                &sort,
+                &query.cursor,
+                &statuses,
+                &priorities,
+                &query.assignee_id,
+                &query.created_by,
+                &query.created_after,
+                &query.created_before,
+                &query.updated_after,
+                &query.search,
+            ],
+        )
+        .await?;
+    let items = rows.iter().map(issue_from_row).collect::<Result<_, _>>()?;
+    Ok(Page { items, next_cursor: next_cursor(&rows, 11)? })
+}
+
+/// The cursor the last row of a page carries when another page follows.
+pub(super) fn next_cursor(rows: &[Row], column: usize) -> Result<Option<String>, Error> {
+    Ok(rows.last().map(|row| row.try_get::<_, Option<String>>(column)).transpose()?.flatten())
 }
 
 pub async fn update(db: &Database, ctx: &TenantContext, id: i64, patch: &IssuePatch) -> Result<Issue, Error> {
@@ -47,6 +83,11 @@ pub async fn update(db: &Database, ctx: &TenantContext, id: i64, patch: &IssuePa
 pub async fn delete(db: &Database, ctx: &TenantContext, id: i64) -> Result<(), Error> {
     db.call(ctx, DELETE, &[&id]).await?;
     Ok(())
+}
+
+/// Brings a deleted issue back from its `deleted` activity entry.
+pub async fn restore(db: &Database, ctx: &TenantContext, id: i64) -> Result<Issue, Error> {
+    one_issue(&db.call(ctx, RESTORE, &[&id]).await?)
 }
 
 /// The patch as `api.update_issue` takes it: column names; a present key is a change.

@@ -1,10 +1,12 @@
 //! The HTTP surface: routes, middleware, and the pieces they are made of.
 
+pub mod activity;
 pub mod auth;
 pub mod error;
 pub mod issues;
 pub mod json;
 pub mod openapi;
+pub mod query;
 
 use std::{sync::Arc, time::Instant};
 

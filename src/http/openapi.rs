@@ -9,7 +9,7 @@ use std::{collections::HashMap, sync::OnceLock};
 use poem_openapi::OpenApiService;
 use serde_json::{Map, Value};
 
-use super::{auth::HEADER_SCHEMES, issues::IssuesApi};
+use super::{activity::ActivityApi, auth::HEADER_SCHEMES, issues::IssuesApi};
 
 const DESCRIPTION: &str = "\
 A multi-tenant issue tracker whose tenant isolation lives in PostgreSQL: every request runs \
@@ -19,10 +19,14 @@ decides what it can see and change.
 Every call needs all three identity headers: `x-organization-id`, `x-user-id` and \
 `x-user-role` (`ADMIN` or `MEMBER`). In Swagger UI, press **Authorize** and fill in all three.
 
+Lists come a page at a time: the body is a plain JSON array, and while more follow the \
+`Link` header (RFC 8288) holds the next page's URL with `rel=\"next\"`. Unknown query \
+parameters are refused (400), not ignored.
+
 Errors are `application/problem+json` (RFC 9457).";
 
-pub fn service() -> OpenApiService<IssuesApi, ()> {
-    OpenApiService::new(IssuesApi, "tenantry", env!("CARGO_PKG_VERSION"))
+pub fn service() -> OpenApiService<(IssuesApi, ActivityApi), ()> {
+    OpenApiService::new((IssuesApi, ActivityApi), "tenantry", env!("CARGO_PKG_VERSION"))
         .description(DESCRIPTION)
         .license("MIT OR Apache-2.0")
 }
@@ -58,6 +62,39 @@ fn refine_schemas(spec: &mut Value) {
     for (schema, property) in NULLABLE_PROPERTIES {
         schemas[schema]["properties"][property]["nullable"] = Value::Bool(true);
     }
+    describe_activity_changes(schemas);
+}
+
+/// `ActivityEntry.changes` is a `serde_json::Value` (any JSON) to poem-openapi; say what
+/// it really holds: a field-by-field diff, or a whole issue (with its `version`).
+fn describe_activity_changes(schemas: &mut Value) {
+    schemas["FieldChange"] = serde_json::json!({
+        "type": "object",
+        "description": "One changed field of an `updated` entry: its value before and after \
+                        (`null` for an unassigned `assigneeId`).",
+        "required": ["from", "to"],
+        "properties": {
+            "from": {"description": "The value before the change.", "nullable": true},
+            "to": {"description": "The value after the change.", "nullable": true}
+        }
+    });
+    let changes = &mut schemas["ActivityEntry"]["properties"]["changes"];
+    let description = changes["description"].take();
+    *changes = serde_json::json!({
+        "description": description,
+        "oneOf": [
+            {
+                "type": "object",
+                "title": "Changed fields (updated)",
+                "additionalProperties": {"$ref": "#/components/schemas/FieldChange"}
+            },
+            {
+                "allOf": [{"$ref": "#/components/schemas/Issue"}],
+                "title": "The whole issue (created, deleted, restored)",
+                "properties": {"version": {"type": "integer", "format": "int64"}}
+            }
+        ]
+    });
 }
 
 /// In every operation's `security`, replaces the separate identity-header requirements

@@ -56,7 +56,7 @@ fn every_operation_requires_all_three_identity_headers_together() {
             assert_eq!(names, ["organizationId", "userId", "userRole"], "{method} {path}");
         }
     }
-    assert_eq!(operations, 5);
+    assert_eq!(operations, 8);
 }
 
 #[test]
