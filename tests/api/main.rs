@@ -2,11 +2,13 @@
 //! concern. Every test gets a fresh database and a server on a free port.
 
 mod binary;
+mod filters;
 mod helpers;
 mod hygiene;
 mod isolation;
 mod issues;
 mod openapi;
+mod pagination;
 mod schema;
 mod sql_rls;
 mod startup;
