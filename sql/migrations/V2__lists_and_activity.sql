@@ -394,7 +394,7 @@ begin
     'createdAfter', app.json_time(created_after), 'createdBefore', app.json_time(created_before),
     'updatedAfter', app.json_time(updated_after), 'search', words));
   position := app.decode_cursor(after, sort_by, fingerprint);
-  if position is not null and (position.at is null) = by_time then
+  if position.id is not null and (position.at is null) = by_time then
     raise exception 'cursor is not one this API issued' using errcode = 'TN400', column = 'after';
   end if;
 
@@ -434,7 +434,7 @@ begin
     || case when created_after is not null then ' and i.created_at > $6' else '' end
     || case when created_before is not null then ' and i.created_at < $7' else '' end
     || case when updated_after is not null then ' and i.updated_at > $8' else '' end
-    || case when position is null then ''
+    || case when position.id is null then ''
             else ' and (' || key_column || ', i.id) ' || case when descending then '<' else '>' end
                  || case when by_time then ' ($9, $11)'
                          when key_column = 'i.priority_rank' then ' ($10::smallint, $11)'
@@ -548,7 +548,7 @@ begin
         || case when issue_id is not null then ' and a.issue_id = $4' else '' end
         || case when since is not null then ' and a.created_at >= $5' else '' end
         || case when until is not null then ' and a.created_at < $6' else '' end
-        || case when position is not null then ' and a.id < $7' else '' end
+        || case when position.id is not null then ' and a.id < $7' else '' end
         || ' order by a.id desc limit $8';
 
   for entry in execute query

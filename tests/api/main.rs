@@ -1,6 +1,7 @@
 //! The integration suite: one binary (one build, one PostgreSQL cluster) with a module per
 //! concern. Every test gets a fresh database and a server on a free port.
 
+mod activity;
 mod binary;
 mod filters;
 mod helpers;

@@ -303,3 +303,30 @@ async fn an_organization_without_issues_gets_an_empty_array_and_no_link() {
     let page = app.page(&member("bravo"), "/api/issues?status=OPEN&q=issue").await;
     assert_eq!((page.items, page.next), (Vec::<Value>::new(), None));
 }
+
+#[tokio::test]
+async fn a_forged_cursor_with_the_right_sort_and_filters_but_a_wrong_key_is_refused() {
+    let app = spawn_app().await;
+    app.insert_issues("acme", 5).await;
+    let cursor = cursor_of(&app, &member("acme"), "/api/issues?limit=2").await;
+    // Re-encode it with a number where the createdAt sort keeps a time.
+    let forged: String = app
+        .owner_sql()
+        .await
+        .query_one(
+            "select app.encode_cursor(p->>1, p->>2, '7'::jsonb, (p->>4)::bigint)
+               from (select convert_from(decode(translate($1, '-_', '+/') || repeat('=', (4 - length($1) % 4) % 4),
+                                                'base64'), 'UTF8')::jsonb as p) decoded",
+            &[&cursor],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(forged, cursor);
+    let problem = assert_problem(
+        app.get(&member("acme"), &format!("/api/issues?cursor={forged}")).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(error_fields(&problem), ["cursor"]);
+}
