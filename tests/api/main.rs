@@ -3,6 +3,7 @@
 
 mod activity;
 mod binary;
+mod explain;
 mod filters;
 mod helpers;
 mod hygiene;
