@@ -508,12 +508,14 @@ create function api.list_activity(
   action    text[]      default null,
   issue_id  bigint      default null,
   since     timestamptz default null,
-  until     timestamptz default null
+  until     timestamptz default null,
+  oldest_first boolean  default false
 ) returns setof api.activity_entry
   language plpgsql stable
   as $$
 declare
   org         text := app.current_org_id();
+  order_by    text := case when oldest_first then 'id' else '-id' end;
   fingerprint text;
   position    app.page_position;
   query       text;
@@ -538,7 +540,7 @@ begin
   fingerprint := app.list_fingerprint('activity', pg_catalog.jsonb_build_object(
     'actorId', actor_id, 'action', action, 'issueId', issue_id,
     'since', app.json_time(since), 'until', app.json_time(until)));
-  position := app.decode_cursor(after, '-id', fingerprint);
+  position := app.decode_cursor(after, order_by, fingerprint);
 
   query := 'select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at, null::text '
         || 'from app.activity_logs a where a.organization_id = $1'
@@ -548,15 +550,16 @@ begin
         || case when issue_id is not null then ' and a.issue_id = $4' else '' end
         || case when since is not null then ' and a.created_at >= $5' else '' end
         || case when until is not null then ' and a.created_at < $6' else '' end
-        || case when position.id is not null then ' and a.id < $7' else '' end
-        || ' order by a.id desc limit $8';
+        || case when position.id is null then ''
+                when oldest_first then ' and a.id > $7' else ' and a.id < $7' end
+        || ' order by a.id' || case when oldest_first then '' else ' desc' end || ' limit $8';
 
   for entry in execute query
     using org, actor_id, action, issue_id, since, until, position.id, page_size + 1
   loop
     rows_read := rows_read + 1;
     if rows_read > page_size then
-      pending.next_cursor := app.encode_cursor('-id', fingerprint,
+      pending.next_cursor := app.encode_cursor(order_by, fingerprint,
         pg_catalog.to_jsonb(app.json_time(pending.created_at)), pending.id);
       exit;
     end if;
@@ -570,11 +573,12 @@ begin
   end if;
 end
 $$;
-comment on function api.list_activity(integer, text, text, text[], bigint, timestamptz, timestamptz) is
-  'One page of the activity of the organization in app.org_id, newest first (empty when no '
-  'tenant is set). Filters, all combinable: actor_id, action (array: any of created, updated, '
-  'deleted, restored), issue_id, since (inclusive) and until (exclusive) on created_at. '
-  'page_size 1-200; after: the next_cursor of the previous page, with the same filters.';
+comment on function api.list_activity(integer, text, text, text[], bigint, timestamptz, timestamptz, boolean) is
+  'One page of the activity of the organization in app.org_id, newest first, or oldest first '
+  'with oldest_first (empty when no tenant is set). Filters, all combinable: actor_id, action '
+  '(array: any of created, updated, deleted, restored), issue_id, since (inclusive) and until '
+  '(exclusive) on created_at. page_size 1-200; after: the next_cursor of the previous page, '
+  'with the same filters and order.';
 
 create function api.issue_activity(
   issue_id  bigint,
@@ -583,45 +587,11 @@ create function api.issue_activity(
 ) returns setof api.activity_entry
   language plpgsql stable
   as $$
-declare
-  org         text := app.current_org_id();
-  fingerprint text := app.list_fingerprint('issue activity',
-                        pg_catalog.jsonb_build_object('issueId', issue_activity.issue_id));
-  position    app.page_position;
-  entry       api.activity_entry;
-  pending     api.activity_entry;
-  rows_read   integer := 0;
 begin
-  if org is null then
-    raise exception 'issue % not found', issue_id using errcode = 'TN404';
-  end if;
-  if page_size is null or page_size not between 1 and 200 then
-    raise exception 'page_size must be from 1 to 200' using errcode = 'TN400', column = 'page_size';
-  end if;
-  position := app.decode_cursor(after, 'id', fingerprint);
-
-  for entry in
-    select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at, null::text
-    from app.activity_logs a
-    where a.organization_id = org and a.issue_id = issue_activity.issue_id
-      and a.id > coalesce(position.id, 0)
-    order by a.id
-    limit page_size + 1
-  loop
-    rows_read := rows_read + 1;
-    if rows_read > page_size then
-      pending.next_cursor := app.encode_cursor('id', fingerprint,
-        pg_catalog.to_jsonb(app.json_time(pending.created_at)), pending.id);
-      exit;
-    end if;
-    if rows_read > 1 then
-      return next pending;
-    end if;
-    pending := entry;
-  end loop;
-  if rows_read > 0 then
-    return next pending;
-  elsif after is null then
+  return query
+    select * from api.list_activity(page_size => issue_activity.page_size, after => issue_activity.after,
+                                    issue_id => issue_activity.issue_id, oldest_first => true);
+  if not found and after is null then
     -- Every issue has a created entry: no entry at all means no such issue, ever.
     raise exception 'issue % not found', issue_id using errcode = 'TN404';
   end if;
