@@ -76,9 +76,10 @@ create table app.issue_terms (
 create index issue_terms_search_idx on app.issue_terms (organization_id, term, issue_id) include (weight);
 comment on table app.issue_terms is
   'The search index of issues: one row per distinct word of an issue''s title and description '
-  '(from app.search_terms), written by triggers on app.issues in the same transaction. A word '
-  'prefix is a range of term, so a search is a btree range scan that row-level security '
-  'allows (a GIN index on a tsvector cannot be used under row-level security).';
+  '(from app.search_terms), written only by the triggers on app.issues, in the same '
+  'transaction. A word prefix is a range of term, so a search is a btree range scan that '
+  'row-level security allows (a GIN index on a tsvector cannot be used under row-level '
+  'security). The API role may read it, never write it.';
 comment on column app.issue_terms.organization_id is 'The organization (tenant) of the issue.';
 comment on column app.issue_terms.issue_id is 'The issue''s number.';
 comment on column app.issue_terms.term is
@@ -99,16 +100,16 @@ comment on policy issue_terms_tenant_select on app.issue_terms is
 create policy issue_terms_tenant_insert on app.issue_terms for insert
   with check (organization_id = (select app.current_org_id()));
 comment on policy issue_terms_tenant_insert on app.issue_terms is
-  'Words are written for the organization in app.org_id (by the triggers on app.issues).';
+  'Words are written for the organization in app.org_id (only the triggers on app.issues write).';
 create policy issue_terms_tenant_delete on app.issue_terms for delete
   using (organization_id = (select app.current_org_id()));
 comment on policy issue_terms_tenant_delete on app.issue_terms is
-  'Words are removed for the organization in app.org_id (by the triggers on app.issues).';
+  'Words are removed for the organization in app.org_id (only the triggers on app.issues remove).';
 create policy issue_terms_dba_read on app.issue_terms for select to tenantry_dba using (true);
 comment on policy issue_terms_dba_read on app.issue_terms is 'tenantry_dba reads the words of every organization.';
 
 create function app.index_new_issues() returns trigger
-  language plpgsql volatile
+  language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
   as $$
 begin
   insert into app.issue_terms (organization_id, issue_id, term, weight)
@@ -121,7 +122,7 @@ comment on function app.index_new_issues() is
   'Trigger: writes the words of inserted issues (created or restored) to app.issue_terms.';
 
 create function app.reindex_changed_issues() returns trigger
-  language plpgsql volatile
+  language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
   as $$
 begin
   -- Only issues whose text changed: a status or assignee change leaves the words alone.
@@ -142,7 +143,7 @@ comment on function app.reindex_changed_issues() is
   'Trigger: rewrites the words of updated issues whose title or description changed.';
 
 create function app.unindex_deleted_issues() returns trigger
-  language plpgsql volatile
+  language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
   as $$
 begin
   delete from app.issue_terms t
@@ -155,7 +156,10 @@ comment on function app.unindex_deleted_issues() is
   'Trigger: removes the words of deleted issues from app.issue_terms.';
 
 -- Statement triggers with transition tables: one insert of words per statement, also
--- when many issues are written at once.
+-- when many issues are written at once. The trigger functions run as their owner
+-- (security definer, search_path pinned): they are the only writers of app.issue_terms,
+-- the API role may only read it. Row-level security still applies to them, unless the
+-- owner is a superuser, and they only ever copy the words of rows the statement wrote.
 create trigger issues_index_terms after insert on app.issues
   referencing new table as new_issues
   for each statement execute function app.index_new_issues();
@@ -409,7 +413,9 @@ begin
     query := query || ' from app.issues i where i.organization_id = $1';
   else
     -- Per word: the issues holding a word with that prefix, with its best weight; an
-    -- issue matches when it holds every word, and scores the sum of their weights.
+    -- issue matches when it holds every word, and scores the sum of their weights. By
+    -- relevance, the page is cut from the matches before any issue is read (unless a
+    -- filter on the issues must see them all first).
     query := query || '
       from (select w.issue_id, sum(w.best)::bigint as score
               from (select q.n, t.issue_id, max(t.weight) as best
@@ -418,7 +424,14 @@ begin
                         on t.organization_id = $1 and t.term >= q.low and t.term < q.high
                      group by q.n, t.issue_id) w
              group by w.issue_id
-            having count(*) = pg_catalog.cardinality($12)) m
+            having count(*) = pg_catalog.cardinality($12)'
+      || case when sort_by = 'relevance' and position.id is not null
+              then ' and (sum(w.best)::bigint, w.issue_id) < ($10, $11)' else '' end
+      || case when sort_by = 'relevance' and status is null and priority is null and assignee_id is null
+                   and created_by is null and created_after is null and created_before is null
+                   and updated_after is null
+              then ' order by score desc, w.issue_id desc limit $14' else '' end
+      || ') m
       join app.issues i on i.organization_id = $1 and i.id = m.issue_id
       where true';
   end if;
@@ -671,6 +684,7 @@ comment on function api.restore_issue(bigint) is
 ------------------------------------------------------------------------------------------
 -- Grants: the new functions and the search table; activity stays append-only.
 ------------------------------------------------------------------------------------------
-grant select, insert, delete on app.issue_terms to tenantry_api;
+-- The words are written by the triggers only (as the owner); requests just read them.
+grant select on app.issue_terms to tenantry_api;
 grant select on app.issue_terms to tenantry_dba;
 grant execute on all functions in schema app, api to tenantry_api;

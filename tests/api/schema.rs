@@ -227,3 +227,31 @@ async fn sql_and_rust_accept_exactly_the_same_titles_descriptions_and_ids() {
         assert_eq!(row.get::<_, bool>(2), rules::is_valid_id(&sample), "id {sample:?}");
     }
 }
+
+#[tokio::test]
+async fn the_only_functions_running_as_their_owner_are_triggers_with_a_pinned_search_path() {
+    let app = spawn_app().await;
+    let sql = app.owner_sql().await;
+    let definers: Vec<(String, Vec<String>, bool)> = sql
+        .query(
+            "select p.oid::regprocedure::text, coalesce(p.proconfig, '{}'), p.prorettype = 'trigger'::regtype
+               from pg_proc p
+              where p.pronamespace in ('app'::regnamespace, 'api'::regnamespace) and p.prosecdef
+              order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let names: Vec<&str> = definers.iter().map(|(name, ..)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["app.index_new_issues()", "app.reindex_changed_issues()", "app.unindex_deleted_issues()"]
+    );
+    for (name, config, is_trigger) in &definers {
+        assert!(is_trigger, "{name}: a trigger function, which nobody can call directly");
+        assert_eq!(config, &["search_path=pg_catalog, pg_temp"], "{name}: search_path pinned");
+    }
+}

@@ -173,7 +173,7 @@ async fn the_api_role_cannot_reach_tenant_data_any_other_way() {
 }
 
 #[tokio::test]
-async fn the_search_words_are_scoped_to_the_tenant_like_the_issues() {
+async fn the_search_words_are_read_per_tenant_and_written_only_by_the_triggers() {
     let app = spawn_app().await;
     seed_two_organizations(&app).await;
     let mut sql = app.api_role_sql().await;
@@ -188,15 +188,15 @@ async fn the_search_words_are_scoped_to_the_tenant_like_the_issues() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(orgs, ["alpha"], "alpha's words only");
-    assert_eq!(
-        tx.execute("delete from app.issue_terms where organization_id = 'bravo'", &[]).await.unwrap(),
-        0
-    );
     tx.rollback().await.unwrap();
 
+    // Only the triggers on app.issues write words; the API role cannot, for any tenant.
     for (statement, state) in [
         ("insert into app.issue_terms values ('bravo', 1, 'planted', 10)", "42501"),
+        ("insert into app.issue_terms values ('alpha', 1, 'planted', 10)", "42501"),
         ("update app.issue_terms set weight = 99", "42501"),
+        ("delete from app.issue_terms", "42501"),
+        ("delete from app.issue_terms where organization_id = 'bravo'", "42501"),
     ] {
         let tx = sql.transaction().await.unwrap();
         tx.batch_execute(&set_tenant_sql("alpha", "a", "ADMIN")).await.unwrap();
@@ -211,4 +211,15 @@ async fn the_search_words_are_scoped_to_the_tenant_like_the_issues() {
         .unwrap()
         .get(0);
     assert!(bravo > 0, "bravo's words are intact");
+    let alpha: i64 = app
+        .owner_sql()
+        .await
+        .query_one(
+            "select count(*) from app.issue_terms where organization_id = 'alpha' and term = 'planted'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(alpha, 0);
 }
