@@ -206,7 +206,8 @@ async fn main() {
     print_summary(&args, &small, &large, &rounds);
 }
 
-/// Creates, migrates and seeds the dataset's database unless a complete one exists.
+/// Creates, migrates and seeds the dataset's database unless a complete one, migrated
+/// by these very migrations, exists.
 async fn prepare(pg: &LocalPostgres, dataset: &Dataset) {
     let admin = connect(&pg.url(SUPERUSER, "postgres")).await;
     let exists = admin
@@ -215,18 +216,20 @@ async fn prepare(pg: &LocalPostgres, dataset: &Dataset) {
         .unwrap()
         .is_some();
     if exists {
-        let owner = connect(&pg.url(SUPERUSER, &dataset.name)).await;
+        let mut owner = connect(&pg.url(SUPERUSER, &dataset.name)).await;
         let seeded = owner
             .query_opt("select 1 from pg_class where relname = 'benchmark_seeded'", &[])
             .await
             .unwrap()
             .is_some();
-        if seeded {
+        // An edited migration (divergent) or a new one: seed again.
+        let current = db::migrate::run(&mut owner).await.is_ok_and(|applied| applied.is_empty());
+        if seeded && current {
             eprintln!("{}: seeded already", dataset.name);
             return;
         }
         drop(owner);
-        admin.batch_execute(&format!("drop database {}", dataset.name)).await.unwrap();
+        admin.batch_execute(&format!("drop database {} with (force)", dataset.name)).await.unwrap();
     }
     admin.batch_execute(&format!("create database {}", dataset.name)).await.unwrap();
     let mut owner = connect(&pg.url(SUPERUSER, &dataset.name)).await;
