@@ -108,70 +108,39 @@ comment on policy issue_terms_tenant_delete on app.issue_terms is
 create policy issue_terms_dba_read on app.issue_terms for select to tenantry_dba using (true);
 comment on policy issue_terms_dba_read on app.issue_terms is 'tenantry_dba reads the words of every organization.';
 
-create function app.index_new_issues() returns trigger
+create function app.index_issue_terms() returns trigger
   language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
   as $$
 begin
-  insert into app.issue_terms (organization_id, issue_id, term, weight)
-  select n.organization_id, n.id, s.term, s.weight
-  from new_issues n, app.search_terms(n.title, n.description) s;
+  if tg_op in ('UPDATE', 'DELETE') then
+    delete from app.issue_terms t where t.organization_id = old.organization_id and t.issue_id = old.id;
+  end if;
+  if tg_op in ('INSERT', 'UPDATE') then
+    insert into app.issue_terms (organization_id, issue_id, term, weight)
+    select new.organization_id, new.id, s.term, s.weight
+    from app.search_terms(new.title, new.description) s;
+  end if;
   return null;
 end
 $$;
-comment on function app.index_new_issues() is
-  'Trigger: writes the words of inserted issues (created or restored) to app.issue_terms.';
+comment on function app.index_issue_terms() is
+  'Trigger: keeps an issue''s words in app.issue_terms: written when the issue is inserted '
+  '(created or restored), rewritten when its title or description changes, removed when it '
+  'is deleted. Runs as its owner (the only writer of app.issue_terms), search_path pinned.';
 
-create function app.reindex_changed_issues() returns trigger
-  language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
-  as $$
-begin
-  -- Only issues whose text changed: a status or assignee change leaves the words alone.
-  delete from app.issue_terms t
-  using old_issues o join new_issues n on n.organization_id = o.organization_id and n.id = o.id
-  where t.organization_id = o.organization_id and t.issue_id = o.id
-    and (n.title, n.description) is distinct from (o.title, o.description);
-
-  insert into app.issue_terms (organization_id, issue_id, term, weight)
-  select n.organization_id, n.id, s.term, s.weight
-  from old_issues o join new_issues n on n.organization_id = o.organization_id and n.id = o.id,
-       app.search_terms(n.title, n.description) s
-  where (n.title, n.description) is distinct from (o.title, o.description);
-  return null;
-end
-$$;
-comment on function app.reindex_changed_issues() is
-  'Trigger: rewrites the words of updated issues whose title or description changed.';
-
-create function app.unindex_deleted_issues() returns trigger
-  language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
-  as $$
-begin
-  delete from app.issue_terms t
-  using old_issues o
-  where t.organization_id = o.organization_id and t.issue_id = o.id;
-  return null;
-end
-$$;
-comment on function app.unindex_deleted_issues() is
-  'Trigger: removes the words of deleted issues from app.issue_terms.';
-
--- Statement triggers with transition tables: one insert of words per statement, also
--- when many issues are written at once. The trigger functions run as their owner
--- (security definer, search_path pinned): they are the only writers of app.issue_terms,
--- the API role may only read it. Row-level security still applies to them, unless the
--- owner is a superuser, and they only ever copy the words of rows the statement wrote.
-create trigger issues_index_terms after insert on app.issues
-  referencing new table as new_issues
-  for each statement execute function app.index_new_issues();
-comment on trigger issues_index_terms on app.issues is 'Keeps app.issue_terms in step with new issues.';
-create trigger issues_reindex_terms after update on app.issues
-  referencing old table as old_issues new table as new_issues
-  for each statement execute function app.reindex_changed_issues();
-comment on trigger issues_reindex_terms on app.issues is 'Keeps app.issue_terms in step with changed titles and descriptions.';
-create trigger issues_unindex_terms after delete on app.issues
-  referencing old table as old_issues
-  for each statement execute function app.unindex_deleted_issues();
-comment on trigger issues_unindex_terms on app.issues is 'Keeps app.issue_terms in step with deleted issues.';
+-- Row triggers: the update trigger fires only when the text changed (the WHEN clause is
+-- checked without calling the function), so status or assignee changes cost nothing
+-- here. The trigger function runs as its owner (security definer): it is the only
+-- writer of app.issue_terms, the API role may only read it. Row-level security still
+-- applies to it unless the owner is a superuser, and it only copies the words of the
+-- row the statement wrote.
+create trigger issues_index_terms after insert or delete on app.issues
+  for each row execute function app.index_issue_terms();
+comment on trigger issues_index_terms on app.issues is 'Writes or removes the words of an inserted or deleted issue.';
+create trigger issues_reindex_terms after update of title, description on app.issues
+  for each row when (old.title is distinct from new.title or old.description is distinct from new.description)
+  execute function app.index_issue_terms();
+comment on trigger issues_reindex_terms on app.issues is 'Rewrites the words of an issue whose title or description changed.';
 
 -- Words of the issues that exist already. Row-level security is forced on app.issues,
 -- so a migrating owner that is not a superuser would see no rows: lift it for the owner

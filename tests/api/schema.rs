@@ -246,10 +246,7 @@ async fn the_only_functions_running_as_their_owner_are_triggers_with_a_pinned_se
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     let names: Vec<&str> = definers.iter().map(|(name, ..)| name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["app.index_new_issues()", "app.reindex_changed_issues()", "app.unindex_deleted_issues()"]
-    );
+    assert_eq!(names, ["app.index_issue_terms()"]);
     for (name, config, is_trigger) in &definers {
         assert!(is_trigger, "{name}: a trigger function, which nobody can call directly");
         assert_eq!(config, &["search_path=pg_catalog, pg_temp"], "{name}: search_path pinned");
