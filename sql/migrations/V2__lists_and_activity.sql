@@ -144,7 +144,8 @@ comment on trigger issues_reindex_terms on app.issues is 'Rewrites the words of 
 
 -- Words of the issues that exist already. Row-level security is forced on app.issues,
 -- so a migrating owner that is not a superuser would see no rows: lift it for the owner
--- within this transaction only (nobody else sees the table before the commit).
+-- within this transaction only (ALTER TABLE's lock keeps everyone else out until the
+-- commit, when it is forced again).
 alter table app.issues no force row level security;
 alter table app.issue_terms no force row level security;
 insert into app.issue_terms (organization_id, issue_id, term, weight)

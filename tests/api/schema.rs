@@ -1,7 +1,7 @@
 //! The catalog, checked: the invariants a DBA should be able to trust, and the same value
 //! rules in SQL as in Rust.
 
-use tenantry::domain::rules;
+use tenantry::{db::local_postgres::SUPERUSER, domain::rules};
 
 use crate::helpers::*;
 
@@ -251,4 +251,48 @@ async fn the_only_functions_running_as_their_owner_are_triggers_with_a_pinned_se
         assert!(is_trigger, "{name}: a trigger function, which nobody can call directly");
         assert_eq!(config, &["search_path=pg_catalog, pg_temp"], "{name}: search_path pinned");
     }
+}
+
+#[tokio::test]
+async fn upgrading_a_database_that_holds_issues_makes_them_searchable() {
+    // Migration 1 alone, issues in it, then migration 2: its words come from the backfill.
+    let name = "upgrade_with_issues";
+    let admin = connect(&cluster().pg.url(SUPERUSER, "postgres")).await;
+    admin.batch_execute(&format!("create database {name}")).await.unwrap();
+    let owner = connect(&cluster().pg.url(SUPERUSER, name)).await;
+    owner.batch_execute(include_str!("../../sql/migrations/V1__core.sql")).await.unwrap();
+    owner
+        .batch_execute(
+            "insert into app.issues (organization_id, id, title, description, created_by)
+             values ('acme', 1, 'Login page returns 500', 'after the deploy', 'ann'),
+                    ('acme', 2, 'Typo', 'on the pricing page', 'ann'),
+                    ('globex', 1, 'Login slow', 'sometimes', 'gus')",
+        )
+        .await
+        .unwrap();
+    owner.batch_execute(include_str!("../../sql/migrations/V2__lists_and_activity.sql")).await.unwrap();
+
+    let words: i64 = owner.query_one("select count(*) from app.issue_terms", &[]).await.unwrap().get(0);
+    assert_eq!(words, 7 + 5 + 3, "every distinct word of every issue");
+    owner
+        .batch_execute(&set_tenant_sql("acme", "ann", "MEMBER").replace(", true)", ", false)"))
+        .await
+        .unwrap();
+    owner.batch_execute("set role tenantry_api").await.unwrap();
+    let found: Vec<i64> = owner
+        .query("select id from api.list_issues(search => 'logi')", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(found, [1]);
+    let forced: Vec<bool> = owner
+        .query("select relforcerowsecurity from pg_class where oid in ('app.issues'::regclass, 'app.issue_terms'::regclass)", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(forced, [true, true], "row-level security is forced again after the backfill");
 }
