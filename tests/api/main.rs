@@ -1,11 +1,14 @@
 //! The integration suite: one binary (one build, one PostgreSQL cluster) with a module per
 //! concern. Every test gets a fresh database and a server on a free port.
 
+mod activity;
 mod binary;
 mod browser;
 mod concurrency;
 mod conformance;
 mod dba;
+mod explain;
+mod filters;
 mod helpers;
 mod hygiene;
 mod idempotency;
@@ -15,6 +18,7 @@ mod jwt;
 mod list_body;
 mod openapi;
 mod operations;
+mod pagination;
 mod plans;
 mod rate_limits;
 mod readme;
