@@ -68,8 +68,9 @@ struct Args {
     /// Scenarios to run, in order.
     #[arg(long, value_delimiter = ',', default_value = "get-one,list,create,update,mixed")]
     scenarios: Vec<Scenario>,
-    /// The list request. Use "/api/issues?limit=100" once the API pages lists.
-    #[arg(long, default_value = "/api/issues")]
+    /// The list request: one page of 100 issues (an organization's all), what pgbench's
+    /// list statement selects too.
+    #[arg(long, default_value = "/api/issues?limit=100")]
     list_path: String,
     /// The list statement pgbench runs (default: the service's own, db::issues::LIST);
     /// it must take no parameters.
@@ -431,7 +432,11 @@ impl Scripts {
         let write_org = format!("{WRITE_ORG_OFFSET} + random(1, {ORGS})");
         let list_sql = match &args.list_sql {
             Some(sql) => sql.clone(),
-            None => pgbench_sql(db::issues::LIST, &[]),
+            // As the service calls it for `?limit=100`: a page of 100, nothing else set.
+            None => pgbench_sql(
+                db::issues::LIST,
+                &["100", "null", "null", "null", "null", "null", "null", "null", "null", "null", "null"],
+            ),
         };
         let get = write("get-one.sql", transaction(&read_org, pgbench_sql(db::issues::GET, &[":id"])))?;
         let list = write("list.sql", transaction(&read_org, list_sql))?;
