@@ -2,7 +2,7 @@
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
-use crate::db::StatementMode;
+use crate::db::{ContextMode, StatementMode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -51,6 +51,12 @@ pub struct Config {
     /// nothing prepared outlives a transaction, for transaction-mode poolers (PgBouncer).
     #[arg(long, env = "DATABASE_STATEMENTS", value_enum, default_value = "prepared")]
     pub statements: StatementMode,
+
+    /// `set_config`: the tenant is set with `select set_config(..., true)` and bound
+    /// parameters. `set_local`: with `SET LOCAL` and quoted literals, which Citus forwards
+    /// to its workers (set_config stays on the coordinator). Both transaction-local.
+    #[arg(long, env = "DATABASE_CONTEXT", value_enum, default_value = "set_config")]
+    pub context: ContextMode,
 
     /// Directory of the private PostgreSQL (without DATABASE_URL); kept across restarts.
     #[arg(long, env = "LOCAL_PG_DIR", default_value = ".tenantry")]
@@ -198,6 +204,7 @@ impl Default for Config {
             api_database_url: None,
             pool_size: 24,
             statements: StatementMode::Prepared,
+            context: ContextMode::SetConfig,
             local_pg_dir: PathBuf::from(".tenantry"),
             local_pg_port: 0,
             log_format: LogFormat::Text,

@@ -152,12 +152,14 @@ impl App {
             PoolSettings { size: config.pool_size, wait_timeout: config.pool_timeout() },
         );
         let db = Database::new(pool, setup.target.request_role, config.statements)
-            .with_statement_timeout(config.statement_timeout());
+            .with_statement_timeout(config.statement_timeout())
+            .with_context_mode(config.context);
         let role = db::verify_request_role(&db).await?;
         tracing::info!(
             role,
             mode = ?setup.target.request_role,
             statements = ?config.statements,
+            context = ?config.context,
             "requests run under row-level security"
         );
 

@@ -18,7 +18,7 @@ use tenantry::{
     App,
     config::Config,
     db::{
-        self,
+        self, ContextMode,
         local_postgres::{LocalPostgres, Options, SUPERUSER},
     },
 };
@@ -114,14 +114,32 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Mode::ApiLogin, |_| {}).await
 }
 
+/// How the apps under test set the tenant: `DATABASE_CONTEXT=set_local cargo test` runs
+/// the whole suite with SET LOCAL (CI runs it both ways). Binaries the tests start read
+/// the same variable themselves.
+pub fn context_mode() -> ContextMode {
+    match std::env::var("DATABASE_CONTEXT") {
+        Ok(value) => clap::ValueEnum::from_str(&value, false)
+            .unwrap_or_else(|e| panic!("DATABASE_CONTEXT={value}: {e}")),
+        Err(_) => ContextMode::default(),
+    }
+}
+
 pub async fn spawn_app_with(mode: Mode, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let database = fresh_database().await;
+    spawn_app_on(&database, mode, adjust).await
+}
+
+/// An app on an existing database (several instances may share one).
+pub async fn spawn_app_on(database: &str, mode: Mode, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let database = database.to_owned();
     let pg = &cluster().pg;
     let mut config = Config {
         port: 0,
         database_url: Some(pg.url(SUPERUSER, &database)),
         api_database_url: (mode == Mode::ApiLogin).then(|| pg.url(db::API_ROLE, &database)),
         pool_size: 8,
+        context: context_mode(),
         ..Config::default()
     };
     adjust(&mut config);

@@ -5,6 +5,7 @@ mod binary;
 mod browser;
 mod concurrency;
 mod conformance;
+mod context_mode;
 mod dba;
 mod helpers;
 mod hygiene;
