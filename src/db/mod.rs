@@ -4,6 +4,7 @@
 mod error;
 pub mod health;
 pub mod issues;
+pub mod local_pgbouncer;
 pub mod local_postgres;
 pub mod migrate;
 mod pool;

@@ -191,7 +191,8 @@ impl Database {
                 let (set_context, call) = futures::try_join!(
                     conn.prepare_typed_cached(self.set_context.text, self.set_context.param_types),
                     conn.prepare_typed_cached(sql.text, sql.param_types),
-                )?;
+                )
+                .inspect_err(|err| self.explain_missing_statement(err))?;
                 let (begun, context_set, rows, committed) = futures::join!(
                     conn.batch_execute("begin"),
                     conn.query(&set_context, &settings),
@@ -211,7 +212,10 @@ impl Database {
             }
             // The BEGIN carries the settings: three messages instead of four.
             (Some(begin), StatementMode::Prepared) => {
-                let call = conn.prepare_typed_cached(sql.text, sql.param_types).await?;
+                let call = conn
+                    .prepare_typed_cached(sql.text, sql.param_types)
+                    .await
+                    .inspect_err(|err| self.explain_missing_statement(err))?;
                 let (begun, rows, committed) = futures::join!(
                     conn.batch_execute(begin),
                     conn.query(&call, params),
@@ -234,9 +238,28 @@ impl Database {
         }
         begun?;
         context_set?;
-        let rows = rows?;
+        let rows = rows.inspect_err(|err| self.explain_missing_statement(err))?;
         committed?;
         Ok(rows)
+    }
+
+    /// A named statement that is missing (26000) or already there (42P05) means that one
+    /// pooled connection reaches several server connections: a transaction-mode pooler
+    /// that does not track prepared statements (PgBouncer before 1.21). Said once, loudly.
+    fn explain_missing_statement(&self, err: &tokio_postgres::Error) {
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let code = err.code().map(|code| code.code());
+        if self.statements == StatementMode::Prepared
+            && matches!(code, Some("26000" | "42P05"))
+            && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::error!(
+                error = %err,
+                "a prepared statement is missing or duplicated on the server: is a transaction-mode \
+                 pooler (PgBouncer before 1.21, or without max_prepared_statements) between the \
+                 service and PostgreSQL? Set DATABASE_STATEMENTS=unnamed"
+            );
+        }
     }
 }
 

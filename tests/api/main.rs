@@ -16,6 +16,7 @@ mod jwt;
 mod list_body;
 mod openapi;
 mod operations;
+mod pgbouncer;
 mod plans;
 mod rate_limits;
 mod readme;
