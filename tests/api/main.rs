@@ -10,6 +10,7 @@ mod dba;
 mod helpers;
 mod hygiene;
 mod idempotency;
+mod instances;
 mod isolation;
 mod issues;
 mod jwt;
