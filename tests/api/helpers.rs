@@ -75,6 +75,15 @@ async fn create_template(pg: &LocalPostgres) {
     admin.batch_execute(&format!("create database {TEMPLATE}")).await.unwrap();
     let mut owner = connect(&pg.url(SUPERUSER, TEMPLATE)).await;
     db::migrate::run(&mut owner).await.expect("migrations apply");
+    if citus_policies() {
+        owner.batch_execute("select app.use_policies_without_subqueries()").await.unwrap();
+    }
+}
+
+/// `TEST_CITUS_POLICIES=1`: every test database has the policies Citus accepts (no
+/// sub-queries, see migration 5), as the coordinator of a Citus cluster would.
+pub fn citus_policies() -> bool {
+    std::env::var_os("TEST_CITUS_POLICIES").is_some_and(|v| v == "1")
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {

@@ -43,7 +43,7 @@ route_tests!(
     twenty_organizations_creating_at_once_each_list_exactly_their_own,
 );
 
-async fn an_organization_cannot_read_list_update_or_delete_anothers_issue(app: &TestApp) {
+pub async fn an_organization_cannot_read_list_update_or_delete_anothers_issue(app: &TestApp) {
     let theirs = app.create_ok(&member("bravo"), "Bravo's secret").await;
     let (a, b) = (admin("alpha"), admin("bravo"));
 
@@ -84,7 +84,7 @@ async fn a_body_can_never_place_or_move_an_issue_into_another_organization(app: 
     assert!(app.list(&member("bravo")).await.is_empty());
 }
 
-async fn twenty_organizations_creating_at_once_each_list_exactly_their_own(app: &TestApp) {
+pub async fn twenty_organizations_creating_at_once_each_list_exactly_their_own(app: &TestApp) {
     const ORGS: usize = 20;
     const EACH: usize = 5;
     let creates = (0..ORGS).flat_map(|org| (0..EACH).map(move |n| (org, n))).map(|(org, n)| async move {

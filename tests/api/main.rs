@@ -3,6 +3,7 @@
 
 mod binary;
 mod browser;
+mod citus;
 mod concurrency;
 mod conformance;
 mod context_mode;
