@@ -377,8 +377,8 @@ fn chart(rows: &[GrowthRow], scenarios: &[GrowthScenario]) -> String {
         r#"<text x="{}" y="24" font-size="16" text-anchor="middle">tenantry as the data grows (bench/scale growth)</text>"#,
         width / 2.0
     );
-    let panels: [(&str, fn(&GrowthRow) -> f64); 2] =
-        [("requests/s", |r| r.per_second), ("p99 latency, ms", |r| r.p99)];
+    type Metric = fn(&GrowthRow) -> f64;
+    let panels: [(&str, Metric); 2] = [("requests/s", |r| r.per_second), ("p99 latency, ms", |r| r.p99)];
     for (panel, (label, value)) in panels.iter().enumerate() {
         let y0 = top + panel as f64 * (panel_h + 80.0);
         let max_y = rows.iter().map(value).fold(0.0, f64::max) * 1.15;
