@@ -6,6 +6,7 @@ pub mod health;
 pub mod issues;
 pub mod local_pgbouncer;
 pub mod local_postgres;
+pub mod maintenance;
 pub mod migrate;
 mod pool;
 mod safety;
