@@ -216,7 +216,8 @@ impl App {
     /// finish (up to SHUTDOWN_TIMEOUT_SECONDS), closes the pool and stops the private
     /// cluster, if any.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        let App { acceptor, db, setup, services, auth_mode, shutdown_timeout, upkeep, next_upkeep, .. } = self;
+        let App { acceptor, db, setup, services, auth_mode, shutdown_timeout, upkeep, next_upkeep, .. } =
+            self;
         let housekeeping = tokio::spawn(forget_idle_rate_limit_keys(Arc::downgrade(&services)));
         let owner = setup.target.owner.clone();
         let partitions = tokio::spawn(async move {

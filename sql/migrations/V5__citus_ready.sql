@@ -62,3 +62,27 @@ comment on function app.use_policies_without_subqueries() is
 -- policies apply to every role: tenantry_dba (which reads the settings through them like
 -- any role) needs EXECUTE too, or a refused write would report the helper, not the table.
 grant execute on function app.current_org_id(), app.current_user_id(), app.current_user_role() to tenantry_dba;
+
+-- The restore policy (migration 2) asked for the deleted entry with an EXISTS sub-query,
+-- which app.use_policies_without_subqueries() would refuse. The same question as a
+-- function call, so every policy of the schema has a form Citus accepts.
+create function app.issue_was_deleted(organization_id text, issue_id bigint, created_by text) returns boolean
+  language sql stable
+  set search_path = pg_catalog, pg_temp
+  as $$
+    select exists (
+      select from app.activity_logs a
+      where a.organization_id = issue_was_deleted.organization_id and a.issue_id = issue_was_deleted.issue_id
+        and a.action = 'deleted' and a.changes->>'createdBy' = issue_was_deleted.created_by)
+  $$;
+comment on function app.issue_was_deleted(text, bigint, text) is
+  'True when the organization''s issue issue_id was deleted while created by created_by (its '
+  'deleted activity entry says so). Used by the policy issues_admin_restore; runs as the '
+  'caller, so row-level security limits it to the caller''s organization.';
+grant execute on function app.issue_was_deleted(text, bigint, text) to tenantry_api;
+
+alter policy issues_admin_restore on app.issues
+  with check (
+    organization_id = (select app.current_org_id())
+    and (select app.current_user_role()) = 'ADMIN'
+    and app.issue_was_deleted(organization_id, id, created_by));

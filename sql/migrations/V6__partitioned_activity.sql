@@ -39,6 +39,7 @@ declare
   policy    record;
   privilege record;
   col       record;
+  child_index record;
   bound     text := pg_get_expr((select c.relpartbound from pg_class c where c.oid = partition), partition);
   first_day text := to_char(substring(bound from 'FROM \(''([^'']+)''\)')::timestamptz at time zone 'UTC', 'YYYY-MM-DD');
   next_day  text := to_char(substring(bound from 'TO \(''([^'']+)''\)')::timestamptz at time zone 'UTC', 'YYYY-MM-DD');
@@ -83,6 +84,17 @@ begin
            'app.activity_logs. Made by app.create_activity_partitions and secured like its parent '
            '(row-level security forced, the same policies and grants); dropped whole by retention.',
            first_day, next_day));
+  -- The indexes attached to the parent's (made by ATTACH PARTITION): the parent's comments.
+  for child_index in
+    select i.inhrelid::regclass as name,
+           coalesce(obj_description(i.inhparent, 'pg_class'),
+                    (select obj_description(k.oid, 'pg_constraint') from pg_constraint k where k.conindid = i.inhparent),
+                    format('This partition''s part of %s.', i.inhparent::regclass)) as description
+    from pg_inherits i join pg_index x on x.indexrelid = i.inhrelid
+    where x.indrelid = partition
+  loop
+    execute format('comment on index %s is %L', child_index.name, child_index.description);
+  end loop;
   for col in
     select a.attname, col_description(parent, a.attnum) as description
     from pg_attribute a

@@ -29,7 +29,8 @@ pub enum Error {
     /// TN422: an idempotency key already used for a different request.
     #[error("{0}")]
     IdempotencyKeyReused(String),
-    /// 23505 and friends: the write conflicts with existing data.
+    /// TN409, 23505 and friends: the write conflicts with the current state or with
+    /// existing data.
     #[error("conflict: {0}")]
     Conflict(String),
     /// The database cannot be reached or is shutting down, overloaded or timed out:
@@ -41,12 +42,13 @@ pub enum Error {
     Internal(#[source] BoxError),
 }
 
-/// SQLSTATEs our functions raise on purpose (see the header of migration 1).
+/// SQLSTATEs our functions raise on purpose (see the headers of the migrations).
 const NOT_FOUND: &str = "TN404";
 const FORBIDDEN: &str = "TN403";
 const INVALID_INPUT: &str = "TN400";
 const STALE: &str = "TN412";
 const KEY_REUSED: &str = "TN422";
+const CONFLICT: &str = "TN409";
 
 impl From<tokio_postgres::Error> for Error {
     fn from(err: tokio_postgres::Error) -> Self {
@@ -71,6 +73,7 @@ impl From<tokio_postgres::Error> for Error {
                     .and_then(|version| version.parse().ok()),
             },
             KEY_REUSED => Error::IdempotencyKeyReused(db.message().to_owned()),
+            CONFLICT => Error::Conflict(db.message().to_owned()),
             INVALID_INPUT => Error::InvalidInput {
                 column: db.column().map(str::to_owned),
                 message: db.message().to_owned(),

@@ -1,12 +1,13 @@
 //! The issue operations: one `api` function each, called through [`Database::call`], and
-//! the mapping of their rows to [`Issue`] (or, for lists, straight to JSON: [`IssueRows`]).
+//! the mapping of their rows to [`Issue`] (or, for list pages, straight to JSON:
+//! [`IssueRows`]).
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio_postgres::{Row, types::Type};
 
 use super::{Database, Error, Sql};
-use crate::domain::{Issue, IssuePatch, NewIssue, Priority, Status, TenantContext, timestamp};
+use crate::domain::{Issue, IssuePatch, IssueQuery, NewIssue, Priority, Status, TenantContext, timestamp};
 
 /// The columns of `api.issue`, in the order [`issue_from_row`] reads them.
 macro_rules! issue_sql {
@@ -25,7 +26,27 @@ pub const CREATE: Sql = Sql {
     param_types: &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT],
 };
 pub const GET: Sql = Sql { text: issue_sql!("api.get_issue($1)"), param_types: &[Type::INT8] };
-pub const LIST: Sql = Sql { text: issue_sql!("api.list_issues()"), param_types: &[] };
+/// The issue columns, then `next_cursor` (column 11), which [`IssueRows`] skips.
+pub const LIST: Sql = Sql {
+    text: "select id, title, description, status, priority, assignee_id, organization_id, \
+      created_by, created_at, updated_at, version, next_cursor \
+      from api.list_issues(page_size => $1, sort => $2, after => $3, status => $4, priority => $5, \
+      assignee_id => $6, created_by => $7, created_after => $8, created_before => $9, \
+      updated_after => $10, search => $11)",
+    param_types: &[
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+    ],
+};
 /// `$3`: the version `If-Match` named, or NULL.
 pub const UPDATE: Sql = Sql {
     text: issue_sql!("api.update_issue($1, $2, $3)"),
@@ -42,6 +63,7 @@ const CREATE_IDEMPOTENTLY: Sql = Sql {
      c.replayed from api.create_issue_idempotently($1, $2, $3, $4, $5, $6) c",
     param_types: &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT],
 };
+const RESTORE: Sql = Sql { text: issue_sql!("api.restore_issue($1)"), param_types: &[Type::INT8] };
 
 pub async fn create(db: &Database, ctx: &TenantContext, new: &NewIssue) -> Result<Issue, Error> {
     let status = new.status.map(Status::as_str);
@@ -76,8 +98,37 @@ pub async fn get(db: &Database, ctx: &TenantContext, id: i64) -> Result<Issue, E
     one_issue(&db.call(ctx, &GET, &[&id]).await?)
 }
 
-pub async fn list(db: &Database, ctx: &TenantContext) -> Result<IssueRows, Error> {
-    Ok(IssueRows(db.call(ctx, &LIST, &[]).await?))
+/// One page of the organization's issues.
+pub async fn list(db: &Database, ctx: &TenantContext, query: &IssueQuery) -> Result<IssueRows, Error> {
+    let non_empty = |values: Vec<&'static str>| (!values.is_empty()).then_some(values);
+    let statuses = non_empty(query.statuses.iter().map(|s| s.as_str()).collect());
+    let priorities = non_empty(query.priorities.iter().map(|p| p.as_str()).collect());
+    let sort = query.sort.map(|s| s.as_str());
+    let rows = db
+        .call(
+            ctx,
+            &LIST,
+            &[
+                &query.limit,
+                &sort,
+                &query.cursor,
+                &statuses,
+                &priorities,
+                &query.assignee_id,
+                &query.created_by,
+                &query.created_after,
+                &query.created_before,
+                &query.updated_after,
+                &query.search,
+            ],
+        )
+        .await?;
+    Ok(IssueRows(rows))
+}
+
+/// The cursor the last row of a page carries when another page follows.
+pub(super) fn next_cursor(rows: &[Row], column: usize) -> Result<Option<String>, Error> {
+    Ok(rows.last().map(|row| row.try_get::<_, Option<String>>(column)).transpose()?.flatten())
 }
 
 pub async fn update(db: &Database, ctx: &TenantContext, id: i64, patch: &IssuePatch) -> Result<Issue, Error> {
@@ -108,6 +159,11 @@ pub async fn delete_at(
 ) -> Result<(), Error> {
     db.call(ctx, &DELETE, &[&id, &expected_version]).await?;
     Ok(())
+}
+
+/// Brings a deleted issue back from its `deleted` activity entry.
+pub async fn restore(db: &Database, ctx: &TenantContext, id: i64) -> Result<Issue, Error> {
+    one_issue(&db.call(ctx, &RESTORE, &[&id]).await?)
 }
 
 /// The patch as `api.update_issue` takes it: column names; a present key is a change.
@@ -162,6 +218,11 @@ fn issue_from_row(row: &Row) -> Result<Issue, Error> {
 pub struct IssueRows(Vec<Row>);
 
 impl IssueRows {
+    /// Where the next page starts, when one follows (the `next_cursor` of the last row).
+    pub fn next_cursor(&self) -> Result<Option<String>, Error> {
+        next_cursor(&self.0, 11)
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

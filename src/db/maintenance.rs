@@ -33,7 +33,8 @@ pub async fn run_once(owner: &Config, upkeep: ActivityUpkeep) -> Result<Vec<Stri
     let client = connect_owner(owner).await?;
     let months_ahead = i32::try_from(upkeep.months_ahead).unwrap_or(i32::MAX);
     let retention = i32::try_from(upkeep.retention_months).unwrap_or(i32::MAX);
-    let rows = client.query("select app.maintain_activity_partitions($1, $2)", &[&months_ahead, &retention]).await?;
+    let rows =
+        client.query("select app.maintain_activity_partitions($1, $2)", &[&months_ahead, &retention]).await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 

@@ -1,6 +1,7 @@
 //! Everything that touches PostgreSQL. Requests reach it only through [`Database::call`]
 //! (the scoped transaction in `scoped.rs`); the rest sets the database up.
 
+pub mod activity;
 mod error;
 pub mod health;
 pub mod issues;

@@ -281,7 +281,9 @@ async fn query_unnamed(
 /// bound parameter; the literals are what make it safe, not the ids' validation.
 fn set_local_script(role: RequestRole, settings: [&str; 3], timeout: &str) -> Result<String, Error> {
     let mut script = String::with_capacity(160);
-    script.push_str("begin;");
+    // First, so that Citus forwards the SET LOCALs after it to the workers; for this
+    // transaction only, and a harmless placeholder on plain PostgreSQL.
+    script.push_str("begin; set local citus.propagate_set_commands = 'local';");
     if role == RequestRole::SwitchPerTransaction {
         script.push_str(" set local role tenantry_api;");
     }

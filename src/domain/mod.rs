@@ -1,10 +1,14 @@
 //! The vocabulary shared by the HTTP and database layers: who is asking
-//! ([`TenantContext`]), what an issue is, and the value rules both layers (and the SQL
-//! CHECK constraints) apply.
+//! ([`TenantContext`]), what an issue and an activity entry are, how lists are asked for
+//! and paged, and the value rules both layers (and the SQL CHECK constraints) apply.
 
+mod activity;
 mod context;
 mod issue;
+pub mod page;
 pub mod rules;
 
+pub use activity::{Action, ActivityEntry};
 pub use context::{Role, TenantContext};
 pub use issue::{Issue, IssuePatch, NewIssue, Priority, Status, timestamp};
+pub use page::{ActivityQuery, IssueQuery, IssueSort, Page};

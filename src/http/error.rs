@@ -235,6 +235,15 @@ fn api_field(column: &str) -> String {
         "created_at" => "createdAt".into(),
         "updated_at" => "updatedAt".into(),
         "created_by" => "createdBy".into(),
+        // The parameters of the api.list_* functions, as the HTTP query names them.
+        "page_size" => "limit".into(),
+        "after" => "cursor".into(),
+        "search" => "q".into(),
+        "created_after" => "createdAfter".into(),
+        "created_before" => "createdBefore".into(),
+        "updated_after" => "updatedAfter".into(),
+        "actor_id" => "actorId".into(),
+        "issue_id" => "issueId".into(),
         other => other.into(),
     }
 }
@@ -272,7 +281,29 @@ impl From<db::Error> for ApiError {
 const PARAMETER_RULES: &[(&str, &str)] = &[
     ("id", "must be a positive 64-bit integer"),
     ("Idempotency-Key", "must be 1-255 printable ASCII characters"),
+    // One entity-tag: the service compares it with the issue's version (no lists).
+    ("If-Match", "must be one ETag (as sent in ETag) or *"),
+    ("limit", "must be an integer from 1 to 200"),
+    ("cursor", "must be the cursor of a Link header this API sent"),
+    ("status", "must be OPEN, IN_PROGRESS or DONE (repeat the parameter or separate values with commas)"),
+    ("priority", "must be LOW, MEDIUM or HIGH (repeat the parameter or separate values with commas)"),
+    (
+        "action",
+        "must be created, updated, deleted or restored (repeat the parameter or separate values with commas)",
+    ),
+    ("assigneeId", "must be none or a user id: 1-64 characters of A-Z a-z 0-9 . _ : @ -"),
+    ("createdBy", "must be a user id: 1-64 characters of A-Z a-z 0-9 . _ : @ -"),
+    ("actorId", "must be a user id: 1-64 characters of A-Z a-z 0-9 . _ : @ -"),
+    ("issueId", "must be a positive 64-bit integer"),
+    ("createdAfter", TIMESTAMP_RULE),
+    ("createdBefore", TIMESTAMP_RULE),
+    ("updatedAfter", TIMESTAMP_RULE),
+    ("since", TIMESTAMP_RULE),
+    ("until", TIMESTAMP_RULE),
+    ("sort", "must be one of createdAt, -createdAt, updatedAt, -updatedAt, priority, -priority, relevance"),
 ];
+const TIMESTAMP_RULE: &str =
+    "must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z (in a URL, write + as %2B)";
 
 /// A parameter poem-openapi could not parse, in our words where we have some.
 pub fn parameter_error(name: &str, reason: &str) -> ApiError {

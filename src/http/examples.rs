@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     db,
-    domain::{Issue, IssuePatch, NewIssue, Priority, Status},
+    domain::{Action, ActivityEntry, Issue, IssuePatch, NewIssue, Priority, Status},
 };
 
 /// One named example of a body, as OpenAPI's Example Object.
@@ -61,10 +61,13 @@ impl OperationExamples {
 
 /// The examples of one operation, by operation id. An operation missing here gets only
 /// the generic problem examples (and the completeness test names what it lacks).
+/// Only required parameters get examples: Swagger UI puts a parameter's example in its
+/// "Try it out" form, and an optional one (a filter, a cursor, `If-Match`, an
+/// `Idempotency-Key`) must stay empty there.
 pub fn for_operation(operation_id: &str) -> OperationExamples {
+    let id = || vec![("id", json!(1))];
     match operation_id {
         "createIssue" => OperationExamples {
-            parameters: vec![("Idempotency-Key", json!("5f1c2e9a-create-login-bug"))],
             request: vec![
                 Example::new(
                     "minimal",
@@ -99,6 +102,7 @@ pub fn for_operation(operation_id: &str) -> OperationExamples {
                     )],
                 ),
             ],
+            ..Default::default()
         },
         "listIssues" => OperationExamples {
             responses: vec![(
@@ -115,7 +119,7 @@ pub fn for_operation(operation_id: &str) -> OperationExamples {
             ..Default::default()
         },
         "getIssue" => OperationExamples {
-            parameters: vec![("id", json!(1)), ("If-None-Match", json!("\"1\""))],
+            parameters: id(),
             responses: vec![
                 (200, vec![Example::new("issue", "One issue", issue_json(new_issue()))]),
                 (400, vec![invalid_id_example()]),
@@ -123,7 +127,7 @@ pub fn for_operation(operation_id: &str) -> OperationExamples {
             ..Default::default()
         },
         "updateIssue" => OperationExamples {
-            parameters: vec![("id", json!(1)), ("If-Match", json!("\"1\""))],
+            parameters: id(),
             request: vec![
                 Example::new(
                     "start",
@@ -147,8 +151,57 @@ pub fn for_operation(operation_id: &str) -> OperationExamples {
             ],
         },
         "deleteIssue" => OperationExamples {
-            parameters: vec![("id", json!(1)), ("If-Match", json!("\"2\""))],
+            parameters: id(),
             responses: vec![(400, vec![invalid_id_example()])],
+            ..Default::default()
+        },
+        "restoreIssue" => OperationExamples {
+            parameters: vec![("id", json!(2))],
+            responses: vec![
+                (
+                    200,
+                    vec![Example::new(
+                        "restored",
+                        "Back under its own number, as it was when deleted; updatedAt is now",
+                        issue_json(restored_issue()),
+                    )],
+                ),
+                (
+                    409,
+                    vec![Example::problem(
+                        "not deleted",
+                        "The issue exists: there is nothing to restore",
+                        db::Error::Conflict("issue 2 is not deleted".into()).into(),
+                    )],
+                ),
+                (400, vec![invalid_id_example()]),
+            ],
+            ..Default::default()
+        },
+        "listIssueActivity" => OperationExamples {
+            parameters: id(),
+            responses: vec![(
+                200,
+                vec![Example::new(
+                    "history",
+                    "Issue 1's history, oldest first",
+                    json!([entry_json(created_entry()), entry_json(updated_entry())]),
+                )],
+            )],
+            ..Default::default()
+        },
+        "listActivity" => OperationExamples {
+            responses: vec![(
+                200,
+                vec![
+                    Example::new(
+                        "feed",
+                        "The organization's activity, newest first",
+                        json!([entry_json(updated_entry()), entry_json(created_entry())]),
+                    ),
+                    Example::new("none", "Nothing matches", json!([])),
+                ],
+            )],
             ..Default::default()
         },
         _ => OperationExamples::default(),
@@ -228,6 +281,7 @@ pub fn header(name: &str) -> Option<Value> {
         "ratelimit-limit" => json!(1000),
         "ratelimit-remaining" => json!(0),
         "ratelimit-reset" => json!(1),
+        "link" => json!(format!("</api/issues?limit=2&cursor={CURSOR}>; rel=\"next\"")),
         _ => return None,
     })
 }
@@ -247,6 +301,48 @@ fn invalid_patch_example() -> Example {
 
 fn invalid_id_example() -> Example {
     Example::problem("bad id", "The id is not a positive 64-bit integer", parameter_error("id", "abc"))
+}
+
+/// A cursor as the service writes them (base64url of the page position); opaque to clients.
+const CURSOR: &str = "WzEsIi1jcmVhdGVkQXQiLCI4ZjE0ZTQ1ZiIsbnVsbCwyXQ";
+
+fn entry_json(entry: ActivityEntry) -> Value {
+    serde_json::to_value(entry).expect("an entry serializes")
+}
+
+/// The issue as activity entries keep it: the API's fields plus `version`.
+fn issue_with_version(issue: Issue) -> Value {
+    let version = issue.version;
+    let mut value = issue_json(issue);
+    value["version"] = json!(version);
+    value
+}
+
+fn created_entry() -> ActivityEntry {
+    let issue = new_issue();
+    ActivityEntry {
+        id: 1,
+        issue_id: 1,
+        actor_id: "ann".into(),
+        action: Action::Created,
+        created_at: issue.created_at,
+        changes: issue_with_version(issue),
+    }
+}
+
+fn updated_entry() -> ActivityEntry {
+    ActivityEntry {
+        id: 3,
+        issue_id: 1,
+        actor_id: "ann".into(),
+        action: Action::Updated,
+        changes: json!({"status": {"from": "OPEN", "to": "IN_PROGRESS"}, "assigneeId": {"from": null, "to": "mo"}}),
+        created_at: updated_issue().updated_at,
+    }
+}
+
+fn restored_issue() -> Issue {
+    Issue { updated_at: datetime!(2026-02-02 14:00:00.25 UTC), version: 2, ..second_issue() }
 }
 
 fn issue_json(issue: Issue) -> Value {

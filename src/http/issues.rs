@@ -1,14 +1,15 @@
 //! The issue endpoints. Each handler: identity, input, one stored function, response.
 
-use poem::{IntoResponse, Response, error::ResponseError, web::Data};
+use poem::{IntoResponse, Request, Response, error::ResponseError, web::Data};
 use poem_openapi::{
     ApiResponse, OpenApi, Tags,
-    param::{Header, Path},
+    param::{Header, Path, Query},
     payload::Payload,
     registry::{MetaSchemaRef, Registry},
     types::{MaybeUndefined, Type},
 };
 use serde_json::{Map, Value};
+use time::OffsetDateTime;
 
 use super::{
     auth::{AdminCaller, Caller},
@@ -17,13 +18,15 @@ use super::{
         PRECONDITION_FAILED, SERVICE_UNAVAILABLE, UNAUTHORIZED, UNPROCESSABLE_ENTITY, UNSUPPORTED_MEDIA_TYPE,
     },
     json::{Fields, FromJsonObject, JsonBody},
-    preconditions::{IfMatch, etag, none_match_hits},
+    preconditions::{IfMatch, Occurrences, etag, none_match_hits, refuse_unreadable},
+    query::{CheckedQuery, NoParameters, QuerySpec, ValueList},
 };
 use crate::{
     db::{self, Database, issues::IssueRows},
     domain::{
-        Issue, IssuePatch, NewIssue, Priority, Status,
-        rules::{description_problem, is_valid_id, title_problem},
+        Issue, IssuePatch, IssueQuery, IssueSort, NewIssue, Priority, Status,
+        page::{DEFAULT_PAGE_SIZE, SEARCH_MAX_CHARS},
+        rules::{description_problem, is_valid_id, text_problem, title_problem},
     },
 };
 
@@ -88,9 +91,15 @@ pub enum FetchedIssue {
 
 #[derive(ApiResponse)]
 pub enum IssueList {
-    /// The organization's issues, newest first.
+    /// One page of the organization's issues (a plain array; `[]` when none match).
     #[oai(status = 200)]
-    Ok(IssueListBody),
+    Ok(
+        IssueListBody,
+        /// RFC 8288 link to the next page, `</api/issues?...&cursor=...>; rel="next"`;
+        /// absent on the last page.
+        #[oai(header = "Link")]
+        Option<String>,
+    ),
 }
 
 /// A list body written straight from the rows ([`IssueRows::to_json`]), documented as the
@@ -119,6 +128,13 @@ impl IntoResponse for IssueListBody {
 }
 
 #[derive(ApiResponse)]
+pub enum RestoredIssue {
+    /// The issue is back, under its own number, as it was when deleted.
+    #[oai(status = 200)]
+    Ok(JsonBody<Issue>),
+}
+
+#[derive(ApiResponse)]
 pub enum Deleted {
     /// The issue was deleted; its history keeps a copy.
     #[oai(status = 204)]
@@ -136,9 +152,50 @@ impl ErrorStatuses for CreateErrors {
         SERVICE_UNAVAILABLE,
     ];
 }
+/// 400 of the paged lists.
+pub const LIST_BAD_REQUEST: (u16, &str) = (
+    400,
+    "An unknown query parameter, a parameter sent twice, an invalid value, or a cursor made for \
+     another sort or other filters.",
+);
+
 pub struct ListErrors;
 impl ErrorStatuses for ListErrors {
-    const STATUSES: &'static [(u16, &'static str)] = &[UNAUTHORIZED, SERVICE_UNAVAILABLE];
+    const STATUSES: &'static [(u16, &'static str)] = &[LIST_BAD_REQUEST, UNAUTHORIZED, SERVICE_UNAVAILABLE];
+}
+pub struct RestoreErrors;
+impl ErrorStatuses for RestoreErrors {
+    const STATUSES: &'static [(u16, &'static str)] = &[
+        BAD_REQUEST,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        (404, "The organization never had this issue."),
+        (409, "The issue is not deleted: there is nothing to restore."),
+        SERVICE_UNAVAILABLE,
+    ];
+}
+
+/// The query parameters of `GET /api/issues`.
+pub struct IssueListParameters;
+impl QuerySpec for IssueListParameters {
+    const PARAMETERS: &'static [&'static str] = &[
+        "limit",
+        "cursor",
+        "status",
+        "priority",
+        "assigneeId",
+        "createdBy",
+        "createdAfter",
+        "createdBefore",
+        "updatedAfter",
+        "q",
+        "sort",
+    ];
+    const LISTS: &'static [&'static str] = &["status", "priority"];
+}
+
+pub fn default_page_size() -> i32 {
+    DEFAULT_PAGE_SIZE
 }
 pub struct GetErrors;
 impl ErrorStatuses for GetErrors {
@@ -179,6 +236,8 @@ impl IssuesApi {
     async fn create(
         &self,
         caller: Caller,
+        request: &Request,
+        _query: CheckedQuery<NoParameters>,
         db: Data<&Database>,
         /// Makes the POST safe to retry: 1-255 printable ASCII characters, unique per
         /// request (a UUID, say); remembered for 24 hours per organization.
@@ -189,6 +248,7 @@ impl IssuesApi {
         idempotency_key: Header<Option<String>>,
         body: JsonBody<NewIssue>,
     ) -> Result<CreatedIssue, Failure<CreateErrors>> {
+        refuse_unreadable(request.headers(), "Idempotency-Key", Occurrences::Once)?;
         let (issue, replayed) = match &idempotency_key.0 {
             Some(key) => db::issues::create_idempotently(&db, &caller.0, key, &body.0).await?,
             None => (db::issues::create(&db, &caller.0, &body.0).await?, false),
@@ -200,11 +260,78 @@ impl IssuesApi {
 
     /// List issues
     ///
-    /// All issues of the caller's organization, newest first. Other organizations' issues
+    /// One page of the caller's organization's issues, newest first unless `sort` says
+    /// otherwise. The body is a plain array; when more issues follow, the `Link` header
+    /// holds the URL of the next page (`rel="next"`): follow it until it is absent. Pages
+    /// are keyset pages: issues created or deleted between two requests never make another
+    /// issue appear twice or go missing. There are no total counts (they cost a scan).
+    ///
+    /// Filters combine (all must hold); a list filter matches any of its values. `q`
+    /// searches titles and descriptions: every word is a prefix (`logi` finds `login`),
+    /// an issue must hold them all, and results come best match first (title words
+    /// count more than description words), then newest. Other organizations' issues
     /// are never visible: PostgreSQL row-level security filters them.
     #[oai(path = "/issues", method = "get", operation_id = "listIssues")]
-    async fn list(&self, caller: Caller, db: Data<&Database>) -> Result<IssueList, Failure<ListErrors>> {
-        Ok(IssueList::Ok(IssueListBody(db::issues::list(&db, &caller.0).await?)))
+    #[allow(clippy::too_many_arguments)] // one argument per documented query parameter
+    async fn list(
+        &self,
+        caller: Caller,
+        query: CheckedQuery<IssueListParameters>,
+        db: Data<&Database>,
+        /// Issues per page, 1-200.
+        #[oai(default = "default_page_size", validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<i32>,
+        /// Where to continue: the `cursor` of the previous page's `Link` header. Valid only
+        /// with the same `sort`, filters and `q`.
+        #[oai(validator(max_length = 1024, pattern = r"^[A-Za-z0-9_-]+$"))]
+        cursor: Query<Option<String>>,
+        /// Any of these statuses: repeat the parameter or separate values with commas.
+        status: Query<Option<ValueList<Status>>>,
+        /// Any of these priorities: repeat the parameter or separate values with commas.
+        priority: Query<Option<ValueList<Priority>>>,
+        /// Issues assigned to this user; `none` for unassigned issues.
+        #[oai(name = "assigneeId", validator(pattern = r"^(none|[A-Za-z0-9._:@-]{1,64})$"))]
+        assignee_id: Query<Option<String>>,
+        /// Issues created by this user.
+        #[oai(name = "createdBy", validator(pattern = r"^[A-Za-z0-9._:@-]{1,64}$"))]
+        created_by: Query<Option<String>>,
+        /// Issues created after this time (exclusive), RFC 3339, e.g. `2026-01-31T00:00:00Z`
+        /// (in a URL, write `+` of an offset as `%2B`).
+        #[oai(name = "createdAfter")]
+        created_after: Query<Option<OffsetDateTime>>,
+        /// Issues created before this time (exclusive), RFC 3339.
+        #[oai(name = "createdBefore")]
+        created_before: Query<Option<OffsetDateTime>>,
+        /// Issues changed after this time (exclusive), RFC 3339.
+        #[oai(name = "updatedAfter")]
+        updated_after: Query<Option<OffsetDateTime>>,
+        /// Search titles and descriptions: up to 10 words of letters or digits, each a
+        /// prefix; 1-200 characters.
+        q: Query<Option<String>>,
+        /// `createdAt`, `updatedAt` or `priority` (LOW < MEDIUM < HIGH), with `-` first for
+        /// descending; ties go by issue number in the same direction. Default `-createdAt`,
+        /// or `relevance` (best match, then newest) with `q`.
+        sort: Query<Option<IssueSort>>,
+    ) -> Result<IssueList, Failure<ListErrors>> {
+        if let Some(problem) = q.as_deref().and_then(|q| text_problem(q, SEARCH_MAX_CHARS, false)) {
+            return Err(ApiError::invalid("q", problem).into());
+        }
+        let request = IssueQuery {
+            limit: limit.0,
+            cursor: cursor.0,
+            statuses: status.0.map(|list| list.0).unwrap_or_default(),
+            priorities: priority.0.map(|list| list.0).unwrap_or_default(),
+            assignee_id: assignee_id.0,
+            created_by: created_by.0,
+            created_after: created_after.0,
+            created_before: created_before.0,
+            updated_after: updated_after.0,
+            search: q.0,
+            sort: sort.0,
+        };
+        let rows = db::issues::list(&db, &caller.0, &request).await?;
+        let link = rows.next_cursor()?.map(|cursor| query.next_link(&cursor));
+        Ok(IssueList::Ok(IssueListBody(rows), link))
     }
 
     /// Get an issue
@@ -216,6 +343,8 @@ impl IssuesApi {
     async fn get(
         &self,
         caller: Caller,
+        request: &Request,
+        _query: CheckedQuery<NoParameters>,
         db: Data<&Database>,
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
@@ -224,6 +353,7 @@ impl IssuesApi {
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
     ) -> Result<FetchedIssue, Failure<GetErrors>> {
+        refuse_unreadable(request.headers(), "If-None-Match", Occurrences::Repeatable)?;
         let issue = db::issues::get(&db, &caller.0, id.0).await?;
         let tag = etag(issue.version);
         if none_match_hits(if_none_match.0.as_deref(), issue.version) {
@@ -241,18 +371,22 @@ impl IssuesApi {
     /// is still at that version (else 412 with the current `ETag`), checked in the
     /// database by the statement that writes.
     #[oai(path = "/issues/:id", method = "patch", operation_id = "updateIssue")]
+    #[allow(clippy::too_many_arguments)] // one argument per documented input
     async fn update(
         &self,
         caller: AdminCaller,
+        request: &Request,
+        _query: CheckedQuery<NoParameters>,
         db: Data<&Database>,
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
         /// The `ETag` the change is based on (or `*`): 412 if the issue is at another version.
-        #[oai(name = "If-Match")]
+        #[oai(name = "If-Match", validator(pattern = r"^[ \t]*[\x21-\x2B\x2D-\x7E]*[ \t]*$"))]
         if_match: Header<Option<String>>,
         body: JsonBody<IssuePatch>,
     ) -> Result<OneIssue, Failure<UpdateErrors>> {
+        refuse_unreadable(request.headers(), "If-Match", Occurrences::Once)?;
         let expected = IfMatch::parse(if_match.0.as_deref())?.expected_version();
         let issue = db::issues::update_at(&db, &caller.0, id.0, &body.0, expected).await?;
         let tag = etag(issue.version);
@@ -268,17 +402,39 @@ impl IssuesApi {
     async fn delete(
         &self,
         caller: AdminCaller,
+        request: &Request,
+        _query: CheckedQuery<NoParameters>,
         db: Data<&Database>,
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
         /// The `ETag` the deletion is based on (or `*`): 412 if the issue is at another version.
-        #[oai(name = "If-Match")]
+        #[oai(name = "If-Match", validator(pattern = r"^[ \t]*[\x21-\x2B\x2D-\x7E]*[ \t]*$"))]
         if_match: Header<Option<String>>,
     ) -> Result<Deleted, Failure<DeleteErrors>> {
+        refuse_unreadable(request.headers(), "If-Match", Occurrences::Once)?;
         let expected = IfMatch::parse(if_match.0.as_deref())?.expected_version();
         db::issues::delete_at(&db, &caller.0, id.0, expected).await?;
         Ok(Deleted::NoContent)
+    }
+
+    /// Restore a deleted issue (ADMIN)
+    ///
+    /// Brings a deleted issue back under its own number, exactly as its `deleted` activity
+    /// entry recorded it (creator and `createdAt` kept; `updatedAt` is now), and records a
+    /// `restored` entry. 404 when the organization never had the issue, 409 when it is
+    /// not deleted.
+    #[oai(path = "/issues/:id/restore", method = "post", operation_id = "restoreIssue")]
+    async fn restore(
+        &self,
+        caller: AdminCaller,
+        _query: CheckedQuery<NoParameters>,
+        db: Data<&Database>,
+        /// The issue's number within the organization.
+        #[oai(validator(minimum(value = "1")))]
+        id: Path<i64>,
+    ) -> Result<RestoredIssue, Failure<RestoreErrors>> {
+        Ok(RestoredIssue::Ok(JsonBody(db::issues::restore(&db, &caller.0, id.0).await?)))
     }
 }
 

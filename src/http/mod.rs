@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, middleware, and the pieces they are made of.
 
+pub mod activity;
 pub mod auth;
 pub mod error;
 pub mod examples;
@@ -11,6 +12,7 @@ pub mod observe;
 pub mod openapi;
 mod ops;
 pub mod preconditions;
+pub mod query;
 pub mod rate_limit;
 
 use std::sync::Arc;

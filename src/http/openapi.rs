@@ -16,6 +16,7 @@ use poem_openapi::OpenApiService;
 use serde_json::{Map, Value};
 
 use super::{
+    activity::ActivityApi,
     auth::{BEARER_SCHEME, HEADER_SCHEMES},
     examples::{self, Example},
     issues::IssuesApi,
@@ -41,10 +42,14 @@ and in `If-Match` on PATCH and DELETE (412 when someone changed the issue since)
 with an `Idempotency-Key` can be retried safely for 24 hours. Every API response carries \
 `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; over the limit is 429.
 
+Lists come a page at a time: the body is a plain JSON array, and while more follow the \
+`Link` header (RFC 8288) holds the next page's URL with `rel=\"next\"`. Unknown query \
+parameters are refused (400), not ignored.
+
 Errors are `application/problem+json` (RFC 9457).";
 
-pub fn service() -> OpenApiService<IssuesApi, ()> {
-    OpenApiService::new(IssuesApi, "tenantry", env!("CARGO_PKG_VERSION"))
+pub fn service() -> OpenApiService<(IssuesApi, ActivityApi), ()> {
+    OpenApiService::new((IssuesApi, ActivityApi), "tenantry", env!("CARGO_PKG_VERSION"))
         .description(DESCRIPTION)
         .license("MIT OR Apache-2.0")
 }
@@ -115,6 +120,39 @@ fn refine_schemas(spec: &mut Value) {
     for (schema, property) in NULLABLE_PROPERTIES {
         schemas[schema]["properties"][property]["nullable"] = Value::Bool(true);
     }
+    describe_activity_changes(schemas);
+}
+
+/// `ActivityEntry.changes` is a `serde_json::Value` (any JSON) to poem-openapi; say what
+/// it really holds: a field-by-field diff, or a whole issue (with its `version`).
+fn describe_activity_changes(schemas: &mut Value) {
+    schemas["FieldChange"] = serde_json::json!({
+        "type": "object",
+        "description": "One changed field of an `updated` entry: its value before and after \
+                        (`null` for an unassigned `assigneeId`).",
+        "required": ["from", "to"],
+        "properties": {
+            "from": {"description": "The value before the change.", "nullable": true},
+            "to": {"description": "The value after the change.", "nullable": true}
+        }
+    });
+    let changes = &mut schemas["ActivityEntry"]["properties"]["changes"];
+    let description = changes["description"].take();
+    *changes = serde_json::json!({
+        "description": description,
+        "oneOf": [
+            {
+                "type": "object",
+                "title": "Changed fields (updated)",
+                "additionalProperties": {"$ref": "#/components/schemas/FieldChange"}
+            },
+            {
+                "allOf": [{"$ref": "#/components/schemas/Issue"}],
+                "title": "The whole issue (created, deleted, restored)",
+                "properties": {"version": {"type": "integer", "format": "int64"}}
+            }
+        ]
+    });
 }
 
 /// In every operation's `security`, replaces the separate identity-header requirements

@@ -3,6 +3,8 @@
 //! The version comparison for writes happens in SQL, in the statement that writes; this
 //! module only reads and writes the header syntax.
 
+use poem::http::HeaderMap;
+
 use super::error::ApiError;
 
 /// The strong entity tag of an issue at `version`: `"3"`.
@@ -28,6 +30,8 @@ impl IfMatch {
         }
         let tags: Vec<&str> = list(header).collect();
         match tags.as_slice() {
+            // An empty list: no tag can match (RFC 9110 §13.1.1), never "no condition".
+            [] => Ok(IfMatch::Version(0)),
             // Strong comparison: a weak tag never matches.
             [tag] => Ok(IfMatch::Version(strong_version(tag).unwrap_or(0))),
             _ => Err(ApiError::invalid("If-Match", "must be one ETag (as sent in ETag) or *")),
@@ -49,6 +53,34 @@ pub fn none_match_hits(header: Option<&str>, version: i64) -> bool {
     let Some(header) = header else { return false };
     header.trim() == "*"
         || list(header).any(|tag| strong_version(tag.strip_prefix("W/").unwrap_or(tag)) == Some(version))
+}
+
+/// How often a guarded header may appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occurrences {
+    Once,
+    /// Several field lines form one list (RFC 9110 §5.3).
+    Repeatable,
+}
+
+/// poem-openapi's `Header<T>` reads a value that is not visible ASCII as if the header
+/// were absent (it skips what `to_str` refuses). For a precondition or an idempotency key
+/// "absent" means "no check", so such a value is refused here, before it can turn a
+/// conditional or idempotent request into an unconditional one. `Occurrences::Once`
+/// also refuses a second copy, which `Header<T>` would silently ignore.
+pub fn refuse_unreadable(
+    headers: &HeaderMap,
+    name: &'static str,
+    occurs: Occurrences,
+) -> Result<(), ApiError> {
+    let values = headers.get_all(name);
+    if values.iter().any(|value| value.to_str().is_err()) {
+        return Err(ApiError::invalid(name, "must be visible ASCII"));
+    }
+    if occurs == Occurrences::Once && values.iter().nth(1).is_some() {
+        return Err(ApiError::invalid(name, "must be sent once"));
+    }
+    Ok(())
 }
 
 fn list(header: &str) -> impl Iterator<Item = &str> {

@@ -32,7 +32,8 @@ const HOSTILE: [&str; 13] = [
 const SEEN_BY_THE_TRANSACTION: Sql = Sql {
     text: "select current_setting('app.org_id'), current_setting('app.user_id'), \
            current_setting('app.role'), current_user::text, current_setting('is_superuser'), \
-           current_setting('statement_timeout')",
+           current_setting('statement_timeout'), \
+           coalesce(current_setting('citus.propagate_set_commands', true), 'unset')",
     param_types: &[],
 };
 
@@ -85,10 +86,11 @@ async fn hostile_settings_arrive_as_values_and_never_change_the_role() {
             let ctx =
                 TenantContext { org_id: value.into(), user_id: format!("u{value}"), role: Role::Member };
             let rows = app.app_db.call(&ctx, &SEEN_BY_THE_TRANSACTION, &[]).await.unwrap();
-            let seen: Vec<String> = (0..6).map(|i| rows[0].get(i)).collect();
+            let seen: Vec<String> = (0..7).map(|i| rows[0].get(i)).collect();
+            // Citus forwards the SET LOCALs only with propagate_set_commands = 'local'.
             assert_eq!(
                 seen,
-                [value, &format!("u{value}"), "MEMBER", db::API_ROLE, "off", "5s"],
+                [value, &format!("u{value}"), "MEMBER", db::API_ROLE, "off", "5s", "local"],
                 "{mode:?}: {value:?}"
             );
         }
@@ -127,7 +129,7 @@ async fn set_local_settings_end_with_the_transaction() {
     let row = conn
         .query_one(
             "select current_setting('app.org_id', true), current_setting('app.user_id', true), \
-                    current_user::text",
+                    current_user::text, current_setting('citus.propagate_set_commands', true)",
             &[],
         )
         .await
@@ -135,4 +137,5 @@ async fn set_local_settings_end_with_the_transaction() {
     assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some(""));
     assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some(""));
     assert_eq!(row.get::<_, String>(2), "postgres", "the role switch ended with the transaction too");
+    assert_ne!(row.get::<_, Option<String>>(3).as_deref(), Some("local"), "and Citus' forwarding");
 }

@@ -457,3 +457,74 @@ pub async fn wait_for_lock_waiters(sql: &tokio_postgres::Client, database: &str,
 pub async fn count(app: &TestApp, sql: &str) -> i64 {
     app.owner_sql().await.query_one(sql, &[]).await.unwrap().get(0)
 }
+
+/// One page of a list: its items, and the URL of the next page from its `Link` header.
+pub struct PageOf {
+    pub items: Vec<Value>,
+    pub next: Option<String>,
+}
+
+/// The target of a response's `Link: <...>; rel="next"`, checking the header's form.
+pub fn next_link(response: &Response) -> Option<String> {
+    let values: Vec<_> = response.headers().get_all("link").iter().collect();
+    assert!(values.len() <= 1, "at most one Link header");
+    let value = values.first()?.to_str().unwrap();
+    let target = value
+        .strip_prefix('<')
+        .and_then(|rest| rest.strip_suffix(">; rel=\"next\""))
+        .unwrap_or_else(|| panic!("an RFC 8288 next link: {value}"));
+    Some(target.to_owned())
+}
+
+/// The `id`s of a list of issues or activity entries, in order.
+pub fn ids(items: &[Value]) -> Vec<i64> {
+    items.iter().map(|item| item["id"].as_i64().unwrap()).collect()
+}
+
+impl TestApp {
+    /// GETs one page of a list, failing the test unless it was a 200.
+    pub async fn page(&self, actor: &Actor, path: &str) -> PageOf {
+        let response = self.get(actor, path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        let next = next_link(&response);
+        PageOf { items: response.json().await.unwrap(), next }
+    }
+
+    /// Follows the `Link` headers from `path` to the last page; returns every page.
+    pub async fn walk(&self, actor: &Actor, path: &str) -> Vec<Vec<Value>> {
+        let mut pages = Vec::new();
+        let mut next = Some(path.to_owned());
+        while let Some(path) = next {
+            let page = self.page(actor, &path).await;
+            assert!(!page.items.is_empty() || pages.is_empty(), "a Link never leads to an empty page");
+            pages.push(page.items);
+            next = page.next;
+            assert!(pages.len() < 1000, "the walk ends");
+        }
+        pages
+    }
+
+    pub async fn restore(&self, actor: &Actor, id: i64) -> Response {
+        self.request(Method::POST, &format!("/api/issues/{id}/restore"), Some(actor)).send().await.unwrap()
+    }
+
+    /// Inserts `count` issues numbered from 1 straight into the table as the owner (fast;
+    /// no activity entries): "Issue n", created one minute apart, the newest now.
+    pub async fn insert_issues(&self, org: &str, count: i64) {
+        self.owner_sql()
+            .await
+            .execute(
+                "with made as (
+                   insert into app.issues (organization_id, id, title, description, created_by, created_at, updated_at)
+                   select $1, n, 'Issue ' || n, 'About issue ' || n, 'seeder',
+                          now() - ($2::bigint - n) * interval '1 minute', now() - ($2::bigint - n) * interval '1 minute'
+                   from generate_series(1, $2::bigint) n
+                   returning id)
+                 insert into app.organization_counters (organization_id, last_issue_id)
+                 select $1, max(id) from made",
+                &[&org, &count],
+            )
+            .await
+            .unwrap();
+    }
+}

@@ -153,8 +153,11 @@ async fn a_request_dropped_while_waiting_for_a_connection_sends_nothing() {
     let app = app_with_one_connection().await;
     let held = app.app_db.pool().get().await.unwrap();
     let pid: i32 = held.query_one("select pg_backend_pid()", &[]).await.unwrap().get(0);
-    let waited =
-        tokio::time::timeout(Duration::from_millis(200), db::issues::list(&app.app_db, &alpha_admin())).await;
+    let waited = tokio::time::timeout(
+        Duration::from_millis(200),
+        db::issues::list(&app.app_db, &alpha_admin(), &Default::default()),
+    )
+    .await;
     assert!(waited.is_err(), "no connection was free");
     drop(held);
     // Only the start-up check (no tenant) ever ran on it.

@@ -180,3 +180,22 @@ async fn a_malformed_key_is_400_naming_the_header() {
     assert_eq!(longest.status(), StatusCode::CREATED);
     assert_eq!(count(&app, "select count(*) from app.issues").await, 1);
 }
+
+/// poem-openapi reads an unreadable header value as absent; for Idempotency-Key that
+/// would make a retry create a second issue.
+#[tokio::test]
+async fn an_idempotency_key_that_is_not_ascii_is_refused_not_ignored() {
+    let app = spawn_app().await;
+    for key in [&b"caf\xe9"[..], &b"\xff\xfe"[..]] {
+        let response = app
+            .request(Method::POST, "/api/issues", Some(&member("acme")))
+            .header("idempotency-key", reqwest::header::HeaderValue::from_bytes(key).unwrap())
+            .json(&json!({"title": "t", "description": "d"}))
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(error_fields(&problem), ["Idempotency-Key"]);
+    }
+    assert!(app.list(&member("acme")).await.is_empty(), "nothing was created");
+}

@@ -1,6 +1,7 @@
 //! The integration suite: one binary (one build, one PostgreSQL cluster) with a module per
 //! concern. Every test gets a fresh database and a server on a free port.
 
+mod activity;
 mod binary;
 mod browser;
 mod citus;
@@ -8,6 +9,8 @@ mod concurrency;
 mod conformance;
 mod context_mode;
 mod dba;
+mod explain;
+mod filters;
 mod helpers;
 mod hygiene;
 mod idempotency;
@@ -18,6 +21,8 @@ mod jwt;
 mod list_body;
 mod openapi;
 mod operations;
+mod pagination;
+mod partitions;
 mod pgbouncer;
 mod plans;
 mod rate_limits;

@@ -64,7 +64,7 @@ fn every_operation_requires_all_three_identity_headers_together_or_a_bearer_toke
             assert!(operation["responses"]["429"]["headers"]["Retry-After"].is_object(), "{method} {path}");
         }
     }
-    assert!(operations >= 5);
+    assert_eq!(operations, 8);
 }
 
 #[test]
@@ -145,8 +145,16 @@ fn every_operation_is_documented_completely() {
             if !non_empty_text(&parameter["description"]) {
                 lacks(format!("parameter {parameter_name} has no description"));
             }
-            if parameter.get("example").is_none() && parameter.get("examples").is_none() {
-                lacks(format!("parameter {parameter_name} has no example"));
+            // Swagger UI fills "Try it out" with a parameter's example: a required one gets
+            // a working value; an optional one (a filter, a cursor, If-Match, an
+            // Idempotency-Key) must stay empty, or trying an operation would send it.
+            let has_example = parameter.get("example").is_some() || parameter.get("examples").is_some();
+            match (parameter["required"] == true, has_example) {
+                (true, false) => lacks(format!("required parameter {parameter_name} has no example")),
+                (false, true) => lacks(format!(
+                    "optional parameter {parameter_name} has an example, which Swagger UI would send"
+                )),
+                _ => {}
             }
         }
         for (media_type, media) in operation["requestBody"]["content"].as_object().into_iter().flatten() {
@@ -352,5 +360,95 @@ fn the_documented_text_patterns_accept_exactly_what_the_service_accepts() {
                 "{schema} description {sample:?}"
             );
         }
+    }
+}
+
+#[test]
+fn the_query_parameters_each_operation_accepts_are_exactly_the_documented_ones() {
+    use tenantry::http::{
+        activity::{FeedParameters, HistoryParameters},
+        issues::IssueListParameters,
+        query::{NoParameters, QuerySpec},
+    };
+    fn accepted<S: QuerySpec>() -> (&'static [&'static str], &'static [&'static str]) {
+        (S::PARAMETERS, S::LISTS)
+    }
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    for (path, method, (parameters, lists)) in [
+        ("/api/issues", "get", accepted::<IssueListParameters>()),
+        ("/api/activity", "get", accepted::<FeedParameters>()),
+        ("/api/issues/{id}/activity", "get", accepted::<HistoryParameters>()),
+        ("/api/issues/{id}/restore", "post", accepted::<NoParameters>()),
+    ] {
+        let documented: Vec<&Value> = spec["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .collect();
+        let names: Vec<&str> = documented.iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, parameters, "{method} {path}");
+        for parameter in documented {
+            let name = parameter["name"].as_str().unwrap();
+            assert!(
+                parameter["description"].as_str().is_some_and(|d| d.len() > 10),
+                "{path} {name} is described"
+            );
+            let is_list = parameter["schema"]["type"] == "array";
+            assert_eq!(is_list, lists.contains(&name), "{path} {name}: a list exactly when it may repeat");
+            if name == "limit" {
+                assert_eq!(parameter["schema"]["minimum"].as_f64(), Some(1.0));
+                assert_eq!(
+                    parameter["schema"]["maximum"].as_f64(),
+                    Some(f64::from(tenantry::domain::page::MAX_PAGE_SIZE))
+                );
+                assert_eq!(parameter["schema"]["default"], tenantry::domain::page::DEFAULT_PAGE_SIZE);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_paged_lists_document_their_link_header_and_the_activity_schema() {
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    for (path, item) in [
+        ("/api/issues", "Issue"),
+        ("/api/activity", "ActivityEntry"),
+        ("/api/issues/{id}/activity", "ActivityEntry"),
+    ] {
+        let ok = &spec["paths"][path]["get"]["responses"]["200"];
+        assert_eq!(ok["content"]["application/json"]["schema"]["type"], "array", "{path}: a plain array");
+        assert_eq!(
+            ok["content"]["application/json"]["schema"]["items"]["$ref"],
+            format!("#/components/schemas/{item}")
+        );
+        let link = ok["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("link"))
+            .map(|(_, header)| header)
+            .unwrap_or_else(|| panic!("{path}: a Link header"));
+        assert_eq!(link["required"], Value::Null, "{path}: absent on the last page");
+        assert!(link["description"].as_str().unwrap().contains("rel=\"next\""), "{path}");
+    }
+    let entry = &spec["components"]["schemas"]["ActivityEntry"];
+    let mut properties: Vec<&String> = entry["properties"].as_object().unwrap().keys().collect();
+    properties.sort();
+    assert_eq!(properties, ["action", "actorId", "changes", "createdAt", "id", "issueId"]);
+    assert_eq!(
+        spec["components"]["schemas"]["Action"]["enum"],
+        serde_json::json!(["created", "updated", "deleted", "restored"])
+    );
+    let changes = &entry["properties"]["changes"];
+    assert_eq!(changes["oneOf"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        changes["oneOf"][0]["additionalProperties"]["$ref"], "#/components/schemas/FieldChange",
+        "updated entries: field -> {{from, to}}"
+    );
+    assert_eq!(changes["oneOf"][1]["allOf"][0]["$ref"], "#/components/schemas/Issue", "the whole issue");
+    let restore = &spec["paths"]["/api/issues/{id}/restore"]["post"]["responses"];
+    for status in ["200", "403", "404", "409"] {
+        assert!(restore[status].is_object(), "restore documents {status}");
     }
 }

@@ -1,7 +1,7 @@
 //! The catalog, checked: the invariants a DBA should be able to trust, and the same value
 //! rules in SQL as in Rust.
 
-use tenantry::domain::rules;
+use tenantry::{db::local_postgres::SUPERUSER, domain::rules};
 
 use crate::helpers::*;
 
@@ -23,8 +23,18 @@ async fn every_table_in_the_private_schema_has_forced_rls_a_policy_and_org_led_k
         )
         .await
         .unwrap();
-    let names: Vec<String> = tables.iter().map(|r| r.get(0)).collect();
-    assert_eq!(names, ["activity_logs", "idempotency_keys", "issues", "organization_counters"]);
+    // The monthly partitions of activity_logs are tables too (they can be queried by
+    // name): each must pass every check below on its own.
+    let names: Vec<String> = tables
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|name| !name.starts_with("activity_logs_y"))
+        .collect();
+    assert_eq!(
+        names,
+        ["activity_logs", "idempotency_keys", "issue_terms", "issues", "organization_counters"]
+    );
+    assert!(tables.len() >= names.len() + 4, "this month's partition and three ahead");
     for row in &tables {
         let table: String = row.get(0);
         assert!(row.get::<_, bool>(1), "{table}: RLS enabled");
@@ -150,7 +160,7 @@ async fn the_api_role_is_not_privileged_and_owns_nothing() {
 }
 
 #[tokio::test]
-async fn every_schema_table_column_policy_function_type_and_role_has_a_comment() {
+async fn every_schema_table_column_index_trigger_policy_function_type_and_role_has_a_comment() {
     let app = spawn_app().await;
     let sql = app.owner_sql().await;
     let missing: Vec<String> = sql
@@ -177,8 +187,19 @@ async fn every_schema_table_column_policy_function_type_and_role_has_a_comment()
                 and obj_description(p.oid, 'pg_proc') is null
              union all
              select 'type ' || t.oid::regtype from pg_type t
-              where t.typnamespace = 'api'::regnamespace and t.typtype = 'c'
+              where t.typnamespace in ('app'::regnamespace, 'api'::regnamespace) and t.typtype = 'c'
                 and obj_description(t.typrelid, 'pg_class') is null and obj_description(t.oid, 'pg_type') is null
+             union all
+             select 'index ' || i.indexrelid::regclass from pg_index i
+               join pg_class c on c.oid = i.indexrelid
+              where c.relnamespace = 'app'::regnamespace
+                and not exists (select from pg_constraint k where k.conindid = i.indexrelid)
+                and obj_description(i.indexrelid, 'pg_class') is null
+             union all
+             select 'trigger ' || tgname || ' on ' || tgrelid::regclass from pg_trigger
+              where not tgisinternal
+                and tgrelid in (select oid from pg_class where relnamespace = 'app'::regnamespace)
+                and obj_description(oid, 'pg_trigger') is null
              union all
              select 'role ' || rolname from pg_roles
               where rolname in ('tenantry_api', 'tenantry_dba') and shobj_description(oid, 'pg_authid') is null",
@@ -284,4 +305,86 @@ async fn sql_and_rust_accept_exactly_the_same_titles_descriptions_and_ids() {
         );
         assert_eq!(row.get::<_, bool>(2), rules::is_valid_id(&sample), "id {sample:?}");
     }
+}
+
+/// Functions that run as their owner (often a superuser, who bypasses RLS), each with why
+/// that cannot reach tenant data.
+const DEFINERS: &[(&str, &str)] = &[
+    ("api.schema_version()", "returns one number from refinery's history, no tenant data"),
+    (
+        "app.index_issue_terms()",
+        "a trigger function: nobody can call it, it writes the words of the row it fires for",
+    ),
+];
+
+#[tokio::test]
+async fn the_only_functions_running_as_their_owner_are_the_listed_ones_with_a_pinned_search_path() {
+    let app = spawn_app().await;
+    let sql = app.owner_sql().await;
+    let definers: Vec<(String, Vec<String>, bool)> = sql
+        .query(
+            "select p.oid::regprocedure::text, coalesce(p.proconfig, '{}'), p.prorettype = 'trigger'::regtype
+               from pg_proc p
+              where p.pronamespace in ('app'::regnamespace, 'api'::regnamespace) and p.prosecdef
+              order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let names: Vec<&str> = definers.iter().map(|(name, ..)| name.as_str()).collect();
+    let listed: Vec<&str> = DEFINERS.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, listed, "every security definer function is listed with its reason");
+    for (name, config, is_trigger) in &definers {
+        assert_eq!(config, &["search_path=pg_catalog, pg_temp"], "{name}: search_path pinned");
+        if name.starts_with("app.index_issue_terms") {
+            assert!(is_trigger, "{name}: a trigger function, which nobody can call directly");
+        }
+    }
+}
+
+#[tokio::test]
+async fn upgrading_a_database_that_holds_issues_makes_them_searchable() {
+    // Migration 1 alone, issues in it, then migration 2: its words come from the backfill.
+    let name = "upgrade_with_issues";
+    let admin = connect(&cluster().pg.url(SUPERUSER, "postgres")).await;
+    admin.batch_execute(&format!("create database {name}")).await.unwrap();
+    let owner = connect(&cluster().pg.url(SUPERUSER, name)).await;
+    owner.batch_execute(include_str!("../../sql/migrations/V1__core.sql")).await.unwrap();
+    owner
+        .batch_execute(
+            "insert into app.issues (organization_id, id, title, description, created_by)
+             values ('acme', 1, 'Login page returns 500', 'after the deploy', 'ann'),
+                    ('acme', 2, 'Typo', 'on the pricing page', 'ann'),
+                    ('globex', 1, 'Login slow', 'sometimes', 'gus')",
+        )
+        .await
+        .unwrap();
+    owner.batch_execute(include_str!("../../sql/migrations/V2__lists_and_activity.sql")).await.unwrap();
+
+    let words: i64 = owner.query_one("select count(*) from app.issue_terms", &[]).await.unwrap().get(0);
+    assert_eq!(words, 7 + 5 + 3, "every distinct word of every issue");
+    owner
+        .batch_execute(&set_tenant_sql("acme", "ann", "MEMBER").replace(", true)", ", false)"))
+        .await
+        .unwrap();
+    owner.batch_execute("set role tenantry_api").await.unwrap();
+    let found: Vec<i64> = owner
+        .query("select id from api.list_issues(search => 'logi')", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(found, [1]);
+    let forced: Vec<bool> = owner
+        .query("select relforcerowsecurity from pg_class where oid in ('app.issues'::regclass, 'app.issue_terms'::regclass)", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(forced, [true, true], "row-level security is forced again after the backfill");
 }

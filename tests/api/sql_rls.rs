@@ -5,8 +5,13 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-const TENANT_TABLES: [&str; 4] =
-    ["app.issues", "app.activity_logs", "app.organization_counters", "app.idempotency_keys"];
+const TENANT_TABLES: [&str; 5] = [
+    "app.issues",
+    "app.activity_logs",
+    "app.organization_counters",
+    "app.idempotency_keys",
+    "app.issue_terms",
+];
 
 async fn seed_two_organizations(app: &TestApp) {
     for org in ["alpha", "alpha", "bravo"] {
@@ -170,4 +175,56 @@ async fn the_api_role_cannot_reach_tenant_data_any_other_way() {
         let err = sql.batch_execute(statement).await.unwrap_err();
         assert_eq!(sqlstate(&err), "42501", "{statement}");
     }
+}
+
+#[tokio::test]
+async fn the_search_words_are_read_per_tenant_and_written_only_by_the_triggers() {
+    let app = spawn_app().await;
+    seed_two_organizations(&app).await;
+    let mut sql = app.api_role_sql().await;
+
+    let tx = sql.transaction().await.unwrap();
+    tx.batch_execute(&set_tenant_sql("alpha", "a", "ADMIN")).await.unwrap();
+    let orgs: Vec<String> = tx
+        .query("select distinct organization_id from app.issue_terms", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(orgs, ["alpha"], "alpha's words only");
+    tx.rollback().await.unwrap();
+
+    // Only the triggers on app.issues write words; the API role cannot, for any tenant.
+    for (statement, state) in [
+        ("insert into app.issue_terms values ('bravo', 1, 'planted', 10)", "42501"),
+        ("insert into app.issue_terms values ('alpha', 1, 'planted', 10)", "42501"),
+        ("update app.issue_terms set weight = 99", "42501"),
+        ("delete from app.issue_terms", "42501"),
+        ("delete from app.issue_terms where organization_id = 'bravo'", "42501"),
+    ] {
+        let tx = sql.transaction().await.unwrap();
+        tx.batch_execute(&set_tenant_sql("alpha", "a", "ADMIN")).await.unwrap();
+        let err = tx.batch_execute(statement).await.unwrap_err();
+        assert_eq!(sqlstate(&err), state, "{statement}");
+    }
+    let bravo: i64 = app
+        .owner_sql()
+        .await
+        .query_one("select count(*) from app.issue_terms where organization_id = 'bravo'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(bravo > 0, "bravo's words are intact");
+    let alpha: i64 = app
+        .owner_sql()
+        .await
+        .query_one(
+            "select count(*) from app.issue_terms where organization_id = 'alpha' and term = 'planted'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(alpha, 0);
 }

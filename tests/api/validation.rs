@@ -267,3 +267,30 @@ async fn without_identity_nothing_else_is_evaluated() {
     let count: i64 = owner.query_one("select count(*) from app.issues", &[]).await.unwrap().get(0);
     assert_eq!(count, 0);
 }
+
+#[tokio::test]
+async fn every_operation_refuses_query_parameters_it_does_not_have() {
+    let app = spawn_app().await;
+    app.create_ok(&member("acme"), "exists").await;
+    let cases = [
+        (Method::POST, "/api/issues?dryRun=true"),
+        (Method::GET, "/api/issues/1?fields=title"),
+        (Method::PATCH, "/api/issues/1?force=1"),
+        (Method::DELETE, "/api/issues/1?soft=true"),
+        (Method::GET, "/api/issues?colour=red"),
+    ];
+    for (method, path) in cases {
+        let response = app
+            .request(method.clone(), path, Some(&admin("acme")))
+            .json(&json!({"title": "x"}))
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+        let name = path.split('?').nth(1).unwrap().split('=').next().unwrap();
+        assert_eq!(error_fields(&problem), [name], "{method} {path}");
+    }
+    assert_eq!(app.list(&member("acme")).await.len(), 1, "nothing created, nothing deleted");
+    let issue = app.get(&member("acme"), "/api/issues/1").await.json::<Value>().await.unwrap();
+    assert_eq!(issue["title"], "exists");
+}

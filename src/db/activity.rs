@@ -1,0 +1,89 @@
+//! The activity log, read a page at a time: the organization's feed
+//! (`api.list_activity`) and one issue's history (`api.issue_activity`).
+
+use tokio_postgres::{Row, types::Type};
+
+use super::{Database, Error, Sql, issues::next_cursor};
+use crate::domain::{Action, ActivityEntry, ActivityQuery, Page, TenantContext};
+
+/// The entry columns, then `next_cursor` (column 6).
+macro_rules! entry_sql {
+    ($call:literal) => {
+        concat!("select id, issue_id, actor_id, action, changes, created_at, next_cursor from ", $call)
+    };
+}
+
+const FEED: Sql = Sql {
+    text: entry_sql!(
+        "api.list_activity(page_size => $1, after => $2, actor_id => $3, action => $4, issue_id => $5, \
+         since => $6, until => $7)"
+    ),
+    param_types: &[
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT_ARRAY,
+        Type::INT8,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+    ],
+};
+const HISTORY: Sql = Sql {
+    text: entry_sql!("api.issue_activity($1, page_size => $2, after => $3)"),
+    param_types: &[Type::INT8, Type::INT4, Type::TEXT],
+};
+
+/// One page of the organization's activity, newest first.
+pub async fn feed(
+    db: &Database,
+    ctx: &TenantContext,
+    query: &ActivityQuery,
+) -> Result<Page<ActivityEntry>, Error> {
+    let actions: Vec<&str> = query.actions.iter().map(|a| a.as_str()).collect();
+    let actions = (!actions.is_empty()).then_some(actions);
+    let rows = db
+        .call(
+            ctx,
+            &FEED,
+            &[
+                &query.limit,
+                &query.cursor,
+                &query.actor_id,
+                &actions,
+                &query.issue_id,
+                &query.since,
+                &query.until,
+            ],
+        )
+        .await?;
+    page(&rows)
+}
+
+/// One page of one issue's history, oldest first (also of a deleted issue).
+pub async fn history(
+    db: &Database,
+    ctx: &TenantContext,
+    issue_id: i64,
+    limit: i32,
+    cursor: Option<&str>,
+) -> Result<Page<ActivityEntry>, Error> {
+    page(&db.call(ctx, &HISTORY, &[&issue_id, &limit, &cursor]).await?)
+}
+
+fn page(rows: &[Row]) -> Result<Page<ActivityEntry>, Error> {
+    let items = rows.iter().map(entry_from_row).collect::<Result<_, _>>()?;
+    Ok(Page { items, next_cursor: next_cursor(rows, 6)? })
+}
+
+fn entry_from_row(row: &Row) -> Result<ActivityEntry, Error> {
+    let action: &str = row.try_get(3)?;
+    Ok(ActivityEntry {
+        id: row.try_get(0)?,
+        issue_id: row.try_get(1)?,
+        actor_id: row.try_get(2)?,
+        action: Action::parse(action)
+            .ok_or_else(|| Error::Internal(format!("unknown action {action:?}").into()))?,
+        changes: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+    })
+}

@@ -1,0 +1,332 @@
+//! Paging through issues: Link headers, cursors that hold while the list changes, and
+//! query strings that say exactly what they mean.
+
+use std::{collections::HashSet, sync::Arc};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn pages_walk_every_issue_once_newest_first_and_the_last_page_has_no_link() {
+    let app = spawn_app().await;
+    for n in 1..=12 {
+        app.create_ok(&member("acme"), &format!("issue {n}")).await;
+    }
+
+    let first = app.get(&member("acme"), "/api/issues?limit=5").await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let link = first.headers()["link"].to_str().unwrap().to_owned();
+    assert!(link.starts_with("</api/issues?limit=5&cursor=") && link.ends_with(">; rel=\"next\""), "{link}");
+
+    let pages = app.walk(&member("acme"), "/api/issues?limit=5").await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [5, 5, 2]);
+    assert_eq!(
+        pages.concat().iter().map(|i| i["id"].as_i64().unwrap()).collect::<Vec<_>>(),
+        (1..=12).rev().collect::<Vec<_>>()
+    );
+
+    // An exact multiple of the page size: the third page is the last, no empty fourth.
+    let pages = app.walk(&admin("acme"), "/api/issues?limit=4").await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4, 4]);
+    // One page holds everything: no Link at all.
+    let all = app.page(&member("acme"), "/api/issues?limit=12").await;
+    assert_eq!((all.items.len(), all.next), (12, None));
+}
+
+#[tokio::test]
+async fn a_page_holds_50_issues_unless_limit_says_otherwise_up_to_200() {
+    let app = spawn_app().await;
+    app.insert_issues("acme", 201).await;
+
+    let page = app.page(&member("acme"), "/api/issues").await;
+    assert_eq!(page.items.len(), 50);
+    assert!(page.next.is_some());
+    assert_eq!(app.page(&member("acme"), "/api/issues?limit=200").await.items.len(), 200);
+    assert_eq!(app.page(&member("acme"), "/api/issues?limit=1").await.items.len(), 1);
+    for bad in ["0", "201", "-1", "ten", "", "1.5"] {
+        let problem = assert_problem(
+            app.get(&member("acme"), &format!("/api/issues?limit={bad}")).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(error_fields(&problem), ["limit"], "limit={bad}");
+        assert_eq!(problem["errors"][0]["message"], "must be an integer from 1 to 200");
+    }
+}
+
+#[tokio::test]
+async fn the_next_link_keeps_every_filter_and_the_sort() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        app.create(&member("acme"), json!({"title": "t", "description": "d", "priority": "HIGH"})).await;
+    }
+    let page =
+        app.page(&member("acme"), "/api/issues?priority=HIGH,LOW&sort=-priority&limit=1&status=OPEN").await;
+    let next = page.next.unwrap();
+    assert!(
+        next.starts_with("/api/issues?priority=HIGH%2CLOW&sort=-priority&limit=1&status=OPEN&cursor="),
+        "{next}"
+    );
+    // Following it twice more reaches the end.
+    let rest = app.walk(&member("acme"), &next).await;
+    assert_eq!(rest.concat().len(), 2);
+}
+
+#[tokio::test]
+async fn pages_stay_consistent_while_issues_are_created_and_deleted_between_requests() {
+    let app = spawn_app().await;
+    app.insert_issues("acme", 30).await;
+    let reader = member("acme");
+
+    for sort in ["-createdAt", "createdAt", "-priority", "updatedAt"] {
+        let before: Vec<i64> = ids(&app.walk(&reader, "/api/issues?limit=200").await.concat());
+        let mut deleted = HashSet::new();
+        let mut seen = Vec::new();
+        let mut next = Some(format!("/api/issues?limit=7&sort={sort}"));
+        let mut pages = 0;
+        while let Some(path) = next {
+            let page = app.page(&reader, &path).await;
+            seen.extend(ids(&page.items));
+            next = page.next;
+            // Between two requests: a new issue, and deletes of one issue already seen
+            // and one not yet seen (as far as the sort goes).
+            app.create_ok(&member("acme"), "new while paging").await;
+            let alive: Vec<i64> = before.iter().copied().filter(|id| !deleted.contains(id)).collect();
+            for victim in [alive[pages], alive[alive.len() - 1 - pages]] {
+                if deleted.insert(victim) {
+                    assert_eq!(app.delete(&admin("acme"), victim).await.status(), StatusCode::NO_CONTENT);
+                }
+            }
+            pages += 1;
+        }
+
+        let unique: HashSet<i64> = seen.iter().copied().collect();
+        assert_eq!(unique.len(), seen.len(), "{sort}: no issue twice: {seen:?}");
+        let missing: Vec<i64> =
+            before.iter().copied().filter(|id| !deleted.contains(id) && !unique.contains(id)).collect();
+        assert!(missing.is_empty(), "{sort}: every issue present throughout is seen; missing {missing:?}");
+        // Put the organization back for the next sort.
+        for id in deleted {
+            assert_eq!(app.restore(&admin("acme"), id).await.status(), StatusCode::OK);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_walk_sees_every_issue_exactly_once_while_others_create_concurrently() {
+    let app = Arc::new(spawn_app().await);
+    app.insert_issues("acme", 120).await;
+    let writer = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            for n in 0..40 {
+                app.create_ok(&member("acme"), &format!("concurrent {n}")).await;
+            }
+        })
+    };
+    let seen = ids(&app.walk(&member("acme"), "/api/issues?limit=9&sort=createdAt").await.concat());
+    writer.await.unwrap();
+
+    let unique: HashSet<i64> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "no duplicates");
+    assert!((1..=120).all(|id| unique.contains(&id)), "every issue that existed before the walk");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "oldest first throughout");
+}
+
+async fn cursor_of(app: &TestApp, actor: &Actor, path: &str) -> String {
+    let next = app.page(actor, path).await.next.expect("a next page");
+    next.rsplit_once("cursor=").unwrap().1.to_owned()
+}
+
+#[tokio::test]
+async fn a_cursor_works_only_with_the_sort_and_filters_it_was_made_for() {
+    let app = spawn_app().await;
+    app.insert_issues("acme", 10).await;
+    let reader = member("acme");
+    let cursor = cursor_of(&app, &reader, "/api/issues?limit=2&status=OPEN").await;
+
+    // Same query, another page size: fine.
+    let page = app.page(&reader, &format!("/api/issues?limit=3&status=OPEN&cursor={cursor}")).await;
+    assert_eq!(ids(&page.items), [8, 7, 6]);
+
+    for (query, detail) in [
+        ("status=DONE", "other filters"),
+        ("status=OPEN&q=issue&sort=-createdAt", "other filters"),
+        ("status=OPEN&q=issue", "sort -createdAt, not relevance"),
+        ("", "other filters"),
+        ("status=OPEN&sort=createdAt", "sort -createdAt, not createdAt"),
+        ("status=OPEN&sort=-updatedAt", "sort -createdAt, not -updatedAt"),
+    ] {
+        let response = app.get(&reader, &format!("/api/issues?{query}&cursor={cursor}")).await;
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(error_fields(&problem), ["cursor"], "{query}");
+        assert!(problem["errors"][0]["message"].as_str().unwrap().contains(detail), "{query}: {problem}");
+    }
+    // The same filters written differently are the same filters.
+    let multi = cursor_of(&app, &reader, "/api/issues?limit=2&status=OPEN,DONE").await;
+    let page =
+        app.page(&reader, &format!("/api/issues?status=DONE&status=OPEN&status=OPEN&cursor={multi}")).await;
+    assert_eq!(ids(&page.items)[0], 8);
+
+    // Not a cursor at all, or a cursor of another list.
+    let feed_cursor = {
+        app.create_ok(&reader, "one").await;
+        app.create_ok(&reader, "two").await;
+        cursor_of(&app, &reader, "/api/activity?limit=1").await
+    };
+    for bad in ["abc", "WzFd", "eyJhIjogMX0", "W10", &feed_cursor, &"A".repeat(1025), "a%2Bb", "a%3D"] {
+        let response = app.get(&reader, &format!("/api/issues?cursor={bad}")).await;
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(error_fields(&problem), ["cursor"], "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn a_cursor_from_another_organization_shows_nothing_of_it() {
+    let app = spawn_app().await;
+    app.insert_issues("alpha", 10).await;
+    app.insert_issues("bravo", 10).await;
+    let cursor = cursor_of(&app, &member("alpha"), "/api/issues?limit=3").await;
+
+    // For bravo it is only a position in bravo's own list.
+    let pages = app.walk(&member("bravo"), &format!("/api/issues?cursor={cursor}")).await.concat();
+    assert!(!pages.is_empty());
+    assert!(pages.iter().all(|issue| issue["organizationId"] == "bravo"), "{pages:?}");
+}
+
+#[tokio::test]
+async fn unknown_and_repeated_single_parameters_are_refused_by_name() {
+    let app = spawn_app().await;
+    let id = app.create_ok(&member("acme"), "x").await["id"].as_i64().unwrap();
+    let reader = member("acme");
+    for (path, field) in [
+        ("/api/issues?stauts=OPEN", "stauts"),
+        ("/api/issues?limit=5&page=2", "page"),
+        ("/api/issues?limit=5&limit=6", "limit"),
+        ("/api/issues?q=a&q=b", "q"),
+        ("/api/issues?sort=createdAt&sort=priority", "sort"),
+        ("/api/issues?assigneeid=none", "assigneeid"),
+        ("/api/activity?actor=x", "actor"),
+        ("/api/activity?issueId=1&issueId=2", "issueId"),
+        (&format!("/api/issues/{id}/activity?status=OPEN"), "status"),
+    ] {
+        let problem = assert_problem(app.get(&reader, path).await, StatusCode::BAD_REQUEST).await;
+        assert_eq!(error_fields(&problem), [field], "{path}");
+    }
+    let restore = app
+        .request(Method::POST, &format!("/api/issues/{id}/restore?force=true"), Some(&admin("acme")))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(restore, StatusCode::BAD_REQUEST).await;
+    assert_eq!(error_fields(&problem), ["force"]);
+
+    // Lists may repeat, and the known single parameters are fine once.
+    let page =
+        app.page(&reader, "/api/issues?status=OPEN&status=DONE&priority=LOW&priority=MEDIUM&limit=3").await;
+    assert_eq!(page.items.len(), 1);
+}
+
+#[tokio::test]
+async fn invalid_values_are_refused_naming_the_parameter() {
+    let app = spawn_app().await;
+    app.create_ok(&member("acme"), "x").await;
+    let reader = member("acme");
+    for (query, field) in [
+        ("status=open", "status"),
+        ("status=OPEN,", "status"),
+        ("status=", "status"),
+        ("priority=URGENT", "priority"),
+        ("assigneeId=not%20an%20id", "assigneeId"),
+        ("assigneeId=", "assigneeId"),
+        ("createdBy=%C3%A9", "createdBy"),
+        ("createdAfter=yesterday", "createdAfter"),
+        ("createdBefore=2026-01-01", "createdBefore"),
+        ("updatedAfter=2026-01-01T00:00:00+01:00", "updatedAfter"),
+        ("sort=title", "sort"),
+        ("sort=-relevance", "sort"),
+        ("sort=relevance", "sort"),
+        ("q=", "q"),
+        ("q=%20%20", "q"),
+        ("q=a%00b", "q"),
+        ("q=!!!", "q"),
+        ("q=a%20b%20c%20d%20e%20f%20g%20h%20i%20j%20k", "q"),
+        (&format!("q={}", "x".repeat(201)), "q"),
+        ("cursor=", "cursor"),
+    ] {
+        let problem =
+            assert_problem(app.get(&reader, &format!("/api/issues?{query}")).await, StatusCode::BAD_REQUEST)
+                .await;
+        assert_eq!(error_fields(&problem), [field], "{query}: {problem}");
+    }
+    for (query, field) in [
+        ("action=viewed", "action"),
+        ("actorId=a%20b", "actorId"),
+        ("issueId=0", "issueId"),
+        ("issueId=x", "issueId"),
+        ("since=now", "since"),
+        ("until=2026-13-01T00:00:00Z", "until"),
+        ("limit=500", "limit"),
+    ] {
+        let problem = assert_problem(
+            app.get(&reader, &format!("/api/activity?{query}")).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(error_fields(&problem), [field], "{query}: {problem}");
+    }
+    // An offset written with %2B is a valid time.
+    assert_eq!(
+        app.get(&reader, "/api/issues?updatedAfter=2026-01-01T00:00:00%2B01:00").await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_list_still_needs_the_identity_headers_first() {
+    let app = spawn_app().await;
+    let response = app.request(Method::GET, "/api/issues?stauts=OPEN&limit=0", None).send().await.unwrap();
+    let problem = assert_problem(response, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(error_fields(&problem), ["x-organization-id", "x-user-id", "x-user-role"]);
+    let feed = app.request(Method::GET, "/api/activity", None).send().await.unwrap();
+    assert_problem(feed, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn an_organization_without_issues_gets_an_empty_array_and_no_link() {
+    let app = spawn_app().await;
+    app.insert_issues("alpha", 3).await;
+    let page = app.page(&member("bravo"), "/api/issues?status=OPEN&q=issue").await;
+    assert_eq!((page.items, page.next), (Vec::<Value>::new(), None));
+}
+
+#[tokio::test]
+async fn a_forged_cursor_with_the_right_sort_and_filters_but_a_wrong_key_is_refused() {
+    let app = spawn_app().await;
+    app.insert_issues("acme", 5).await;
+    let cursor = cursor_of(&app, &member("acme"), "/api/issues?limit=2").await;
+    // Re-encode it with a number where the createdAt sort keeps a time.
+    let forged: String = app
+        .owner_sql()
+        .await
+        .query_one(
+            "select app.encode_cursor(p->>1, p->>2, '7'::jsonb, (p->>4)::bigint)
+               from (select convert_from(decode(translate($1, '-_', '+/') || repeat('=', (4 - length($1) % 4) % 4),
+                                                'base64'), 'UTF8')::jsonb as p) decoded",
+            &[&cursor],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(forged, cursor);
+    let problem = assert_problem(
+        app.get(&member("acme"), &format!("/api/issues?cursor={forged}")).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(error_fields(&problem), ["cursor"]);
+}
