@@ -186,6 +186,14 @@ async fn pgbouncer(args: &Args, run: &PgbouncerArgs, work: &Path) -> Result<(), 
     let mut results: Vec<(&str, Vec<Outcome>)> = routes.iter().map(|r| (*r, Vec::new())).collect();
     for round in 0..run.runs {
         for (route, outcomes) in results.iter_mut() {
+            // No API-role connection left from the other route (PgBouncer keeps its idle
+            // server connections open): the count below is this route's alone.
+            cluster
+                .sql(&format!(
+                    "select count(pg_terminate_backend(pid)) from pg_stat_activity where usename = '{}'",
+                    db::API_ROLE
+                ))
+                .await?;
             let service = start(route)?;
             // Warm up: connections made, statements planned; not measured.
             drive(&service.address, run.clients, Duration::from_secs(2), &plan, 999).await;
@@ -353,6 +361,8 @@ const GROWTH_SCENARIOS: &[GrowthScenario] = &[
     GrowthScenario { name: "get-one", op: Op::GetOne },
     GrowthScenario { name: "list", op: Op::List },
     GrowthScenario { name: "create", op: Op::Create },
+    GrowthScenario { name: "feed", op: Op::Feed },
+    GrowthScenario { name: "history", op: Op::History },
 ];
 
 /// Two panels (requests/s, and p99 latency), organizations on a log scale.
@@ -492,7 +502,10 @@ impl Cluster {
     }
 
     async fn sql(&self, sql: &str) -> Result<(), String> {
-        self.owner.batch_execute(sql).await.map_err(|e| format!("{}: {e}", sql.lines().next().unwrap_or(sql)))
+        self.owner.batch_execute(sql).await.map_err(|e| {
+            let reason = e.as_db_error().map_or_else(|| e.to_string(), |db| db.to_string());
+            format!("{}: {reason}", sql.lines().next().unwrap_or(sql))
+        })
     }
 
     async fn checkpoint(&self) -> Result<(), String> {
@@ -514,6 +527,8 @@ impl Cluster {
         let sql = format!(
             "begin;
              set local synchronous_commit = off;
+             -- The months of the back-dated entries (the log is partitioned by month).
+             select count(*) from app.create_activity_partitions(0, now() - interval '{months} months' - interval '1 day');
              insert into app.organization_counters (organization_id, last_issue_id, last_activity_id)
              select 'o' || o, {issues}, {activity} from generate_series({from}, {to}) o;
              insert into app.issues (organization_id, id, title, description, status, priority, assignee_id,
@@ -684,6 +699,10 @@ enum Op {
     List,
     Create,
     Update,
+    /// The organization's activity feed, newest first (every monthly partition).
+    Feed,
+    /// One issue's history, oldest first.
+    History,
 }
 
 const STATUSES: [&str; 3] = ["OPEN", "IN_PROGRESS", "DONE"];
@@ -740,15 +759,18 @@ impl Outcome {
     }
 
     fn summary(&self) -> String {
+        let connections = match self.max_server_connections {
+            0 => String::new(), // not watched
+            most => format!(", {most} server connections at most"),
+        };
         format!(
-            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} requests, {} errors, {} foreign, {} server connections at most",
+            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} requests, {} errors, {} foreign{connections}",
             self.per_second(),
             self.percentile(0.5),
             self.percentile(0.99),
             self.requests,
             self.errors,
             self.foreign,
-            self.max_server_connections
         )
     }
 }
@@ -837,6 +859,8 @@ async fn request(
                 .json(&json!({"status": STATUSES[worker % 3]})),
             200,
         ),
+        Op::Feed => (client.get(format!("{address}/api/activity?limit=20")), 200),
+        Op::History => (client.get(format!("{address}/api/issues/{issue}/activity?limit=20")), 200),
     };
     let response =
         with_identity(builder).send().await.map_err(|e| Problem::Error(format!("{op:?} {org}: {e}")))?;
@@ -868,6 +892,35 @@ fn verify(op: Op, org: &str, issue: u64, user: &str, body: &Value) -> Result<(),
         Op::Create => {
             if !own(body) || body["createdBy"] != user {
                 return Err(foreign("not what was created"));
+            }
+        }
+        Op::Feed => {
+            // Entries name no organization; those holding an issue (created, deleted) must
+            // hold one of this organization's.
+            let items = body.as_array().filter(|items| !items.is_empty());
+            let Some(items) = items else {
+                return Err(Problem::Error(format!("Feed {org}: no entries: {body}")));
+            };
+            let own_entry = |entry: &Value| {
+                let changes = &entry["changes"];
+                (changes["organizationId"].is_null() || changes["organizationId"] == org)
+                    && changes["title"].as_str().is_none_or(|t| t.starts_with(&format!("{org} ")))
+            };
+            if !items.iter().all(own_entry) {
+                return Err(foreign("an entry of another organization"));
+            }
+        }
+        Op::History => {
+            // Oldest first: the seeded "created" entry of exactly this issue, then its own.
+            let items = body.as_array().filter(|items| !items.is_empty());
+            let Some(items) = items else {
+                return Err(Problem::Error(format!("History {org}/{issue}: no entries: {body}")));
+            };
+            if items[0]["action"] != "created"
+                || items[0]["changes"]["title"].as_str() != Some(&format!("{org} issue {issue}"))
+                || !items.iter().all(|entry| entry["issueId"] == issue)
+            {
+                return Err(foreign("another issue's history"));
             }
         }
         Op::List => {
