@@ -2,7 +2,7 @@
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
-use crate::db::StatementMode;
+use crate::db::{ContextMode, StatementMode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -51,6 +51,22 @@ pub struct Config {
     /// nothing prepared outlives a transaction, for transaction-mode poolers (PgBouncer).
     #[arg(long, env = "DATABASE_STATEMENTS", value_enum, default_value = "prepared")]
     pub statements: StatementMode,
+
+    /// `set_config`: the tenant is set with `select set_config(..., true)` and bound
+    /// parameters. `set_local`: with `SET LOCAL` and quoted literals, which Citus forwards
+    /// to its workers (set_config stays on the coordinator). Both transaction-local.
+    #[arg(long, env = "DATABASE_CONTEXT", value_enum, default_value = "set_config")]
+    pub context: ContextMode,
+
+    /// Months after the current one whose activity partitions must already exist (the
+    /// service makes them at start and every hour, as the schema owner).
+    #[arg(long, env = "ACTIVITY_PARTITIONS_AHEAD", default_value_t = 3)]
+    pub activity_partitions_ahead: u32,
+
+    /// Keep activity entries this many months, then drop whole months of them (0: keep
+    /// everything). Restoring a deleted issue needs its history: only within retention.
+    #[arg(long, env = "ACTIVITY_RETENTION_MONTHS", default_value_t = 0)]
+    pub activity_retention_months: u32,
 
     /// Directory of the private PostgreSQL (without DATABASE_URL); kept across restarts.
     #[arg(long, env = "LOCAL_PG_DIR", default_value = ".tenantry")]
@@ -183,6 +199,13 @@ impl Config {
         (self.request_timeout_ms > 0).then(|| Duration::from_millis(self.request_timeout_ms))
     }
 
+    pub fn activity_upkeep(&self) -> crate::db::maintenance::ActivityUpkeep {
+        crate::db::maintenance::ActivityUpkeep {
+            months_ahead: self.activity_partitions_ahead,
+            retention_months: self.activity_retention_months,
+        }
+    }
+
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_seconds)
     }
@@ -198,6 +221,9 @@ impl Default for Config {
             api_database_url: None,
             pool_size: 24,
             statements: StatementMode::Prepared,
+            context: ContextMode::SetConfig,
+            activity_partitions_ahead: 3,
+            activity_retention_months: 0,
             local_pg_dir: PathBuf::from(".tenantry"),
             local_pg_port: 0,
             log_format: LogFormat::Text,

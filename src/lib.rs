@@ -130,6 +130,9 @@ pub struct App {
     services: Arc<Services>,
     auth_mode: AuthMode,
     shutdown_timeout: Duration,
+    upkeep: db::maintenance::ActivityUpkeep,
+    /// When the periodic upkeep runs first: soon if the one at start failed.
+    next_upkeep: Duration,
 }
 
 impl App {
@@ -147,17 +150,32 @@ impl App {
         for applied in setup.migrate().await? {
             tracing::info!(migration = applied, "applied");
         }
+        // Partitions for this month and ahead before the first request. A failure here is
+        // not fatal: migration 6 made some ahead, and the periodic task retries.
+        let upkeep = config.activity_upkeep();
+        let next_upkeep = match db::maintenance::run_once(&setup.target.owner, upkeep).await {
+            Ok(done) => {
+                done.iter().for_each(|action| tracing::info!(action, "activity partitions"));
+                db::maintenance::EVERY
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "activity partition upkeep failed; retrying in the background");
+                db::maintenance::RETRY_AFTER
+            }
+        };
         let pool = db::request_pool(
             &setup.target.requests,
             PoolSettings { size: config.pool_size, wait_timeout: config.pool_timeout() },
         );
         let db = Database::new(pool, setup.target.request_role, config.statements)
-            .with_statement_timeout(config.statement_timeout());
+            .with_statement_timeout(config.statement_timeout())
+            .with_context_mode(config.context);
         let role = db::verify_request_role(&db).await?;
         tracing::info!(
             role,
             mode = ?setup.target.request_role,
             statements = ?config.statements,
+            context = ?config.context,
             "requests run under row-level security"
         );
 
@@ -176,6 +194,8 @@ impl App {
             services,
             auth_mode: config.auth_mode,
             shutdown_timeout: config.shutdown_timeout(),
+            upkeep,
+            next_upkeep,
         })
     }
 
@@ -196,13 +216,20 @@ impl App {
     /// finish (up to SHUTDOWN_TIMEOUT_SECONDS), closes the pool and stops the private
     /// cluster, if any.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        let App { acceptor, db, setup, services, auth_mode, shutdown_timeout, .. } = self;
+        let App { acceptor, db, setup, services, auth_mode, shutdown_timeout, upkeep, next_upkeep, .. } =
+            self;
         let housekeeping = tokio::spawn(forget_idle_rate_limit_keys(Arc::downgrade(&services)));
+        let owner = setup.target.owner.clone();
+        let partitions = tokio::spawn(async move {
+            tokio::time::sleep(next_upkeep).await;
+            db::maintenance::run_periodically(owner, upkeep).await
+        });
         let routes = http::routes(db.clone(), services, auth_mode);
         let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(routes, shutdown, Some(shutdown_timeout))
             .await;
         housekeeping.abort();
+        partitions.abort();
         db.pool().close();
         tracing::info!("request pool closed");
         drop(setup);

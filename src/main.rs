@@ -27,6 +27,9 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document, then exit.
     Openapi,
+    /// One round of activity-log upkeep as the owner (partitions ahead, retention), then
+    /// exit: for cron, when no instance of the service runs.
+    Maintain,
     /// Print a JWT for AUTH_MODE=jwt, signed with JWT_SECRET (HS256) or a private key,
     /// with the configured claim names, audience and issuer.
     Token {
@@ -61,6 +64,7 @@ async fn main() -> ExitCode {
             token(&cli.config, org, user, &role, ttl_seconds, private_key_file)
         }
         Command::Migrate => migrate(&cli.config).await,
+        Command::Maintain => maintain(&cli.config).await,
         Command::Serve => serve(&cli.config).await,
     };
     match result {
@@ -103,6 +107,16 @@ async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     let setup = DatabaseSetup::prepare(config).await?;
     let applied = setup.migrate().await?;
     tracing::info!(applied = applied.len(), "migrations are current");
+    Ok(())
+}
+
+async fn maintain(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+    let setup = DatabaseSetup::prepare(config).await?;
+    let done = tenantry::db::maintenance::run_once(&setup.target.owner, config.activity_upkeep()).await?;
+    for action in &done {
+        println!("{action}");
+    }
+    tracing::info!(actions = done.len(), "activity partitions are in shape");
     Ok(())
 }
 

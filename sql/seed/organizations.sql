@@ -32,6 +32,9 @@ select o.organization_id, g.n as id,
          + (pg_catalog.hashtext(o.organization_id) % 1000) * interval '1 second' as created_at
 from seed_organizations o, pg_catalog.generate_series(1, o.issues) g (n);
 
+-- The activity log is partitioned by month (migration 6): months for the back-dated entries.
+select pg_catalog.count(*) from app.create_activity_partitions(0, (select pg_catalog.min(created_at) from seeded_issues));
+
 insert into app.issues (organization_id, id, title, description, status, priority, assignee_id,
                         created_by, created_at, updated_at)
 select s.organization_id, s.id,

@@ -46,7 +46,7 @@ pub enum LocalPostgresError {
     Exited { status: ExitStatus, log: String, tail: String },
 }
 
-fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> LocalPostgresError {
+pub(super) fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> LocalPostgresError {
     let action = action.into();
     move |source| LocalPostgresError::Io { action, source }
 }
@@ -131,7 +131,8 @@ impl LocalPostgres {
             }
         }
         as_user(&mut command, run_as);
-        let (pid, exited) = spawn_tied_to_process(command)?;
+        // SIGINT is PostgreSQL's fast shutdown.
+        let (pid, exited) = spawn_tied_to_process(command, libc::SIGINT)?;
 
         let exited = Mutex::new(Some(exited));
         let server = LocalPostgres { data_dir, log, port, pid, exited, bin_dir };
@@ -215,16 +216,19 @@ impl Drop for LocalPostgres {
 }
 
 /// Starts `command` from a thread that lives exactly as long as the child, with the
-/// child set to get SIGINT when that thread ends: so also when this process ends, however
-/// it ends. Returns the pid and a receiver of the exit status.
-fn spawn_tied_to_process(
+/// child set to get `death_signal` when that thread ends: so also when this process ends,
+/// however it ends. Returns the pid and a receiver of the exit status.
+pub(super) fn spawn_tied_to_process(
     mut command: Command,
+    death_signal: libc::c_int,
 ) -> Result<(libc::pid_t, mpsc::Receiver<io::Result<ExitStatus>>), LocalPostgresError> {
     let parent = std::process::id() as libc::pid_t;
+    let program =
+        Path::new(command.get_program()).file_name().unwrap_or_default().to_string_lossy().into_owned();
     // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid).
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal) != 0 {
                 return Err(io::Error::last_os_error());
             }
             // The parent may have died before prctl took effect.
@@ -237,7 +241,7 @@ fn spawn_tied_to_process(
     let (started_tx, started_rx) = mpsc::channel();
     let (exited_tx, exited_rx) = mpsc::channel();
     thread::Builder::new()
-        .name("local-postgres".into())
+        .name("local-server-keeper".into())
         .spawn(move || match command.spawn() {
             Ok(mut child) => {
                 let _ = started_tx.send(Ok(child.id() as libc::pid_t));
@@ -247,12 +251,12 @@ fn spawn_tied_to_process(
                 let _ = started_tx.send(Err(err));
             }
         })
-        .map_err(io_error("starting the postgres keeper thread"))?;
+        .map_err(io_error(format!("starting the {program} keeper thread")))?;
     let pid = started_rx
         .recv()
         .map_err(|_| io::Error::other("keeper thread ended"))
         .and_then(|started| started)
-        .map_err(io_error("starting postgres"))?;
+        .map_err(io_error(format!("starting {program}")))?;
     Ok((pid, exited_rx))
 }
 
@@ -291,7 +295,7 @@ fn init_cluster(
     Ok(())
 }
 
-fn as_user(command: &mut Command, run_as: Option<(u32, u32)>) {
+pub(super) fn as_user(command: &mut Command, run_as: Option<(u32, u32)>) {
     if let Some((uid, gid)) = run_as {
         // std drops root's supplementary groups when it switches uid.
         command.uid(uid).gid(gid).current_dir("/");
@@ -299,7 +303,7 @@ fn as_user(command: &mut Command, run_as: Option<(u32, u32)>) {
 }
 
 /// As root: the `postgres` user's uid and gid. Otherwise none: run as ourselves.
-fn unprivileged_user() -> Result<Option<(u32, u32)>, LocalPostgresError> {
+pub(super) fn unprivileged_user() -> Result<Option<(u32, u32)>, LocalPostgresError> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
@@ -344,12 +348,12 @@ pub fn find_bin_dir() -> Option<PathBuf> {
     )
 }
 
-fn free_port() -> io::Result<u16> {
+pub(super) fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// The log written since `from`, at most its last 4 KiB.
-fn log_tail(log: &Path, from: u64) -> String {
+pub(super) fn log_tail(log: &Path, from: u64) -> String {
     let mut text = String::new();
     if let Ok(mut file) = File::open(log) {
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);

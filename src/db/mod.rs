@@ -5,7 +5,9 @@ pub mod activity;
 mod error;
 pub mod health;
 pub mod issues;
+pub mod local_pgbouncer;
 pub mod local_postgres;
+pub mod maintenance;
 pub mod migrate;
 mod pool;
 mod safety;
@@ -14,7 +16,7 @@ mod scoped;
 pub use error::Error;
 pub use pool::{ConnectionTarget, PoolSettings, RequestRole, connect_owner, request_pool};
 pub use safety::{RoleProblem, verify_request_role};
-pub use scoped::{Database, SET_CONTEXT, Sql, StatementMode};
+pub use scoped::{ContextMode, Database, SET_CONTEXT, Sql, StatementMode, push_literal};
 
 /// The login (or switched-to) role every request runs as. Created by migration 1.
 pub const API_ROLE: &str = "tenantry_api";

@@ -22,6 +22,13 @@
 //! instead, so nothing outlives the transaction (transaction-mode poolers); still one
 //! round trip. `tests/api/round_trips.rs` counts the trips in both modes.
 //!
+//! Context: by default the settings go in one `select set_config(..., true), ...` with bound
+//! parameters. `ContextMode::SetLocal` (DATABASE_CONTEXT=set_local) sends them as
+//! `set local app.org_id = E'...'; ...` instead, with quoted literals, in the simple-query
+//! message that also carries the BEGIN: what Citus forwards to its workers (with
+//! `citus.propagate_set_commands = 'local'`), where `set_config()` stays on the
+//! coordinator. Both are transaction-local and cost the same single round trip.
+//!
 //! Hygiene: if this future is dropped (client gone, timeout) before the pipeline is
 //! polled, nothing was sent; after, all four statements are queued and the connection
 //! ends the transaction by itself before it serves anyone else. The one state we cannot
@@ -62,6 +69,20 @@ pub enum StatementMode {
     Unnamed,
 }
 
+/// How a transaction names its tenant, actor and role (DATABASE_CONTEXT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ContextMode {
+    /// `select set_config('app.org_id', $1, true), ...`: one statement with bound
+    /// parameters (PostgREST's way).
+    #[default]
+    #[value(name = "set_config", alias = "set-config")]
+    SetConfig,
+    /// `set local app.org_id = E'...'; ...` with quoted literals, sent with the BEGIN:
+    /// for Citus, which forwards SET LOCAL (not set_config) to the workers.
+    #[value(name = "set_local", alias = "set-local")]
+    SetLocal,
+}
+
 /// Settings for one transaction, in one statement with bound parameters. The statement
 /// time-out is transaction-local too: it bounds the function call that follows.
 pub const SET_CONTEXT: Sql = Sql {
@@ -79,12 +100,17 @@ const SET_CONTEXT_AND_ROLE: Sql = Sql {
     param_types: SET_CONTEXT.param_types,
 };
 
+/// The settings [`SET_CONTEXT`] sets, in its order: `app.org_id`, `app.user_id`, `app.role`.
+const CONTEXT_SETTINGS: [&str; 3] = ["app.org_id", "app.user_id", "app.role"];
+
 /// The request pool plus how its connections become the API role and send statements.
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
+    role: RequestRole,
     set_context: Sql,
     statements: StatementMode,
+    context: ContextMode,
     /// `statement_timeout` for every request transaction, in milliseconds ("0": none).
     statement_timeout: Arc<str>,
 }
@@ -95,7 +121,20 @@ impl Database {
             RequestRole::LoggedIn => SET_CONTEXT,
             RequestRole::SwitchPerTransaction => SET_CONTEXT_AND_ROLE,
         };
-        Database { pool, set_context, statements, statement_timeout: "0".into() }
+        Database {
+            pool,
+            role,
+            set_context,
+            statements,
+            context: ContextMode::SetConfig,
+            statement_timeout: "0".into(),
+        }
+    }
+
+    /// How each transaction sets its context (default: `set_config`).
+    pub fn with_context_mode(mut self, context: ContextMode) -> Self {
+        self.context = context;
+        self
     }
 
     /// Bounds every statement of a request transaction (PostgreSQL cancels it: 57014).
@@ -135,32 +174,63 @@ impl Database {
         sql: &Sql,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, Error> {
-        let conn = self.pool.get().await?;
         let timeout = &*self.statement_timeout;
+        // Built before the checkout: a value refused here never reaches a connection.
+        let set_local = match self.context {
+            ContextMode::SetConfig => None,
+            ContextMode::SetLocal => Some(set_local_script(self.role, settings, timeout)?),
+        };
+        let conn = self.pool.get().await?;
         let settings: [&(dyn ToSql + Sync); 4] = [&settings[0], &settings[1], &settings[2], &timeout];
 
-        // The same four steps, polled together, in either mode. BEGIN and COMMIT go as
-        // simple queries: no parameters, nothing to prepare, fine for any pooler.
-        let (begun, context_set, rows, committed) = match self.statements {
-            StatementMode::Prepared => {
+        // The same steps, polled together, in every mode: one round trip. BEGIN and
+        // COMMIT go as simple queries: nothing to prepare, fine for any pooler.
+        let (begun, context_set, rows, committed) = match (&set_local, self.statements) {
+            (None, StatementMode::Prepared) => {
                 // Prepared once per connection; the first use prepares both in one round trip.
                 let (set_context, call) = futures::try_join!(
                     conn.prepare_typed_cached(self.set_context.text, self.set_context.param_types),
                     conn.prepare_typed_cached(sql.text, sql.param_types),
-                )?;
-                futures::join!(
+                )
+                .inspect_err(|err| self.explain_missing_statement(err))?;
+                let (begun, context_set, rows, committed) = futures::join!(
                     conn.batch_execute("begin"),
                     conn.query(&set_context, &settings),
                     conn.query(&call, params),
                     conn.batch_execute("commit"),
-                )
+                );
+                (begun, context_set.map(drop), rows, committed)
             }
-            StatementMode::Unnamed => futures::join!(
-                conn.batch_execute("begin"),
-                query_unnamed(&conn, &self.set_context, &settings),
-                query_unnamed(&conn, sql, params),
-                conn.batch_execute("commit"),
-            ),
+            (None, StatementMode::Unnamed) => {
+                let (begun, context_set, rows, committed) = futures::join!(
+                    conn.batch_execute("begin"),
+                    query_unnamed(&conn, &self.set_context, &settings),
+                    query_unnamed(&conn, sql, params),
+                    conn.batch_execute("commit"),
+                );
+                (begun, context_set.map(drop), rows, committed)
+            }
+            // The BEGIN carries the settings: three messages instead of four.
+            (Some(begin), StatementMode::Prepared) => {
+                let call = conn
+                    .prepare_typed_cached(sql.text, sql.param_types)
+                    .await
+                    .inspect_err(|err| self.explain_missing_statement(err))?;
+                let (begun, rows, committed) = futures::join!(
+                    conn.batch_execute(begin),
+                    conn.query(&call, params),
+                    conn.batch_execute("commit"),
+                );
+                (begun, Ok(()), rows, committed)
+            }
+            (Some(begin), StatementMode::Unnamed) => {
+                let (begun, rows, committed) = futures::join!(
+                    conn.batch_execute(begin),
+                    query_unnamed(&conn, sql, params),
+                    conn.batch_execute("commit"),
+                );
+                (begun, Ok(()), rows, committed)
+            }
         };
 
         if committed.as_ref().is_err_and(|e| e.as_db_error().is_none()) {
@@ -168,9 +238,28 @@ impl Database {
         }
         begun?;
         context_set?;
-        let rows = rows?;
+        let rows = rows.inspect_err(|err| self.explain_missing_statement(err))?;
         committed?;
         Ok(rows)
+    }
+
+    /// A named statement that is missing (26000) or already there (42P05) means that one
+    /// pooled connection reaches several server connections: a transaction-mode pooler
+    /// that does not track prepared statements (PgBouncer before 1.21). Said once, loudly.
+    fn explain_missing_statement(&self, err: &tokio_postgres::Error) {
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let code = err.code().map(|code| code.code());
+        if self.statements == StatementMode::Prepared
+            && matches!(code, Some("26000" | "42P05"))
+            && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::error!(
+                error = %err,
+                "a prepared statement is missing or duplicated on the server: is a transaction-mode \
+                 pooler (PgBouncer before 1.21, or without max_prepared_statements) between the \
+                 service and PostgreSQL? Set DATABASE_STATEMENTS=unnamed"
+            );
+        }
     }
 }
 
@@ -185,6 +274,51 @@ async fn query_unnamed(
     debug_assert_eq!(params.len(), sql.param_types.len(), "{}", sql.text);
     let typed = params.iter().zip(sql.param_types).map(|(param, ty)| (*param, ty.clone()));
     conn.query_typed_raw(sql.text, typed).await?.try_collect().await
+}
+
+/// `begin; set local ...;` for [`ContextMode::SetLocal`]: one simple-query message (so it
+/// pipelines like the BEGIN it replaces), every value a quoted literal. SET cannot take a
+/// bound parameter; the literals are what make it safe, not the ids' validation.
+fn set_local_script(role: RequestRole, settings: [&str; 3], timeout: &str) -> Result<String, Error> {
+    let mut script = String::with_capacity(160);
+    // First, so that Citus forwards the SET LOCALs after it to the workers; for this
+    // transaction only, and a harmless placeholder on plain PostgreSQL.
+    script.push_str("begin; set local citus.propagate_set_commands = 'local';");
+    if role == RequestRole::SwitchPerTransaction {
+        script.push_str(" set local role tenantry_api;");
+    }
+    for (name, value) in CONTEXT_SETTINGS.iter().zip(settings) {
+        script.push_str(" set local ");
+        script.push_str(name);
+        script.push_str(" = ");
+        push_literal(&mut script, value)?;
+        script.push(';');
+    }
+    script.push_str(" set local statement_timeout = ");
+    push_literal(&mut script, timeout)?;
+    script.push(';');
+    Ok(script)
+}
+
+/// Appends `value` as a string literal that means exactly `value` whatever the server's
+/// `standard_conforming_strings`: `E'...'` with quotes and backslashes doubled (what
+/// libpq's PQescapeLiteral does). A NUL would end the message early (and no PostgreSQL
+/// text holds one): refused.
+pub fn push_literal(out: &mut String, value: &str) -> Result<(), Error> {
+    if value.contains('\0') {
+        return Err(Error::InvalidInput { column: None, message: "a setting cannot hold NUL".into() });
+    }
+    out.reserve(value.len() + 3);
+    out.push_str("E'");
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    Ok(())
 }
 
 /// Closes a connection whose transaction state is unknown instead of returning it.

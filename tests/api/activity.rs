@@ -163,11 +163,13 @@ async fn the_feed_lists_the_organizations_changes_newest_first_a_page_at_a_time(
 async fn the_feed_filters_by_actor_action_issue_and_time_and_they_combine() {
     let app = spawn_app().await;
     busy_organization(&app).await;
-    // Entry n was made on 2020-03-0n.
+    // Entry n was made on 2026-03-0n (a month partitioned on demand: the log only has
+    // partitions from the month it was created in).
     app.owner_sql()
         .await
         .batch_execute(
-            "update app.activity_logs set created_at = timestamptz '2020-03-01 00:00:00Z' + (id - 1) * interval '1 day'
+            "select app.create_activity_partitions(0, '2026-03-01');
+             update app.activity_logs set created_at = timestamptz '2026-03-01 00:00:00Z' + (id - 1) * interval '1 day'
               where organization_id = 'acme'",
         )
         .await
@@ -181,12 +183,12 @@ async fn the_feed_filters_by_actor_action_issue_and_time_and_they_combine() {
         ("action=updated&action=deleted", vec![6, 5, 3]),
         ("issueId=2", vec![7, 5, 2]),
         ("issueId=99", vec![]),
-        ("since=2020-03-05T00:00:00Z", vec![7, 6, 5]),
-        ("until=2020-03-03T00:00:00Z", vec![2, 1]),
-        ("since=2020-03-02T00:00:00Z&until=2020-03-04T00:00:00Z", vec![3, 2]),
+        ("since=2026-03-05T00:00:00Z", vec![7, 6, 5]),
+        ("until=2026-03-03T00:00:00Z", vec![2, 1]),
+        ("since=2026-03-02T00:00:00Z&until=2026-03-04T00:00:00Z", vec![3, 2]),
         ("actorId=ann&action=updated", vec![6, 3]),
         ("issueId=2&actorId=ann&action=restored", vec![7]),
-        ("issueId=3&since=2020-03-05T00:00:00Z&actorId=ann&action=updated", vec![6]),
+        ("issueId=3&since=2026-03-05T00:00:00Z&actorId=ann&action=updated", vec![6]),
         ("issueId=1&actorId=bob", vec![]),
     ] {
         assert_eq!(feed(&app, query).await, expected, "{query}");
@@ -405,7 +407,7 @@ async fn activity_entries_cannot_be_changed_or_removed_even_in_psql_as_the_api_r
         "delete from app.activity_logs",
         "truncate app.activity_logs",
         "insert into app.activity_logs (organization_id, id, issue_id, actor_id, action, changes) \
-         values ('alpha', 2, 1, 'admin-of-alpha', 'created', '{}') on conflict (organization_id, id) do update set action = 'created'",
+         values ('alpha', 2, 1, 'admin-of-alpha', 'created', '{}') on conflict on constraint activity_logs_pkey do update set action = 'created'",
         "alter table app.activity_logs disable row level security",
     ] {
         let output = psql_as_api_role(&app, statement);

@@ -35,13 +35,13 @@ async fn seeded_app(small: i64, big: i64) -> TestApp {
 
 /// A session as the API role with `org` as tenant, whose nested statements' plans (with
 /// actual row counts) arrive as notices.
-struct ExplainingSession {
+pub struct ExplainingSession {
     client: tokio_postgres::Client,
     notices: Arc<Mutex<Vec<String>>>,
 }
 
 impl ExplainingSession {
-    async fn open(app: &TestApp, org: &str) -> Self {
+    pub async fn open(app: &TestApp, org: &str) -> Self {
         let url = cluster().pg.url(SUPERUSER, &app.database);
         let (client, mut connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
         let notices = Arc::new(Mutex::new(Vec::new()));
@@ -75,7 +75,7 @@ impl ExplainingSession {
     }
 
     /// Runs `call`; returns its rows and the plan of the statement that read `table`.
-    async fn run(&self, call: &str, table: &str) -> (Vec<tokio_postgres::Row>, Value) {
+    pub async fn run(&self, call: &str, table: &str) -> (Vec<tokio_postgres::Row>, Value) {
         self.notices.lock().unwrap().clear();
         let rows = self.client.query(call, &[]).await.unwrap_or_else(|e| panic!("{call}: {e}"));
         // Notices travel with the results: all of them have arrived.
@@ -105,7 +105,7 @@ impl ExplainingSession {
 }
 
 /// Every node of a plan, depth first.
-fn nodes(plan: &Value) -> Vec<&Value> {
+pub fn nodes(plan: &Value) -> Vec<&Value> {
     let mut all = vec![plan];
     for child in plan["Plans"].as_array().into_iter().flatten() {
         all.extend(nodes(child));

@@ -18,7 +18,8 @@ use tenantry::{
     App,
     config::Config,
     db::{
-        self,
+        self, ContextMode, StatementMode,
+        local_pgbouncer::{self, LocalPgBouncer},
         local_postgres::{LocalPostgres, Options, SUPERUSER},
     },
 };
@@ -74,6 +75,15 @@ async fn create_template(pg: &LocalPostgres) {
     admin.batch_execute(&format!("create database {TEMPLATE}")).await.unwrap();
     let mut owner = connect(&pg.url(SUPERUSER, TEMPLATE)).await;
     db::migrate::run(&mut owner).await.expect("migrations apply");
+    if citus_policies() {
+        owner.batch_execute("select app.use_policies_without_subqueries()").await.unwrap();
+    }
+}
+
+/// `TEST_CITUS_POLICIES=1`: every test database has the policies Citus accepts (no
+/// sub-queries, see migration 5), as the coordinator of a Citus cluster would.
+pub fn citus_policies() -> bool {
+    std::env::var_os("TEST_CITUS_POLICIES").is_some_and(|v| v == "1")
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
@@ -107,6 +117,8 @@ pub struct TestApp {
     pub database: String,
     pub client: reqwest::Client,
     pub app_db: tenantry::db::Database,
+    /// The PgBouncer requests go through, if any (see [`spawn_app_via`]).
+    pub pgbouncer: Option<LocalPgBouncer>,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -114,14 +126,32 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Mode::ApiLogin, |_| {}).await
 }
 
+/// How the apps under test set the tenant: `DATABASE_CONTEXT=set_local cargo test` runs
+/// the whole suite with SET LOCAL (CI runs it both ways). Binaries the tests start read
+/// the same variable themselves.
+pub fn context_mode() -> ContextMode {
+    match std::env::var("DATABASE_CONTEXT") {
+        Ok(value) => clap::ValueEnum::from_str(&value, false)
+            .unwrap_or_else(|e| panic!("DATABASE_CONTEXT={value}: {e}")),
+        Err(_) => ContextMode::default(),
+    }
+}
+
 pub async fn spawn_app_with(mode: Mode, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let database = fresh_database().await;
+    spawn_app_on(&database, mode, adjust).await
+}
+
+/// An app on an existing database (several instances may share one).
+pub async fn spawn_app_on(database: &str, mode: Mode, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let database = database.to_owned();
     let pg = &cluster().pg;
     let mut config = Config {
         port: 0,
         database_url: Some(pg.url(SUPERUSER, &database)),
         api_database_url: (mode == Mode::ApiLogin).then(|| pg.url(db::API_ROLE, &database)),
         pool_size: 8,
+        context: context_mode(),
         ..Config::default()
     };
     adjust(&mut config);
@@ -132,7 +162,90 @@ pub async fn spawn_app_with(mode: Mode, adjust: impl FnOnce(&mut Config)) -> Tes
     tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
-    TestApp { address, database, client: reqwest::Client::new(), app_db, _shutdown: shutdown }
+    TestApp {
+        address,
+        database,
+        client: reqwest::Client::new(),
+        app_db,
+        pgbouncer: None,
+        _shutdown: shutdown,
+    }
+}
+
+/// How requests reach PostgreSQL: straight, or through PgBouncer in transaction mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Direct,
+    PgBouncer,
+}
+
+/// A PgBouncer (transaction mode, `pool_size` server connections) in front of the test
+/// cluster, or `None` when it is not installed and REQUIRE_PGBOUNCER=1 (CI) is not set.
+pub fn start_pgbouncer(name: &str, pool_size: u32) -> Option<LocalPgBouncer> {
+    if local_pgbouncer::find_binary().is_none() {
+        let message = "pgbouncer is not installed (apt-get install -y pgbouncer): skipping";
+        assert!(
+            std::env::var_os("REQUIRE_PGBOUNCER").is_none_or(|v| v != "1"),
+            "REQUIRE_PGBOUNCER=1 but {message}"
+        );
+        eprintln!("{message}");
+        return None;
+    }
+    let options = local_pgbouncer::Options {
+        dir: crate::startup::tempdir(&format!("pgbouncer-{name}")),
+        pool_size,
+        max_clients: 1000,
+    };
+    Some(LocalPgBouncer::start(&cluster().pg, &options).expect("PgBouncer starts"))
+}
+
+/// Transactions PgBouncer has passed on to the app's database so far (its `show stats`).
+pub async fn pgbouncer_transactions(app: &TestApp) -> i64 {
+    let bouncer = app.pgbouncer.as_ref().expect("the app goes through PgBouncer");
+    // The admin console speaks the simple query protocol only.
+    let admin = connect(&bouncer.admin_url()).await;
+    let messages = admin.simple_query("show stats").await.unwrap();
+    messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row)
+                if row.get("database") == Some(app.database.as_str()) =>
+            {
+                row.get("total_xact_count")?.parse().ok()
+            }
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// The statement mode a PgBouncer of this version needs (see `local_pgbouncer`).
+pub fn statements_for_pgbouncer() -> StatementMode {
+    match local_pgbouncer::version() {
+        Some(version) if local_pgbouncer::supports_prepared_statements(version) => StatementMode::Prepared,
+        _ => StatementMode::Unnamed,
+    }
+}
+
+/// An app whose requests take `route`; through PgBouncer, its pool of 8 shares 2 server
+/// connections, so consecutive transactions of one pooled connection land on different
+/// server connections and each server connection serves many. `None`: PgBouncer missing
+/// (the test is skipped, see [`start_pgbouncer`]).
+pub async fn spawn_app_via(route: Route, name: &str) -> Option<TestApp> {
+    match route {
+        Route::Direct => Some(spawn_app().await),
+        Route::PgBouncer => {
+            let bouncer = start_pgbouncer(name, 2)?;
+            let database = fresh_database().await;
+            let url = bouncer.url(db::API_ROLE, &database);
+            let mut app = spawn_app_on(&database, Mode::ApiLogin, |config| {
+                config.api_database_url = Some(url);
+                config.statements = statements_for_pgbouncer();
+            })
+            .await;
+            app.pgbouncer = Some(bouncer);
+            Some(app)
+        }
+    }
 }
 
 /// Who makes a request.

@@ -1,13 +1,49 @@
-//! Organizations never see or touch each other's issues, whatever the request says.
+//! Organizations never see or touch each other's issues, whatever the request says: with
+//! requests going straight to PostgreSQL, and through PgBouncer in transaction mode,
+//! where consecutive transactions share server connections (`route_tests!` runs every
+//! test here both ways).
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn an_organization_cannot_read_list_update_or_delete_anothers_issue() {
-    let app = spawn_app().await;
+/// For each test body `fn(TestApp)`, a test `direct::name` and a test
+/// `through_pgbouncer::name`.
+macro_rules! route_tests {
+    ($($name:ident),* $(,)?) => {
+        mod direct {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let app = crate::helpers::spawn_app_via(crate::helpers::Route::Direct, stringify!($name));
+                    super::$name(&app.await.unwrap()).await;
+                }
+            )*
+        }
+        mod through_pgbouncer {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let app = crate::helpers::spawn_app_via(crate::helpers::Route::PgBouncer, stringify!($name));
+                    if let Some(app) = app.await {
+                        super::$name(&app).await;
+                        let through = crate::helpers::pgbouncer_transactions(&app).await;
+                        assert!(through > 0, "no transaction went through PgBouncer");
+                    }
+                }
+            )*
+        }
+    };
+}
+
+route_tests!(
+    an_organization_cannot_read_list_update_or_delete_anothers_issue,
+    a_body_can_never_place_or_move_an_issue_into_another_organization,
+    twenty_organizations_creating_at_once_each_list_exactly_their_own,
+);
+
+pub async fn an_organization_cannot_read_list_update_or_delete_anothers_issue(app: &TestApp) {
     let theirs = app.create_ok(&member("bravo"), "Bravo's secret").await;
     let (a, b) = (admin("alpha"), admin("bravo"));
 
@@ -32,9 +68,7 @@ async fn an_organization_cannot_read_list_update_or_delete_anothers_issue() {
     assert_eq!(app.list(&b).await, vec![theirs]);
 }
 
-#[tokio::test]
-async fn a_body_can_never_place_or_move_an_issue_into_another_organization() {
-    let app = spawn_app().await;
+async fn a_body_can_never_place_or_move_an_issue_into_another_organization(app: &TestApp) {
     let created = app
         .create(&member("alpha"), json!({"title": "t", "description": "d", "organizationId": "bravo"}))
         .await;
@@ -50,24 +84,13 @@ async fn a_body_can_never_place_or_move_an_issue_into_another_organization() {
     assert!(app.list(&member("bravo")).await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_organizations_creating_at_once_each_list_exactly_their_own() {
+pub async fn twenty_organizations_creating_at_once_each_list_exactly_their_own(app: &TestApp) {
     const ORGS: usize = 20;
     const EACH: usize = 5;
-    let app = std::sync::Arc::new(spawn_app().await);
-    let mut tasks = Vec::new();
-    for org in 0..ORGS {
-        for n in 0..EACH {
-            let app = app.clone();
-            tasks.push(tokio::spawn(async move {
-                let actor = member(&format!("org-{org}"));
-                app.create_ok(&actor, &format!("org-{org} issue {n}")).await
-            }));
-        }
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    let creates = (0..ORGS).flat_map(|org| (0..EACH).map(move |n| (org, n))).map(|(org, n)| async move {
+        app.create_ok(&member(&format!("org-{org}")), &format!("org-{org} issue {n}")).await
+    });
+    futures::future::join_all(creates).await;
     for org in 0..ORGS {
         let name = format!("org-{org}");
         let issues = app.list(&member(&name)).await;

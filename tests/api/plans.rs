@@ -102,6 +102,11 @@ async fn every_query_of_the_api_functions_uses_an_index_led_by_organization_id()
             assert!(condition.contains("organization_id ="), "{call}: {condition}\n{all}");
         }
         for filter in all.lines().filter(|l| l.trim_start().starts_with("Filter:")) {
+            // Without sub-queries (Citus), the admin policies check app.role per row; the
+            // rows are the one or few the index condition found.
+            if citus_policies() && filter.contains("current_setting('app.role'") {
+                continue;
+            }
             assert!(!filter.contains("current_setting"), "{call}: evaluated per row: {filter}\n{all}");
         }
     }

@@ -136,3 +136,14 @@ async fn the_readme_curl_tour_and_dba_walkthrough_run_as_written() {
     }
     assert!(differences.is_empty(), "README.md's DBA walkthrough drifted:\n\n{}", differences.join("\n"));
 }
+
+#[test]
+fn every_setting_is_in_the_readmes_configuration_table() {
+    let config = include_str!("../../src/config.rs");
+    let settings: Vec<&str> =
+        config.split("env = \"").skip(1).map(|rest| &rest[..rest.find('"').unwrap()]).collect();
+    assert!(settings.len() > 20 && settings.contains(&"DATABASE_CONTEXT"), "{settings:?}");
+    let table = section("## Configuration");
+    let missing: Vec<&&str> = settings.iter().filter(|name| !table.contains(&format!("`{name}`"))).collect();
+    assert!(missing.is_empty(), "settings missing from the README's Configuration table: {missing:?}");
+}

@@ -12,7 +12,7 @@ use std::{
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tenantry::db::{self, StatementMode};
+use tenantry::db::{self, ContextMode, StatementMode};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -80,12 +80,17 @@ async fn relay(client: TcpStream, server: TcpStream, flights: Arc<AtomicUsize>) 
 
 /// An app with one pooled connection whose requests go through a relay.
 async fn app_through_relay(statements: StatementMode) -> (TestApp, Relay) {
+    app_through_relay_in(statements, context_mode()).await
+}
+
+async fn app_through_relay_in(statements: StatementMode, context: ContextMode) -> (TestApp, Relay) {
     let relay = Relay::start(cluster().pg.port()).await;
     let pg_port = format!(":{}/", cluster().pg.port());
     let relay_port = format!(":{}/", relay.port);
     let app = spawn_app_with(Mode::ApiLogin, |config| {
         config.pool_size = 1;
         config.statements = statements;
+        config.context = context;
         config.api_database_url =
             config.api_database_url.as_ref().map(|url| url.replace(&pg_port, &relay_port));
     })
@@ -124,6 +129,15 @@ async fn with_unnamed_statements_every_request_is_one_round_trip() {
 }
 
 #[tokio::test]
+async fn with_set_local_every_request_is_one_round_trip_in_both_statement_modes() {
+    let (app, relay) = app_through_relay_in(StatementMode::Prepared, ContextMode::SetLocal).await;
+    one_request_of_each_kind(&app, &relay).await;
+    assert_eq!(one_request_of_each_kind(&app, &relay).await, 6, "prepared");
+    let (app, relay) = app_through_relay_in(StatementMode::Unnamed, ContextMode::SetLocal).await;
+    assert_eq!(one_request_of_each_kind(&app, &relay).await, 6, "unnamed");
+}
+
+#[tokio::test]
 async fn the_relay_counts_a_transaction_awaited_statement_by_statement_as_four_round_trips() {
     // The control for the two tests above: the same steps, awaited one by one.
     let relay = Relay::start(cluster().pg.port()).await;
@@ -157,7 +171,13 @@ async fn prepared_mode_prepares_each_statement_once_per_connection() {
     let prepared = prepared_on_connection(&app).await;
     let creates = prepared.iter().filter(|s| s.contains("api.create_issue")).count();
     assert_eq!(creates, 1, "{prepared:#?}");
-    assert_eq!(prepared.iter().filter(|s| s.contains("set_config('app.org_id'")).count(), 1);
+    // SET LOCAL cannot be prepared: in that mode the settings ride on the BEGIN.
+    let set_config_statements = match context_mode() {
+        ContextMode::SetConfig => 1,
+        ContextMode::SetLocal => 0,
+    };
+    let set_configs = prepared.iter().filter(|s| s.contains("set_config('app.org_id'")).count();
+    assert_eq!(set_configs, set_config_statements, "{prepared:#?}");
 }
 
 #[tokio::test]

@@ -23,11 +23,18 @@ async fn every_table_in_the_private_schema_has_forced_rls_a_policy_and_org_led_k
         )
         .await
         .unwrap();
-    let names: Vec<String> = tables.iter().map(|r| r.get(0)).collect();
+    // The monthly partitions of activity_logs are tables too (they can be queried by
+    // name): each must pass every check below on its own.
+    let names: Vec<String> = tables
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|name| !name.starts_with("activity_logs_y"))
+        .collect();
     assert_eq!(
         names,
         ["activity_logs", "idempotency_keys", "issue_terms", "issues", "organization_counters"]
     );
+    assert!(tables.len() >= names.len() + 4, "this month's partition and three ahead");
     for row in &tables {
         let table: String = row.get(0);
         assert!(row.get::<_, bool>(1), "{table}: RLS enabled");
@@ -59,6 +66,73 @@ async fn every_table_in_the_private_schema_has_forced_rls_a_policy_and_org_led_k
         .map(|r| r.get(0))
         .collect();
     assert!(stray.is_empty(), "not led by organization_id: {stray:?}");
+}
+
+/// Keys Citus could not enforce with `organization_id` as the distribution column: a
+/// unique index (primary keys and unique constraints included) or exclusion constraint
+/// without it, a foreign key that does not match `organization_id` with
+/// `organization_id` at the same position, and a table without a NOT NULL
+/// `organization_id` at all.
+const KEYS_WITHOUT_ORGANIZATION_ID: &str = "
+    select format('unique index %s', i.indexrelid::regclass) from pg_index i
+      join pg_class c on c.oid = i.indrelid
+     where c.relnamespace = 'app'::regnamespace and i.indisunique
+       and not exists (select from pg_attribute a where a.attrelid = i.indrelid
+                          and a.attname = 'organization_id' and a.attnum = any (i.indkey))
+    union all
+    select format('foreign key %s on %s', conname, conrelid::regclass) from pg_constraint
+     where connamespace = 'app'::regnamespace and contype = 'f'
+       and coalesce(array_position(conkey, (select attnum from pg_attribute
+                                             where attrelid = conrelid and attname = 'organization_id')), -1)
+        <> coalesce(array_position(confkey, (select attnum from pg_attribute
+                                              where attrelid = confrelid and attname = 'organization_id')), -2)
+    union all
+    select format('exclusion constraint %s on %s', conname, conrelid::regclass) from pg_constraint
+     where connamespace = 'app'::regnamespace and contype = 'x'
+       and not exists (select from pg_attribute a where a.attrelid = conrelid
+                          and a.attname = 'organization_id' and a.attnum = any (conkey))
+    union all
+    select format('table %s without a NOT NULL organization_id', c.oid::regclass) from pg_class c
+     where c.relnamespace = 'app'::regnamespace and c.relkind in ('r', 'p')
+       and not exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'organization_id'
+                          and a.attnotnull)
+    order by 1";
+
+#[tokio::test]
+async fn every_key_and_foreign_key_includes_organization_id_so_citus_can_distribute_by_it() {
+    let app = spawn_app().await;
+    let mut sql = app.owner_sql().await;
+    let stray: Vec<String> =
+        sql.query(KEYS_WITHOUT_ORGANIZATION_ID, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert!(stray.is_empty(), "Citus could not distribute these by organization_id: {stray:#?}");
+
+    // The control: each kind of key the check must catch, in a transaction rolled back.
+    let tx = sql.transaction().await.unwrap();
+    tx.batch_execute(
+        "create table app.control_parent (organization_id text not null, id bigint,
+                                          primary key (organization_id, id), unique (id));
+         create table app.control_child (organization_id text not null, parent_id bigint, other_org text,
+           foreign key (other_org, parent_id) references app.control_parent (organization_id, id),
+           foreign key (parent_id) references app.control_parent (id),
+           exclude using btree (parent_id with =));
+         create table app.control_global (name text primary key);",
+    )
+    .await
+    .unwrap();
+    let caught: Vec<String> =
+        tx.query(KEYS_WITHOUT_ORGANIZATION_ID, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        caught,
+        [
+            "exclusion constraint control_child_parent_id_excl on app.control_child",
+            "foreign key control_child_other_org_parent_id_fkey on app.control_child",
+            "foreign key control_child_parent_id_fkey on app.control_child",
+            "table app.control_global without a NOT NULL organization_id",
+            "unique index app.control_global_pkey",
+            "unique index app.control_parent_id_key",
+        ],
+    );
+    tx.rollback().await.unwrap();
 }
 
 #[tokio::test]

@@ -1,0 +1,117 @@
+//! PgBouncer in transaction mode: a server connection serves one client for one
+//! transaction, then another client. What keeps tenants apart there is that every setting
+//! the service makes is transaction-local (`set_config(..., true)` or `SET LOCAL`). These
+//! tests show it on one shared server connection, with the control that a session-level
+//! setting does leak; and why the service sends unnamed statements to a PgBouncer older
+//! than 1.21. (`isolation.rs` runs the isolation tests through PgBouncer too.)
+
+use tenantry::db::{self, ContextMode, local_pgbouncer};
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::helpers::*;
+
+/// The last row a simple query (of one or more statements) returned, as text.
+async fn last_row(client: &tokio_postgres::Client, sql: &str) -> Vec<Option<String>> {
+    let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    messages
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => {
+                Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// How a request sets alpha as its tenant, in each context mode.
+fn set_alpha(context: ContextMode) -> String {
+    match context {
+        ContextMode::SetConfig => set_tenant_sql("alpha", "ann", "MEMBER"),
+        ContextMode::SetLocal => {
+            "set local app.org_id = 'alpha'; set local app.user_id = 'ann'; set local app.role = 'MEMBER'"
+                .into()
+        }
+    }
+}
+
+const WHAT_THE_NEXT_CLIENT_SEES: &str =
+    "select pg_backend_pid(), current_setting('app.org_id', true), (select count(*) from app.issues)";
+
+#[tokio::test]
+async fn a_tenant_set_in_a_transaction_never_reaches_the_next_client_of_the_shared_server_connection() {
+    let Some(bouncer) = start_pgbouncer("no-leak", 1) else { return };
+    let seeded = spawn_app().await;
+    seeded.create_ok(&member("alpha"), "alpha's first").await;
+    seeded.create_ok(&member("alpha"), "alpha's second").await;
+    seeded.create_ok(&member("bravo"), "bravo's").await;
+    let url = bouncer.url(db::API_ROLE, &seeded.database);
+
+    for context in [ContextMode::SetConfig, ContextMode::SetLocal] {
+        // Two clients of PgBouncer, one server connection behind them.
+        let (a, b) = (connect(&url).await, connect(&url).await);
+        let during = last_row(
+            &a,
+            &format!(
+                "begin; {}; select pg_backend_pid(), current_setting('app.org_id'), \
+                 (select count(*) from app.issues); commit;",
+                set_alpha(context)
+            ),
+        )
+        .await;
+        assert_eq!(during[1..], [Some("alpha".into()), Some("2".into())], "{context:?}");
+        let after = last_row(&b, WHAT_THE_NEXT_CLIENT_SEES).await;
+        assert_eq!(after[0], during[0], "{context:?}: the same server connection served both clients");
+        assert_eq!(after[1..], [Some(String::new()), Some("0".into())], "{context:?}: no tenant, no rows");
+    }
+
+    // The same through the service: its pool of 8 shares the one server connection.
+    let app = spawn_app_on(&seeded.database, Mode::ApiLogin, |config| {
+        config.api_database_url = Some(url.clone());
+        config.statements = statements_for_pgbouncer();
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(app.list(&member("alpha")).await.len(), 2);
+        let next = last_row(&connect(&url).await, WHAT_THE_NEXT_CLIENT_SEES).await;
+        assert_eq!(next[1..], [Some(String::new()), Some("0".into())]);
+    }
+
+    // The control: a session-level setting (`false`) stays on the server connection and
+    // the next client, whoever it is, reads alpha's issues. This is what a service that
+    // set its tenant per session would do behind a transaction-mode pooler.
+    let (a, b) = (connect(&url).await, connect(&url).await);
+    let set = last_row(&a, "select pg_backend_pid(), set_config('app.org_id', 'alpha', false)").await;
+    let leaked = last_row(&b, WHAT_THE_NEXT_CLIENT_SEES).await;
+    assert_eq!(leaked[0], set[0]);
+    assert_eq!(leaked[1..], [Some("alpha".into()), Some("2".into())], "a session setting leaks");
+}
+
+/// PgBouncer before 1.21 passes Parse/Bind through as they come: a statement prepared by
+/// name on one server connection is missing on the next one the client gets. Hence
+/// DATABASE_STATEMENTS=unnamed there (1.21+ with `max_prepared_statements` tracks them).
+#[tokio::test]
+async fn named_prepared_statements_need_a_pgbouncer_that_tracks_them() {
+    let Some(bouncer) = start_pgbouncer("prepared", 2) else { return };
+    let version = local_pgbouncer::version().expect("the version of an installed pgbouncer");
+    let database = fresh_database().await;
+    let url = bouncer.url(db::API_ROLE, &database);
+    let (a, b) = (connect(&url).await, connect(&url).await);
+    // Prepared on the first server connection (outside a transaction it is free again at once).
+    let statement = a.prepare("select pg_backend_pid()").await.unwrap();
+    let prepared_on: i32 = a.query_one(&statement, &[]).await.unwrap().get(0);
+    // b holds that server connection in a transaction, so a's next use goes to the other.
+    let holder = last_row(&b, "begin; select pg_backend_pid()").await;
+    assert_eq!(holder[0].as_deref(), Some(prepared_on.to_string().as_str()));
+    let elsewhere = a.query_one(&statement, &[]).await;
+    if local_pgbouncer::supports_prepared_statements(version) {
+        let pid: i32 = elsewhere.unwrap().get(0);
+        assert_ne!(pid, prepared_on, "PgBouncer {version:?} re-prepared it on another server connection");
+    } else {
+        let err = elsewhere.expect_err("PgBouncer before 1.21 sends it to a connection without it");
+        assert_eq!(sqlstate(&err), "26000", "prepared statement does not exist: {err}");
+        assert_eq!(statements_for_pgbouncer(), tenantry::db::StatementMode::Unnamed);
+    }
+    b.batch_execute("commit").await.unwrap();
+}
