@@ -30,23 +30,17 @@ create function app.activity_partition_name(month timestamp) returns text
 comment on function app.activity_partition_name(timestamp) is
   'The name of the activity partition holding the UTC month that starts at month, e.g. activity_logs_y2026m11.';
 
-create function app.secure_activity_partition(partition regclass) returns void
+create function app.copy_table_security(source regclass, target regclass) returns void
   language plpgsql volatile
   set search_path = pg_catalog, pg_temp
   as $$
 declare
-  parent    constant regclass := 'app.activity_logs';
   policy    record;
   privilege record;
-  col       record;
-  child_index record;
-  bound     text := pg_get_expr((select c.relpartbound from pg_class c where c.oid = partition), partition);
-  first_day text := to_char(substring(bound from 'FROM \(''([^'']+)''\)')::timestamptz at time zone 'UTC', 'YYYY-MM-DD');
-  next_day  text := to_char(substring(bound from 'TO \(''([^'']+)''\)')::timestamptz at time zone 'UTC', 'YYYY-MM-DD');
 begin
-  execute format('alter table %s enable row level security, force row level security', partition);
+  execute format('alter table %s enable row level security, force row level security', target);
 
-  -- The parent's policies, as they are now (including their comments).
+  -- The source's policies, as they are now (including their comments).
   for policy in
     select p.polname,
            case p.polcmd when 'r' then 'select' when 'a' then 'insert' when 'w' then 'update'
@@ -58,26 +52,46 @@ begin
            pg_get_expr(p.polwithcheck, p.polrelid) as checked,
            obj_description(p.oid, 'pg_policy') as description
     from pg_policy p
-    where p.polrelid = parent
+    where p.polrelid = source
   loop
-    if not exists (select from pg_policy q where q.polrelid = partition and q.polname = policy.polname) then
-      execute format('create policy %I on %s as %s for %s to %s', policy.polname, partition, policy.kind,
+    if not exists (select from pg_policy q where q.polrelid = target and q.polname = policy.polname) then
+      execute format('create policy %I on %s as %s for %s to %s', policy.polname, target, policy.kind,
                      policy.command, policy.roles)
            || coalesce(' using (' || policy.qual || ')', '')
            || coalesce(' with check (' || policy.checked || ')', '');
-      execute format('comment on policy %I on %s is %L', policy.polname, partition, policy.description);
+      execute format('comment on policy %I on %s is %L', policy.polname, target, policy.description);
     end if;
   end loop;
 
-  -- Exactly the parent's grants.
-  execute format('revoke all on %s from public', partition);
+  -- Exactly the source's grants.
+  execute format('revoke all on %s from public', target);
   for privilege in
     select case when x.grantee = 0 then 'public' else quote_ident(a.rolname) end as grantee, x.privilege_type
     from pg_class c, aclexplode(c.relacl) x left join pg_roles a on a.oid = x.grantee
-    where c.oid = parent and x.grantee <> c.relowner
+    where c.oid = source and x.grantee <> c.relowner
   loop
-    execute format('grant %s on %s to %s', privilege.privilege_type, partition, privilege.grantee);
+    execute format('grant %s on %s to %s', privilege.privilege_type, target, privilege.grantee);
   end loop;
+end
+$$;
+comment on function app.copy_table_security(regclass, regclass) is
+  'Makes target as secure as source: row-level security enabled and forced, the policies of '
+  'source that target lacks (with their comments), and exactly the grants of source. Used for '
+  'every activity partition and for the conversion to a partitioned table (migration 6).';
+
+create function app.secure_activity_partition(partition regclass) returns void
+  language plpgsql volatile
+  set search_path = pg_catalog, pg_temp
+  as $$
+declare
+  parent    constant regclass := 'app.activity_logs';
+  col       record;
+  child_index record;
+  bound     text := pg_get_expr((select c.relpartbound from pg_class c where c.oid = partition), partition);
+  first_day text := to_char(substring(bound from 'FROM \(''([^'']+)''\)')::timestamptz at time zone 'UTC', 'YYYY-MM-DD');
+  next_day  text := to_char(substring(bound from 'TO \(''([^'']+)''\)')::timestamptz at time zone 'UTC', 'YYYY-MM-DD');
+begin
+  perform app.copy_table_security(parent, partition);
 
   execute format('comment on table %s is %L', partition,
     format('Activity entries created from %s to %s (UTC, the later day excluded): one month of '
@@ -256,8 +270,6 @@ comment on constraint activity_logs_pkey on app.activity_logs is
 do $$
 declare
   dependent record;
-  policy    record;
-  privilege record;
 begin
   for dependent in select * from activity_dependents where kind = 'index' loop
     execute dependent.definition;
@@ -266,35 +278,8 @@ begin
     end if;
   end loop;
 
-  -- The old table's policies and grants, on the new parent.
-  for policy in
-    select p.polname,
-           case p.polcmd when 'r' then 'select' when 'a' then 'insert' when 'w' then 'update'
-                         when 'd' then 'delete' else 'all' end as command,
-           case when p.polpermissive then 'permissive' else 'restrictive' end as kind,
-           (select string_agg(case when r = 0 then 'public' else quote_ident(a.rolname) end, ', ')
-              from unnest(p.polroles) r left join pg_roles a on a.oid = r) as roles,
-           pg_get_expr(p.polqual, p.polrelid) as qual,
-           pg_get_expr(p.polwithcheck, p.polrelid) as checked,
-           obj_description(p.oid, 'pg_policy') as description
-    from pg_policy p
-    where p.polrelid = 'app.activity_logs_unpartitioned'::regclass
-  loop
-    execute format('create policy %I on app.activity_logs as %s for %s to %s', policy.polname, policy.kind,
-                   policy.command, policy.roles)
-         || coalesce(' using (' || policy.qual || ')', '')
-         || coalesce(' with check (' || policy.checked || ')', '');
-    execute format('comment on policy %I on app.activity_logs is %L', policy.polname, policy.description);
-  end loop;
-  for privilege in
-    select case when x.grantee = 0 then 'public' else quote_ident(a.rolname) end as grantee, x.privilege_type
-    from pg_class c, aclexplode(c.relacl) x left join pg_roles a on a.oid = x.grantee
-    where c.oid = 'app.activity_logs_unpartitioned'::regclass and x.grantee <> c.relowner
-  loop
-    execute format('grant %s on app.activity_logs to %s', privilege.privilege_type, privilege.grantee);
-  end loop;
-  alter table app.activity_logs enable row level security;
-  alter table app.activity_logs force row level security;
+  -- The old table's row-level security, policies and grants, on the new parent.
+  perform app.copy_table_security('app.activity_logs_unpartitioned', 'app.activity_logs');
 
   -- A month for every entry there is, and the next three.
   perform app.create_activity_partitions(3, coalesce((select min(created_at) from app.activity_logs_unpartitioned), now()));

@@ -388,3 +388,86 @@ async fn upgrading_a_database_that_holds_issues_makes_them_searchable() {
         .collect();
     assert_eq!(forced, [true, true], "row-level security is forced again after the backfill");
 }
+
+#[tokio::test]
+async fn upgrading_a_database_that_holds_activity_partitions_it_and_keeps_every_entry() {
+    // Migrations 1-5 with entries from an old month and this one, then migration 6.
+    let name = "upgrade_with_activity";
+    let admin = connect(&cluster().pg.url(SUPERUSER, "postgres")).await;
+    admin.batch_execute(&format!("create database {name}")).await.unwrap();
+    let owner = connect(&cluster().pg.url(SUPERUSER, name)).await;
+    // Migration 3 reads refinery's history table (its layout), which refinery would have made.
+    owner
+        .batch_execute(
+            "create table refinery_schema_history (version int4 primary key, name varchar(255),
+                                                   applied_on varchar(255), checksum varchar(255))",
+        )
+        .await
+        .unwrap();
+    for migration in [
+        include_str!("../../sql/migrations/V1__core.sql"),
+        include_str!("../../sql/migrations/V2__lists_and_activity.sql"),
+        include_str!("../../sql/migrations/V3__production.sql"),
+        include_str!("../../sql/migrations/V4__dba_views.sql"),
+        include_str!("../../sql/migrations/V5__citus_ready.sql"),
+    ] {
+        owner.batch_execute(migration).await.unwrap();
+    }
+    owner
+        .batch_execute(
+            "insert into app.activity_logs (organization_id, id, issue_id, actor_id, action, changes, created_at)
+             values ('acme', 1, 1, 'ann', 'created', '{\"title\": \"old\"}', '2025-06-15 12:00:00Z'),
+                    ('acme', 2, 1, 'ann', 'deleted', '{\"title\": \"old\"}', now()),
+                    ('globex', 1, 1, 'gus', 'created', '{\"title\": \"theirs\"}', now())",
+        )
+        .await
+        .unwrap();
+    let entries = "select organization_id, id, action, changes::text, created_at::text from app.activity_logs order by 1, 2";
+    let rows = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, i64, String, String, String)> {
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect()
+    };
+    let before = rows(owner.query(entries, &[]).await.unwrap());
+    let policies =
+        "select polname::text from pg_policy where polrelid = 'app.activity_logs'::regclass order by 1";
+    let policies_before: Vec<String> =
+        owner.query(policies, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+
+    owner.batch_execute(include_str!("../../sql/migrations/V6__partitioned_activity.sql")).await.unwrap();
+
+    assert_eq!(rows(owner.query(entries, &[]).await.unwrap()), before, "every entry, unchanged");
+    let row = owner
+        .query_one(
+            "select relkind::text, relrowsecurity, relforcerowsecurity from pg_class where oid = 'app.activity_logs'::regclass",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, bool>(1), row.get::<_, bool>(2)),
+        ("p".to_owned(), true, true),
+        "partitioned, row-level security forced"
+    );
+    let policies_after: Vec<String> =
+        owner.query(policies, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(policies_after, policies_before);
+    let old_month: i64 =
+        owner.query_one("select count(*) from app.activity_logs_y2025m06", &[]).await.unwrap().get(0);
+    assert_eq!(old_month, 1, "the old entry is in its month's partition");
+    // The dba views read the new table.
+    let per_org: Vec<(String, i64)> = owner
+        .query("select organization_id, entries from dba.activity_per_organization order by 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(per_org, [("acme".to_owned(), 2), ("globex".to_owned(), 1)]);
+    // And the API role sees its own organization's entries only.
+    owner
+        .batch_execute(&set_tenant_sql("acme", "ann", "MEMBER").replace(", true)", ", false)"))
+        .await
+        .unwrap();
+    owner.batch_execute("set role tenantry_api").await.unwrap();
+    let seen: i64 = owner.query_one("select count(*) from app.activity_logs", &[]).await.unwrap().get(0);
+    assert_eq!(seen, 2);
+}
