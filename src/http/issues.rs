@@ -307,6 +307,7 @@ impl IssuesApi {
         updated_after: Query<Option<OffsetDateTime>>,
         /// Search titles and descriptions: up to 10 words of letters or digits, each a
         /// prefix; 1-200 characters.
+        #[oai(validator(min_length = 1))]
         q: Query<Option<String>>,
         /// `createdAt`, `updatedAt` or `priority` (LOW < MEDIUM < HIGH), with `-` first for
         /// descending; ties go by issue number in the same direction. Default `-createdAt`,
