@@ -15,6 +15,9 @@
 //! creates (create, and the create share of mixed) go to organizations "101".."200" so the
 //! listed organizations keep exactly 100 issues throughout.
 
+#[path = "support/process.rs"]
+mod process;
+
 use std::{
     collections::BTreeMap,
     fs,
@@ -172,17 +175,7 @@ struct Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        // SIGTERM: the service shuts down gracefully.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        process::stop_gracefully(&mut self.child);
     }
 }
 

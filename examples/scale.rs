@@ -16,6 +16,9 @@
 //! Load generator, service and PostgreSQL share the machine: compare rows of one run,
 //! not absolute numbers across machines. Each figure is the median of `--runs` runs.
 
+#[path = "support/process.rs"]
+mod process;
+
 use std::{
     fmt::Write as _,
     fs,
@@ -676,16 +679,7 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        process::stop_gracefully(&mut self.child);
     }
 }
 
