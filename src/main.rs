@@ -51,6 +51,11 @@ enum Command {
     },
 }
 
+// mimalloc (without transparent huge pages, which cost 15-20 MB of resident memory): 10-20 %
+// less service CPU per request than glibc's malloc in bench/run, and 13-16 % more get-one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
