@@ -18,7 +18,7 @@ const POLICIES_WITH_SUBQUERIES: &str = "
      order by 1";
 
 async fn policies_with_subqueries(sql: &tokio_postgres::Client) -> Vec<String> {
-    sql.query(POLICIES_WITH_SUBQUERIES, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+    first_column(sql, POLICIES_WITH_SUBQUERIES, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -26,13 +26,8 @@ async fn without_subqueries_the_policies_keep_every_tenant_apart() {
     let database = fresh_database().await;
     let owner = connect(&cluster().pg.url(SUPERUSER, &database)).await;
     let before = policies_with_subqueries(&owner).await;
-    let rewritten: Vec<String> = owner
-        .query("select * from app.use_policies_without_subqueries()", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let rewritten: Vec<String> =
+        first_column(&owner, "select * from app.use_policies_without_subqueries()", &[]).await;
     let (mut rewritten, mut before) = (rewritten, before);
     rewritten.sort();
     before.sort();
@@ -41,13 +36,8 @@ async fn without_subqueries_the_policies_keep_every_tenant_apart() {
         assert!(rewritten.len() >= 5, "the tenant policies of every table: {rewritten:?}");
     }
     assert_eq!(policies_with_subqueries(&owner).await, Vec::<String>::new());
-    let again: Vec<String> = owner
-        .query("select * from app.use_policies_without_subqueries()", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let again: Vec<String> =
+        first_column(&owner, "select * from app.use_policies_without_subqueries()", &[]).await;
     assert!(again.is_empty(), "running it again changes nothing: {again:?}");
 
     let app = spawn_app_on(&database, Mode::ApiLogin, |_| {}).await;
@@ -63,13 +53,7 @@ async fn without_subqueries_the_policies_keep_every_tenant_apart() {
     }
     let tx = sql.transaction().await.unwrap();
     tx.batch_execute(&set_tenant_sql("org-3", "m", "MEMBER")).await.unwrap();
-    let orgs: Vec<String> = tx
-        .query("select distinct organization_id from app.issues", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let orgs: Vec<String> = first_column(&tx, "select distinct organization_id from app.issues", &[]).await;
     assert_eq!(orgs, ["org-3"]);
     let updated = tx.execute("update app.issues set title = 'member was here'", &[]).await.unwrap();
     assert_eq!(updated, 0, "a MEMBER updates nothing");

@@ -86,13 +86,8 @@ async fn a_view_granted_by_mistake_still_shows_only_what_rls_allows() {
     let rows: i64 = api.query_one(count, &[]).await.unwrap().get(0);
     assert_eq!(rows, 0, "no tenant: nothing, although the owner is a superuser");
     api.batch_execute(&set_tenant_sql("acme", "u", "MEMBER").replace(", true)", ", false)")).await.unwrap();
-    let orgs: Vec<String> = api
-        .query("select organization_id from dba.issues_per_organization", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let orgs: Vec<String> =
+        first_column(&api, "select organization_id from dba.issues_per_organization", &[]).await;
     assert_eq!(orgs, ["acme"], "its own organization only");
 }
 

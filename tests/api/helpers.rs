@@ -454,6 +454,23 @@ pub async fn wait_for_lock_waiters(sql: &tokio_postgres::Client, database: &str,
 }
 
 /// The number of rows of `sql` (a `select count(*) ...`), read as the owner.
+/// The first column of every row `query` returns (as the client's role).
+pub async fn first_column<T>(
+    sql: &impl tokio_postgres::GenericClient,
+    query: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<T>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    sql.query(query, params)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 pub async fn count(app: &TestApp, sql: &str) -> i64 {
     app.owner_sql().await.query_one(sql, &[]).await.unwrap().get(0)
 }

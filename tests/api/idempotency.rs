@@ -86,13 +86,7 @@ async fn keys_belong_to_one_organization() {
     let mut sql = app.api_role_sql().await;
     let tx = sql.transaction().await.unwrap();
     tx.batch_execute(&set_tenant_sql("globex", "x", "MEMBER")).await.unwrap();
-    let orgs: Vec<String> = tx
-        .query("select organization_id from app.idempotency_keys", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let orgs: Vec<String> = first_column(&tx, "select organization_id from app.idempotency_keys", &[]).await;
     assert_eq!(orgs, ["globex"]);
     let err = tx
         .execute(

@@ -14,30 +14,20 @@ use crate::helpers::*;
 
 /// The partitions of app.activity_logs, oldest first.
 async fn partitions(sql: &tokio_postgres::Client) -> Vec<String> {
-    sql.query(
+    first_column(
+        sql,
         "select c.relname::text from pg_inherits i join pg_class c on c.oid = i.inhrelid
           where i.inhparent = 'app.activity_logs'::regclass order by 1",
         &[],
     )
     .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
 }
 
 /// The partition names of the months `from..=to` counted from the current month (UTC).
 async fn month_names(sql: &tokio_postgres::Client, from: i32, to: i32) -> Vec<String> {
-    sql.query(
-        "select app.activity_partition_name(date_trunc('month', now() at time zone 'UTC') + make_interval(months => m))
+    first_column(sql, "select app.activity_partition_name(date_trunc('month', now() at time zone 'UTC') + make_interval(months => m))
            from generate_series($1::int, $2::int) m order by m",
-        &[&from, &to],
-    )
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
+        &[&from, &to],).await
 }
 
 fn owner_config(app: &TestApp) -> tokio_postgres::Config {
@@ -114,9 +104,7 @@ async fn every_partition_is_as_secure_as_the_parent_when_queried_by_name() {
 
     // The catalog: every partition has forced RLS, the parent's policies word for word,
     // and the parent's grants exactly.
-    let differences: Vec<String> = owner
-        .query(
-            "with parent as (select 'app.activity_logs'::regclass as oid),
+    let differences: Vec<String> = first_column(&owner, "with parent as (select 'app.activity_logs'::regclass as oid),
                   children as (select inhrelid as oid from pg_inherits where inhparent = (select oid from parent)),
                   policies as (
                     select p.polrelid, p.polname, p.polcmd, p.polpermissive, p.polroles,
@@ -142,13 +130,7 @@ async fn every_partition_is_as_secure_as_the_parent_when_queried_by_name() {
                 and (select array_agg(x::text order by x::text) from unnest(c.relacl) x)
                     is distinct from (select array_agg(x::text order by x::text)
                                         from pg_class p, unnest(p.relacl) x where p.oid = (select oid from parent))",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+            &[],).await;
     assert_eq!(differences, Vec::<String>::new());
 
     // In psql-like SQL as the API role, the partition by name: no tenant, nothing...
@@ -162,13 +144,7 @@ async fn every_partition_is_as_secure_as_the_parent_when_queried_by_name() {
     // ... a tenant, only its own entries ...
     let tx = api.transaction().await.unwrap();
     tx.batch_execute(&set_tenant_sql("alpha", "admin-of-alpha", "ADMIN")).await.unwrap();
-    let seen: Vec<String> = tx
-        .query(&format!("select organization_id from {partition}"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let seen: Vec<String> = first_column(&tx, &format!("select organization_id from {partition}"), &[]).await;
     assert_eq!(seen, ["alpha"]);
     tx.rollback().await.unwrap();
     // ... and no change to any entry, nor a forged one for another organization.
@@ -239,17 +215,9 @@ async fn a_feed_bounded_in_time_reads_only_the_months_it_asks_for() {
     entries_in_past_months(&app, [-5, -4, -3]).await;
     let owner = app.owner_sql().await;
     let months = month_names(&owner, -5, -3).await;
-    let bounds: Vec<String> = owner
-        .query(
-            "select to_char(date_trunc('month', now() at time zone 'UTC') + make_interval(months => m), 'YYYY-MM-DD\"T\"00:00:00\"Z\"')
+    let bounds: Vec<String> = first_column(&owner, "select to_char(date_trunc('month', now() at time zone 'UTC') + make_interval(months => m), 'YYYY-MM-DD\"T\"00:00:00\"Z\"')
                from generate_series(-5, -2) m order by m",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+            &[],).await;
 
     let session = ExplainingSession::open(&app, "acme").await;
     let scanned = |plan: &Value| -> Vec<String> {
@@ -308,13 +276,7 @@ async fn retention_drops_whole_months_older_than_the_setting_and_nothing_newer()
     let expected: Vec<String> =
         month_names(&owner, -10, -7).await.iter().map(|n| format!("app.{n}")).collect();
     assert_eq!(partitions(&owner).await, month_names(&owner, -6, 3).await, "dropped {expected:?} at start");
-    let left: Vec<i64> = owner
-        .query("select issue_id from app.activity_logs order by 1", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let left: Vec<i64> = first_column(&owner, "select issue_id from app.activity_logs order by 1", &[]).await;
     assert_eq!(left, [3], "the entries of the dropped months are gone, the last month's stay");
 
     // The service keeps working on what is left, and the issues themselves are untouched.

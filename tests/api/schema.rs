@@ -48,9 +48,7 @@ async fn every_table_in_the_private_schema_has_forced_rls_a_policy_and_org_led_k
     }
 
     // Every index and foreign key on those tables leads with organization_id too.
-    let stray: Vec<String> = sql
-        .query(
-            "select i.indexrelid::regclass::text from pg_index i
+    let stray: Vec<String> = first_column(&sql, "select i.indexrelid::regclass::text from pg_index i
                join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
               where i.indrelid in (select oid from pg_class where relnamespace = 'app'::regnamespace)
                 and a.attname <> 'organization_id'
@@ -58,13 +56,7 @@ async fn every_table_in_the_private_schema_has_forced_rls_a_policy_and_org_led_k
              select conname::text from pg_constraint
               where connamespace = 'app'::regnamespace and contype = 'f'
                 and conkey[1] <> (select attnum from pg_attribute where attrelid = conrelid and attname = 'organization_id')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+            &[],).await;
     assert!(stray.is_empty(), "not led by organization_id: {stray:?}");
 }
 
@@ -102,8 +94,7 @@ const KEYS_WITHOUT_ORGANIZATION_ID: &str = "
 async fn every_key_and_foreign_key_includes_organization_id_so_citus_can_distribute_by_it() {
     let app = spawn_app().await;
     let mut sql = app.owner_sql().await;
-    let stray: Vec<String> =
-        sql.query(KEYS_WITHOUT_ORGANIZATION_ID, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let stray: Vec<String> = first_column(&sql, KEYS_WITHOUT_ORGANIZATION_ID, &[]).await;
     assert!(stray.is_empty(), "Citus could not distribute these by organization_id: {stray:#?}");
 
     // The control: each kind of key the check must catch, in a transaction rolled back.
@@ -119,8 +110,7 @@ async fn every_key_and_foreign_key_includes_organization_id_so_citus_can_distrib
     )
     .await
     .unwrap();
-    let caught: Vec<String> =
-        tx.query(KEYS_WITHOUT_ORGANIZATION_ID, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let caught: Vec<String> = first_column(&tx, KEYS_WITHOUT_ORGANIZATION_ID, &[]).await;
     assert_eq!(
         caught,
         [
@@ -163,9 +153,7 @@ async fn the_api_role_is_not_privileged_and_owns_nothing() {
 async fn every_schema_table_column_index_trigger_policy_function_type_and_role_has_a_comment() {
     let app = spawn_app().await;
     let sql = app.owner_sql().await;
-    let missing: Vec<String> = sql
-        .query(
-            "select 'schema ' || nspname from pg_namespace
+    let missing: Vec<String> = first_column(&sql, "select 'schema ' || nspname from pg_namespace
               where nspname in ('app', 'api', 'dba') and obj_description(oid, 'pg_namespace') is null
              union all
              select 'table ' || c.oid::regclass from pg_class c
@@ -203,13 +191,7 @@ async fn every_schema_table_column_index_trigger_policy_function_type_and_role_h
              union all
              select 'role ' || rolname from pg_roles
               where rolname in ('tenantry_api', 'tenantry_dba') and shobj_description(oid, 'pg_authid') is null",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+            &[],).await;
     assert!(missing.is_empty(), "without a comment: {missing:#?}");
 }
 
@@ -262,17 +244,13 @@ async fn sql_and_rust_accept_exactly_the_same_titles_descriptions_and_ids() {
         .await
         .unwrap();
     // The CHECK constraints really are those expressions.
-    let definitions: Vec<String> = sql
-        .query(
-            "select pg_get_constraintdef(oid) from pg_constraint
+    let definitions: Vec<String> = first_column(
+        &sql,
+        "select pg_get_constraintdef(oid) from pg_constraint
               where conname in ('issues_title_check', 'issues_description_check') order by conname desc",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        &[],
+    )
+    .await;
     assert!(
         definitions[0].contains("255") && definitions[0].contains("has_control_chars(title, false)"),
         "{definitions:?}"
@@ -371,21 +349,9 @@ async fn upgrading_a_database_that_holds_issues_makes_them_searchable() {
         .await
         .unwrap();
     owner.batch_execute("set role tenantry_api").await.unwrap();
-    let found: Vec<i64> = owner
-        .query("select id from api.list_issues(search => 'logi')", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let found: Vec<i64> = first_column(&owner, "select id from api.list_issues(search => 'logi')", &[]).await;
     assert_eq!(found, [1]);
-    let forced: Vec<bool> = owner
-        .query("select relforcerowsecurity from pg_class where oid in ('app.issues'::regclass, 'app.issue_terms'::regclass)", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let forced: Vec<bool> = first_column(&owner, "select relforcerowsecurity from pg_class where oid in ('app.issues'::regclass, 'app.issue_terms'::regclass)", &[]).await;
     assert_eq!(forced, [true, true], "row-level security is forced again after the backfill");
 }
 
@@ -429,8 +395,7 @@ async fn upgrading_a_database_that_holds_activity_partitions_it_and_keeps_every_
     let before = rows(owner.query(entries, &[]).await.unwrap());
     let policies =
         "select polname::text from pg_policy where polrelid = 'app.activity_logs'::regclass order by 1";
-    let policies_before: Vec<String> =
-        owner.query(policies, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let policies_before: Vec<String> = first_column(&owner, policies, &[]).await;
 
     owner.batch_execute(include_str!("../../sql/migrations/V6__partitioned_activity.sql")).await.unwrap();
 
@@ -447,8 +412,7 @@ async fn upgrading_a_database_that_holds_activity_partitions_it_and_keeps_every_
         ("p".to_owned(), true, true),
         "partitioned, row-level security forced"
     );
-    let policies_after: Vec<String> =
-        owner.query(policies, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let policies_after: Vec<String> = first_column(&owner, policies, &[]).await;
     assert_eq!(policies_after, policies_before);
     let old_month: i64 =
         owner.query_one("select count(*) from app.activity_logs_y2025m06", &[]).await.unwrap().get(0);

@@ -54,16 +54,12 @@ async fn with_a_tenant_set_the_api_role_sees_only_that_tenant() {
 
     let tx = sql.transaction().await.unwrap();
     tx.batch_execute(&set_tenant_sql("alpha", "reader", "MEMBER")).await.unwrap();
-    let orgs: Vec<String> = tx
-        .query(
-            "select organization_id from app.issues union all select organization_id from app.activity_logs",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let orgs: Vec<String> = first_column(
+        &tx,
+        "select organization_id from app.issues union all select organization_id from app.activity_logs",
+        &[],
+    )
+    .await;
     assert_eq!(orgs.len(), 2 + 3, "alpha's 2 issues and 3 entries");
     assert!(orgs.iter().all(|o| o == "alpha"));
     // Asking for bravo explicitly does not help.
@@ -106,15 +102,12 @@ async fn a_member_calling_update_or_delete_in_sql_is_refused() {
     assert_eq!(rows[0].get::<_, String>(0), "by admin");
     tx.rollback().await.unwrap();
 
-    let titles: Vec<String> = app
-        .owner_sql()
-        .await
-        .query("select title from app.issues order by organization_id, id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let titles: Vec<String> = first_column(
+        &app.owner_sql().await,
+        "select title from app.issues order by organization_id, id",
+        &[],
+    )
+    .await;
     assert_eq!(titles, ["seeded", "seeded", "seeded"]);
 }
 
@@ -185,13 +178,8 @@ async fn the_search_words_are_read_per_tenant_and_written_only_by_the_triggers()
 
     let tx = sql.transaction().await.unwrap();
     tx.batch_execute(&set_tenant_sql("alpha", "a", "ADMIN")).await.unwrap();
-    let orgs: Vec<String> = tx
-        .query("select distinct organization_id from app.issue_terms", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let orgs: Vec<String> =
+        first_column(&tx, "select distinct organization_id from app.issue_terms", &[]).await;
     assert_eq!(orgs, ["alpha"], "alpha's words only");
     tx.rollback().await.unwrap();
 

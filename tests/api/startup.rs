@@ -184,8 +184,7 @@ async fn while_the_database_is_down_requests_get_503_and_it_recovers_by_itself()
 
     // Nothing written during the outage, and every 201 the writer got is in the database.
     let sql = connect(&pg.url(SUPERUSER, "outage")).await;
-    let stored: Vec<String> =
-        sql.query("select title from app.issues", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let stored: Vec<String> = first_column(&sql, "select title from app.issues", &[]).await;
     assert!(!stored.iter().any(|t| t.starts_with("during outage") || t == "timed"), "{stored:?}");
     let created: Vec<&String> =
         told.iter().filter(|(_, status)| *status == StatusCode::CREATED).map(|(title, _)| title).collect();
