@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod logging;
 
 use std::{future::Future, io, net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
 

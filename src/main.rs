@@ -5,10 +5,9 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 use tenantry::{
     App, DatabaseSetup,
-    config::{Config, LogFormat},
+    config::Config,
     domain::{Role, TenantContext, rules::is_valid_id},
 };
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(version, about = "Multi-tenant issue API with tenant isolation in PostgreSQL")]
@@ -59,7 +58,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.config.log_format);
+    let _log = tenantry::logging::init(cli.config.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi => {
             print!("{}", tenantry::http::openapi::document());
@@ -134,16 +133,4 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     tracing::info!("shutting down");
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

@@ -136,6 +136,25 @@ impl ApiError {
     }
 }
 
+/// Why a request got a 503 (the database) or a 500 (a bug): the whole cause chain, which
+/// `observe.rs` logs with the request id. Kept on the response, never sent.
+#[derive(Debug, Clone)]
+pub enum Cause {
+    Unavailable(String),
+    Internal(String),
+}
+
+impl ApiError {
+    /// What the log gets beyond the response: the cause chain of a 503 or a 500.
+    fn cause(&self) -> Option<Cause> {
+        match self {
+            ApiError::Unavailable(source) => Some(Cause::Unavailable(chain(source))),
+            ApiError::Internal(source) => Some(Cause::Internal(chain(source.as_ref()))),
+            _ => None,
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status(&self) -> StatusCode {
         match self {
@@ -157,14 +176,6 @@ impl ResponseError for ApiError {
     }
 
     fn as_response(&self) -> Response {
-        match self {
-            // The whole cause chain goes to the log; the client gets the short message.
-            ApiError::Unavailable(source) => {
-                tracing::warn!(error = %chain(source), "database unavailable")
-            }
-            ApiError::Internal(source) => tracing::error!(error = %chain(source.as_ref()), "internal error"),
-            _ => {}
-        }
         let body = serde_json::to_vec(&self.problem()).expect("a problem always serializes");
         let mut response =
             Response::builder().status(self.status()).content_type(PROBLEM_CONTENT_TYPE).body(body);
@@ -315,7 +326,12 @@ pub fn parameter_error(name: &str, reason: &str) -> ApiError {
 }
 
 /// Turns any error that reached the top into a problem response.
-pub fn render(err: poem::Error) -> Response {
+pub fn render(mut err: poem::Error) -> Response {
+    // The whole cause chain goes to the log (observe.rs, with the request id); the client
+    // gets the short message. On the error, since poem gives the response its extensions.
+    if let Some(cause) = err.downcast_ref::<ApiError>().and_then(ApiError::cause) {
+        err.set_data(cause);
+    }
     // Keep the operation for the request log.
     let operation = err.data::<OperationId>().copied();
     let mut response = problem_response(err, operation);
@@ -352,7 +368,11 @@ fn problem_response(err: poem::Error, operation: Option<OperationId>) -> Respons
             _ => ApiError::Internal(err.to_string().into()),
         }
     };
-    api_error.as_response()
+    let mut response = api_error.as_response();
+    if let Some(cause) = api_error.cause() {
+        response.set_data(cause);
+    }
+    response
 }
 
 /// The error statuses one operation can answer, for its OpenAPI document.

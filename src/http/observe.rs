@@ -1,9 +1,11 @@
-//! What wraps every request: its id (`x-request-id`, taken or made, echoed, and in a
-//! tracing span so every log line of the request carries it), the request deadline,
-//! metrics, the `RateLimit-*` headers, and the one log line per request.
+//! What wraps every request: its id (`x-request-id`, taken or made, echoed), the request
+//! deadline, metrics, the `RateLimit-*` headers, and the request's log lines: the one
+//! line per request and, before it, the cause of a 500 or 503. Both carry the request id.
 //!
 //! Cheap on purpose: one `Arc` per request for the [`RequestScope`] the identity
-//! extractor fills in, atomics for the metrics, no locks.
+//! extractor fills in, atomics for the metrics, no locks, and no tracing span (entered
+//! and left on every poll, it cost more than the log line itself): the log lines are
+//! written here, where the id is known.
 
 use std::{
     hash::{BuildHasher, RandomState},
@@ -19,7 +21,6 @@ use poem::{
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
 };
 use poem_openapi::OperationId;
-use tracing::Instrument;
 
 use super::{
     auth::Authenticator,
@@ -113,53 +114,59 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
 
-        let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or("-"));
-        async move {
-            let call = self.inner.call(request);
-            let result = match services.request_timeout {
-                Some(deadline) => tokio::time::timeout(deadline, call).await.unwrap_or_else(|_| {
-                    let late = db::Error::Unavailable("no answer within REQUEST_TIMEOUT_MS".into());
-                    Err(ApiError::Unavailable(late).into())
-                }),
-                None => call.await,
-            };
-            let mut response = match result {
-                Ok(response) => response.into_response(),
-                Err(err) => error::render(err),
-            };
+        let call = self.inner.call(request);
+        let result = match services.request_timeout {
+            Some(deadline) => tokio::time::timeout(deadline, call).await.unwrap_or_else(|_| {
+                let late = db::Error::Unavailable("no answer within REQUEST_TIMEOUT_MS".into());
+                Err(ApiError::Unavailable(late).into())
+            }),
+            None => call.await,
+        };
+        let mut response = match result {
+            Ok(response) => response.into_response(),
+            Err(err) => error::render(err),
+        };
 
-            let headers = response.headers_mut();
-            headers.insert(REQUEST_ID_HEADER, request_id);
-            if let Some(allowance) = scope.allowance.get() {
-                headers.insert(RATE_LIMIT_LIMIT, allowance.limit.into());
-                headers.insert(RATE_LIMIT_REMAINING, allowance.remaining.into());
-                headers.insert(RATE_LIMIT_RESET, allowance.reset.into());
-            }
-            // RFC 9110: a 405 says which methods the resource has.
-            if response.status() == StatusCode::METHOD_NOT_ALLOWED
-                && let Some(allow) = super::openapi::allowed_methods(&path)
-            {
-                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
-            }
-
-            let operation = response.data::<OperationId>().map(|id| id.0);
-            let route = services.metrics.route(operation, &path);
-            let latency = started.elapsed();
-            services.metrics.record(route, response.status().as_u16(), latency);
-            // The path template, so the log shows `/api/issues/{id}` rather than every id.
-            let route = operation.and_then(super::openapi::operation_path).unwrap_or(&path);
-            tracing::info!(
-                %method,
-                route,
-                status = response.status().as_u16(),
-                latency_ms = latency.as_secs_f64() * 1000.0,
-                organization = scope.organization.get().map_or("-", String::as_str),
-                "request"
-            );
-            Ok(response)
+        let headers = response.headers_mut();
+        headers.insert(REQUEST_ID_HEADER, request_id.clone());
+        if let Some(allowance) = scope.allowance.get() {
+            headers.insert(RATE_LIMIT_LIMIT, allowance.limit.into());
+            headers.insert(RATE_LIMIT_REMAINING, allowance.remaining.into());
+            headers.insert(RATE_LIMIT_RESET, allowance.reset.into());
         }
-        .instrument(span)
-        .await
+        // RFC 9110: a 405 says which methods the resource has.
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(allow) = super::openapi::allowed_methods(&path)
+        {
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+
+        let operation = response.data::<OperationId>().map(|id| id.0);
+        let route = services.metrics.route(operation, &path);
+        let latency = started.elapsed();
+        services.metrics.record(route, response.status().as_u16(), latency);
+        let request_id = request_id.to_str().unwrap_or("-");
+        match response.data::<error::Cause>() {
+            Some(error::Cause::Unavailable(cause)) => {
+                tracing::warn!(request_id, error = %cause, "database unavailable")
+            }
+            Some(error::Cause::Internal(cause)) => {
+                tracing::error!(request_id, error = %cause, "internal error")
+            }
+            None => {}
+        }
+        // The path template, so the log shows `/api/issues/{id}` rather than every id.
+        let route = operation.and_then(super::openapi::operation_path).unwrap_or(&path);
+        tracing::info!(
+            request_id,
+            %method,
+            route,
+            status = response.status().as_u16(),
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            organization = scope.organization.get().map_or("-", String::as_str),
+            "request"
+        );
+        Ok(response)
     }
 }
 

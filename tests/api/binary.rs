@@ -106,8 +106,17 @@ async fn the_binary_runs_its_own_postgres_keeps_its_data_and_stops_it() {
 
 /// The binary against the test cluster (DATABASE_URL mode), logging JSON.
 fn serve_json_logs(database: &str, shutdown_timeout_seconds: u32) -> (Child, String, mpsc::Receiver<Value>) {
+    serve_json_logs_with(database, shutdown_timeout_seconds, &[])
+}
+
+fn serve_json_logs_with(
+    database: &str,
+    shutdown_timeout_seconds: u32,
+    env: &[(&str, &str)],
+) -> (Child, String, mpsc::Receiver<Value>) {
     let pg = &crate::helpers::cluster().pg;
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .envs(env.iter().copied())
         .env("DATABASE_URL", pg.url(tenantry::db::local_postgres::SUPERUSER, database))
         .env("API_DATABASE_URL", pg.url(tenantry::db::API_ROLE, database))
         .env("PORT", "0")
@@ -194,12 +203,12 @@ async fn on_sigterm_it_stops_accepting_finishes_requests_in_flight_and_closes_th
     let logs: Vec<Value> = lines.try_iter().collect();
     assert!(logs.iter().all(Value::is_object), "every line is JSON: {logs:?}");
     let message = |line: &Value| line["fields"]["message"].as_str().unwrap_or_default().to_owned();
-    // Every line of a request carries its id, from the span.
+    // Every request line carries its id.
     let request_lines: Vec<&Value> = logs.iter().filter(|l| message(l) == "request").collect();
     for (id, status) in [("trace-create-1", 201), ("trace-in-flight", 200)] {
         let line = request_lines
             .iter()
-            .find(|l| l["span"]["request_id"] == id)
+            .find(|l| l["fields"]["request_id"] == id)
             .unwrap_or_else(|| panic!("no request line for {id} in {request_lines:?}"));
         assert_eq!(line["fields"]["status"], status);
         assert_eq!(line["fields"]["organization"], "acme");
@@ -267,4 +276,66 @@ async fn on_sigint_a_request_stuck_past_the_shutdown_deadline_does_not_keep_it_r
     blocker.rollback().await.unwrap();
     let logs: Vec<Value> = lines.try_iter().collect();
     assert!(logs.iter().any(|l| l["fields"]["message"] == "stopped"), "{logs:?}");
+}
+
+/// The log is buffered (src/logging.rs): request lines still show up within moments while
+/// the service runs, and the cause of a 503 goes out at once, with the request's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_lines_arrive_while_it_runs_and_a_503_cause_is_logged_with_the_request_id() {
+    let database = crate::helpers::fresh_database().await;
+    let (mut child, address, lines) =
+        serve_json_logs_with(&database, 5, &[("DATABASE_STATEMENT_TIMEOUT_MS", "300")]);
+    let admin = |r: reqwest::RequestBuilder| {
+        r.header("x-organization-id", "acme").header("x-user-id", "ann").header("x-user-role", "ADMIN")
+    };
+    let client = reqwest::Client::new();
+    let created = admin(client.post(format!("{address}/api/issues")))
+        .header("x-request-id", "trace-logged-create")
+        .json(&json!({"title": "logged", "description": "d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let next_line = |what: &str| loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("no {what} in the log within 5 s while the service runs"));
+        if line["fields"]["request_id"].is_string() {
+            return line;
+        }
+    };
+    let line = tokio::task::block_in_place(|| next_line("request line"));
+    assert_eq!(line["fields"]["message"], "request");
+    assert_eq!(line["fields"]["request_id"], "trace-logged-create");
+    assert_eq!(line["fields"]["status"], 201);
+
+    // A PATCH behind a row lock, past DATABASE_STATEMENT_TIMEOUT_MS: 503.
+    let pg = &crate::helpers::cluster().pg;
+    let mut owner =
+        crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, &database)).await;
+    let blocker = owner.transaction().await.unwrap();
+    blocker.execute("select 1 from app.issues where id = 1 for update", &[]).await.unwrap();
+    let patched = admin(client.patch(format!("{address}/api/issues/1")))
+        .header("x-request-id", "trace-timed-out")
+        .json(&json!({"status": "DONE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::SERVICE_UNAVAILABLE);
+    blocker.rollback().await.unwrap();
+    let cause = tokio::task::block_in_place(|| next_line("503 cause"));
+    assert_eq!(cause["level"], "WARN", "{cause}");
+    assert_eq!(cause["fields"]["message"], "database unavailable", "{cause}");
+    assert_eq!(cause["fields"]["request_id"], "trace-timed-out", "{cause}");
+    assert!(
+        cause["fields"]["error"].as_str().unwrap_or_default().contains("statement timeout"),
+        "the whole cause chain, PostgreSQL's message included: {cause}"
+    );
+    let line = tokio::task::block_in_place(|| next_line("request line of the 503"));
+    assert_eq!(line["fields"]["request_id"], "trace-timed-out");
+    assert_eq!(line["fields"]["status"], 503);
+
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    assert!(status.success(), "{status}");
 }
