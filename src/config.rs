@@ -41,10 +41,12 @@ pub struct Config {
     #[arg(long, env = "API_DATABASE_URL", hide_env_values = true)]
     pub api_database_url: Option<String>,
 
-    /// Connections in the request pool. 24 measured best on a 2-core machine shared with
-    /// PostgreSQL (fewer: writes lose throughput; more: reads lose tail latency); a larger
-    /// database server may want more.
-    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 24)]
+    /// Connections in the request pool. 8 measured best on a 2-core machine shared with
+    /// PostgreSQL (bench/run: 24 gave the same throughput but get-one p99 spikes of
+    /// 50-100 ms, more backends fighting for the cores; 4 lost a tenth of the mixed
+    /// load). A larger database server may want more, as may a workload that often waits
+    /// on row locks.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 8)]
     pub pool_size: usize,
 
     /// `prepared`: named statements prepared once per connection (fastest). `unnamed`:
@@ -219,7 +221,7 @@ impl Default for Config {
             host: IpAddr::from([127, 0, 0, 1]),
             database_url: None,
             api_database_url: None,
-            pool_size: 24,
+            pool_size: 8,
             statements: StatementMode::Prepared,
             context: ContextMode::SetConfig,
             activity_partitions_ahead: 3,
