@@ -55,10 +55,32 @@ enum Command {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let _log = tenantry::logging::init(cli.config.log_format);
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!("could not start the tokio runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+/// Tokio's multi-threaded runtime with [`tenantry::default_worker_threads`] workers, or
+/// TOKIO_WORKER_THREADS when set (which tokio reads itself).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        builder.worker_threads(tenantry::default_worker_threads(cores));
+    }
+    builder.build()
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi => {
             print!("{}", tenantry::http::openapi::document());
@@ -82,9 +104,12 @@ async fn main() -> ExitCode {
 
 async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     let app = App::build(config).await?;
+    // Handlers first: a SIGTERM right after the "serving" line must stop it gracefully.
+    let shutdown = shutdown_signal()?;
     let addr = app.addr();
-    tracing::info!("serving http://{addr}/api/issues (Swagger UI: http://{addr}/docs)");
-    app.run_until(shutdown_signal()).await?;
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(workers, "serving http://{addr}/api/issues (Swagger UI: http://{addr}/docs)");
+    app.run_until(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -124,13 +149,16 @@ async fn maintain(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down");
+/// Ctrl-C (SIGINT) or SIGTERM; both handlers are installed when this returns.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+    })
 }

@@ -106,16 +106,18 @@ async fn the_binary_runs_its_own_postgres_keeps_its_data_and_stops_it() {
 
 /// The binary against the test cluster (DATABASE_URL mode), logging JSON.
 fn serve_json_logs(database: &str, shutdown_timeout_seconds: u32) -> (Child, String, mpsc::Receiver<Value>) {
-    serve_json_logs_with(database, shutdown_timeout_seconds, &[])
+    let (child, address, lines, _) = serve_json_logs_with(database, shutdown_timeout_seconds, &[]);
+    (child, address, lines)
 }
 
 fn serve_json_logs_with(
     database: &str,
     shutdown_timeout_seconds: u32,
     env: &[(&str, &str)],
-) -> (Child, String, mpsc::Receiver<Value>) {
+) -> (Child, String, mpsc::Receiver<Value>, Value) {
     let pg = &crate::helpers::cluster().pg;
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .env_remove("TOKIO_WORKER_THREADS")
         .envs(env.iter().copied())
         .env("DATABASE_URL", pg.url(tenantry::db::local_postgres::SUPERUSER, database))
         .env("API_DATABASE_URL", pg.url(tenantry::db::API_ROLE, database))
@@ -144,7 +146,7 @@ fn serve_json_logs_with(
         };
         if let Some(rest) = line["fields"]["message"].as_str().and_then(|m| m.strip_prefix("serving ")) {
             let address = rest.split("/api").next().unwrap().to_owned();
-            return (child, address, lines);
+            return (child, address, lines, line);
         }
     }
 }
@@ -283,7 +285,7 @@ async fn on_sigint_a_request_stuck_past_the_shutdown_deadline_does_not_keep_it_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_lines_arrive_while_it_runs_and_a_503_cause_is_logged_with_the_request_id() {
     let database = crate::helpers::fresh_database().await;
-    let (mut child, address, lines) =
+    let (mut child, address, lines, _) =
         serve_json_logs_with(&database, 5, &[("DATABASE_STATEMENT_TIMEOUT_MS", "300")]);
     let admin = |r: reqwest::RequestBuilder| {
         r.header("x-organization-id", "acme").header("x-user-id", "ann").header("x-user-role", "ADMIN")
@@ -338,4 +340,20 @@ async fn request_lines_arrive_while_it_runs_and_a_503_cause_is_logged_with_the_r
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = tokio::task::block_in_place(|| child.wait()).unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// Worker threads: one per core but one by default (measured, README "Performance"), or
+/// what TOKIO_WORKER_THREADS says. The "serving" line tells which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn it_runs_one_worker_per_core_but_one_unless_told_otherwise() {
+    let database = crate::helpers::fresh_database().await;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for (env, expected) in [(None, tenantry::default_worker_threads(cores)), (Some("3"), 3)] {
+        let env: Vec<(&str, &str)> = env.map(|n| ("TOKIO_WORKER_THREADS", n)).into_iter().collect();
+        let (mut child, _, _, serving) = serve_json_logs_with(&database, 5, &env);
+        assert_eq!(serving["fields"]["workers"], expected, "{env:?}: {serving}");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+        assert!(status.success(), "{status}");
+    }
 }
