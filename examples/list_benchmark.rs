@@ -163,7 +163,12 @@ async fn main() {
     );
 
     let pg = tokio::task::block_in_place(|| {
-        LocalPostgres::start(&Options { dir: args.dir.clone(), port: 0, ephemeral: true })
+        LocalPostgres::start(&Options {
+            dir: args.dir.clone(),
+            port: 0,
+            ephemeral: true,
+            owner_socket: false,
+        })
     })
     .expect("starting PostgreSQL");
     eprintln!("PostgreSQL: {}", pg.url(SUPERUSER, "postgres"));

@@ -478,7 +478,8 @@ impl Cluster {
     /// A private PostgreSQL with durable settings (as `tenantry serve` runs it), checkpoints
     /// only when asked (before each run), and the empty database.
     async fn start(work: &Path) -> Result<Cluster, String> {
-        let options = local_postgres::Options { dir: work.join("pg"), port: 0, ephemeral: false };
+        let options =
+            local_postgres::Options { dir: work.join("pg"), port: 0, ephemeral: false, owner_socket: false };
         let pg = tokio::task::spawn_blocking(move || LocalPostgres::start(&options))
             .await
             .unwrap()

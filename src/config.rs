@@ -2,6 +2,8 @@
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
+use clap::builder::BoolishValueParser;
+
 use crate::db::{ContextMode, StatementMode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,8 +28,9 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 5000)]
     pub port: u16,
 
-    /// Address to serve HTTP on. Use 0.0.0.0 to accept connections from other machines.
-    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    /// Address to serve HTTP on. Use 0.0.0.0 to accept connections from other machines
+    /// (with AUTH_MODE=jwt, or see ALLOW_HEADER_AUTH_ON_NETWORK).
+    #[arg(long, env = "HOST", default_value = "127.0.0.1", value_parser = parse_host)]
     pub host: IpAddr,
 
     /// PostgreSQL URL of the schema's owner, used to run migrations. Unset: start a
@@ -103,6 +106,22 @@ pub struct Config {
     #[arg(long, env = "AUTH_MODE", value_enum, default_value = "headers")]
     pub auth_mode: AuthMode,
 
+    /// AUTH_MODE=headers trusts whoever connects, so it serves only on a loopback HOST
+    /// unless this is set (1): then it warns at start.
+    #[arg(long, env = "ALLOW_HEADER_AUTH_ON_NETWORK", default_value_t = false, value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub allow_header_auth_on_network: bool,
+
+    /// With DATABASE_URL alone, requests log in as tenantry_api on the same server; if
+    /// that login fails the service refuses to start, unless this is set (1, development
+    /// only): then requests log in as DATABASE_URL's user and switch role per transaction.
+    #[arg(long, env = "ALLOW_OWNER_REQUEST_LOGIN", default_value_t = false, value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub allow_owner_request_login: bool,
+
+    /// The HMAC key of issue ETags, base64 of 32 bytes. Unset: the key migration 7 made in
+    /// the database, which every instance on that database shares.
+    #[arg(long, env = "ETAG_KEY", hide_env_values = true)]
+    pub etag_key: Option<String>,
+
     #[command(flatten)]
     pub jwt: JwtConfig,
 
@@ -121,9 +140,19 @@ pub struct JwtConfig {
     #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
 
-    /// When set, tokens must carry this `aud`.
+    /// Tokens must carry this `aud`. Required in jwt mode (a token minted for another
+    /// service must not work here) unless JWT_AUDIENCE_OPTIONAL=1.
     #[arg(long, env = "JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+
+    /// Accept tokens without checking `aud` when JWT_AUDIENCE is unset (1).
+    #[arg(long, env = "JWT_AUDIENCE_OPTIONAL", default_value_t = false, value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub jwt_audience_optional: bool,
+
+    /// Longest token lifetime accepted, in seconds: `exp - iat`, or `exp - now` without
+    /// `iat` (0: no cap).
+    #[arg(long, env = "JWT_MAX_TTL_SECONDS", default_value_t = 86_400)]
+    pub jwt_max_ttl_seconds: u64,
 
     /// When set, tokens must carry this `iss`.
     #[arg(long, env = "JWT_ISSUER")]
@@ -173,6 +202,8 @@ impl Default for JwtConfig {
             jwt_secret: None,
             jwt_public_key_file: None,
             jwt_audience: None,
+            jwt_audience_optional: false,
+            jwt_max_ttl_seconds: 86_400,
             jwt_issuer: None,
             jwt_org_claim: "org".into(),
             jwt_user_claim: "sub".into(),
@@ -234,8 +265,36 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             shutdown_timeout_seconds: 10,
             auth_mode: AuthMode::Headers,
+            allow_header_auth_on_network: false,
+            allow_owner_request_login: false,
+            etag_key: None,
             jwt: JwtConfig::default(),
             rate_limits: RateLimitConfig::default(),
         }
     }
+}
+
+/// Whether `host` only accepts connections from this machine (127.0.0.0/8, ::1, and their
+/// IPv4-mapped forms).
+pub fn is_loopback(host: IpAddr) -> bool {
+    host.to_canonical().is_loopback()
+}
+
+/// HOST: an address, or `localhost` for 127.0.0.1.
+fn parse_host(value: &str) -> Result<IpAddr, String> {
+    if value.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::from([127, 0, 0, 1]));
+    }
+    value.parse().map_err(|err| format!("{err}: an IP address such as 127.0.0.1 or 0.0.0.0, or localhost"))
+}
+
+/// A 32-byte key given in base64 (standard or URL-safe alphabet, padded or not).
+pub fn decode_key(text: &str) -> Result<[u8; 32], crate::StartupError> {
+    use base64::{Engine, engine::general_purpose as b64};
+    let text = text.trim();
+    [b64::STANDARD, b64::URL_SAFE, b64::STANDARD_NO_PAD, b64::URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text).ok())
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or(crate::StartupError::EtagKey)
 }

@@ -27,6 +27,7 @@ use crate::{
         auth::Authenticator,
         jwt::JwtSetupError,
         metrics::Metrics,
+        preconditions::EntityTags,
         rate_limit::{self, RateLimits},
     },
 };
@@ -62,12 +63,32 @@ pub enum StartupError {
     Jwt(#[from] JwtSetupError),
     #[error("could not listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
+    #[error(
+        "AUTH_MODE=headers trusts whoever connects, and HOST={host} is not a loopback address: \
+         use AUTH_MODE=jwt, serve on 127.0.0.1, or set ALLOW_HEADER_AUTH_ON_NETWORK=1 if every \
+         client that can reach it may act as anyone"
+    )]
+    HeaderAuthOnNetwork { host: std::net::IpAddr },
+    #[error(
+        "requests must not run as DATABASE_URL's user, and logging in as {role} on the same \
+         server failed: {source}. Set API_DATABASE_URL to a login for {role} (production), or \
+         ALLOW_OWNER_REQUEST_LOGIN=1 (development only)",
+        role = db::API_ROLE
+    )]
+    ApiLogin { source: tokio_postgres::Error },
+    #[error("ETAG_KEY must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)")]
+    EtagKey,
+    #[error("could not read the ETag key from the database: {0}")]
+    ReadEtagKey(#[source] tokio_postgres::Error),
 }
 
 /// The database side of a start: where it is, and the private cluster if we run one.
 pub struct DatabaseSetup {
     pub target: ConnectionTarget,
     pub local: Option<LocalPostgres>,
+    /// Requests log in as the API role on DATABASE_URL's server, a login nobody
+    /// configured: [`App::build`] tries it once the migrations made the role.
+    derived_api_login: bool,
 }
 
 impl DatabaseSetup {
@@ -83,6 +104,7 @@ impl DatabaseSetup {
                     dir: config.local_pg_dir.clone(),
                     port: config.local_pg_port,
                     ephemeral: false,
+                    owner_socket: false,
                 };
                 let local = tokio::task::block_in_place(|| LocalPostgres::start(&options))?;
                 create_local_database(&local).await?;
@@ -94,17 +116,20 @@ impl DatabaseSetup {
                 (parse("the private cluster's URL", &url)?, Some(local))
             }
         };
-        let target = match (&config.api_database_url, &local) {
-            (Some(url), _) => ConnectionTarget {
-                owner,
-                requests: parse("API_DATABASE_URL", url)?,
-                request_role: db::RequestRole::LoggedIn,
-            },
-            // The private cluster trusts loopback: log in as the API role directly.
-            (None, Some(_)) => ConnectionTarget::api_login_on(owner),
-            (None, None) => ConnectionTarget::switching_role_on(owner),
+        let (target, derived_api_login) = match &config.api_database_url {
+            Some(url) => (
+                ConnectionTarget {
+                    owner,
+                    requests: parse("API_DATABASE_URL", url)?,
+                    request_role: db::RequestRole::LoggedIn,
+                },
+                false,
+            ),
+            // Never the owner's login for requests: a session that can RESET ROLE reads
+            // every tenant. The private cluster trusts loopback, so this always works there.
+            None => (ConnectionTarget::api_login_on(owner), local.is_none()),
         };
-        Ok(DatabaseSetup { target, local })
+        Ok(DatabaseSetup { target, local, derived_api_login })
     }
 
     /// Applies pending migrations as the owner; returns what was applied.
@@ -139,6 +164,7 @@ pub struct App {
     db: Database,
     setup: DatabaseSetup,
     services: Arc<Services>,
+    tags: EntityTags,
     auth_mode: AuthMode,
     shutdown_timeout: Duration,
     upkeep: db::maintenance::ActivityUpkeep,
@@ -149,6 +175,17 @@ pub struct App {
 impl App {
     pub async fn build(config: &Config) -> Result<App, StartupError> {
         // Settings first: a bad key file should not wait for a database.
+        if config.auth_mode == AuthMode::Headers && !config::is_loopback(config.host) {
+            if !config.allow_header_auth_on_network {
+                return Err(StartupError::HeaderAuthOnNetwork { host: config.host });
+            }
+            tracing::warn!(
+                host = %config.host,
+                "AUTH_MODE=headers on a network address (ALLOW_HEADER_AUTH_ON_NETWORK=1): anyone who \
+                 can connect can act as any user of any organization"
+            );
+        }
+        let configured_etag_key = config.etag_key.as_deref().map(config::decode_key).transpose()?;
         let authenticator = Authenticator::new(config.auth_mode, &config.jwt)?;
         let services = Arc::new(Services {
             authenticator,
@@ -157,10 +194,27 @@ impl App {
             request_timeout: config.request_timeout(),
             in_flight: Default::default(),
         });
-        let setup = DatabaseSetup::prepare(config).await?;
+        let mut setup = DatabaseSetup::prepare(config).await?;
         for applied in setup.migrate().await? {
             tracing::info!(migration = applied, "applied");
         }
+        if setup.derived_api_login
+            && let Err(source) = db::connect_owner(&setup.target.requests).await
+        {
+            if !config.allow_owner_request_login {
+                return Err(StartupError::ApiLogin { source });
+            }
+            tracing::warn!(
+                error = %source,
+                "ALLOW_OWNER_REQUEST_LOGIN=1: requests log in as DATABASE_URL's user and switch to \
+                 tenantry_api per transaction; such a session could RESET ROLE (development only)"
+            );
+            setup.target = ConnectionTarget::switching_role_on(setup.target.owner.clone());
+        }
+        let etag_key = match configured_etag_key {
+            Some(key) => key,
+            None => db::keys::etag_key(&setup.target.owner).await.map_err(StartupError::ReadEtagKey)?,
+        };
         // Partitions for this month and ahead before the first request. A failure here is
         // not fatal: migration 6 made some ahead, and the periodic task retries.
         let upkeep = config.activity_upkeep();
@@ -203,6 +257,7 @@ impl App {
             db,
             setup,
             services,
+            tags: EntityTags::new(&etag_key),
             auth_mode: config.auth_mode,
             shutdown_timeout: config.shutdown_timeout(),
             upkeep,
@@ -227,15 +282,16 @@ impl App {
     /// finish (up to SHUTDOWN_TIMEOUT_SECONDS), closes the pool and stops the private
     /// cluster, if any.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        let App { acceptor, db, setup, services, auth_mode, shutdown_timeout, upkeep, next_upkeep, .. } =
-            self;
+        let App {
+            acceptor, db, setup, services, tags, auth_mode, shutdown_timeout, upkeep, next_upkeep, ..
+        } = self;
         let housekeeping = tokio::spawn(forget_idle_rate_limit_keys(Arc::downgrade(&services)));
         let owner = setup.target.owner.clone();
         let partitions = tokio::spawn(async move {
             tokio::time::sleep(next_upkeep).await;
             db::maintenance::run_periodically(owner, upkeep).await
         });
-        let routes = http::routes(db.clone(), services, auth_mode);
+        let routes = http::routes(db.clone(), services, tags, auth_mode);
         let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(routes, shutdown, Some(shutdown_timeout))
             .await;

@@ -60,6 +60,9 @@ pub struct Options {
     pub port: u16,
     /// Trade durability for speed (fsync off, ...): for throw-away test clusters.
     pub ephemeral: bool,
+    /// Also listen on a Unix socket in `dir/socket` on which tenantry_api may not log in:
+    /// for tests of a DATABASE_URL whose derived API login fails.
+    pub owner_socket: bool,
 }
 
 /// A running cluster; stopped (fast shutdown) when dropped.
@@ -73,6 +76,7 @@ pub struct LocalPostgres {
     /// belong to another process: never signal it again).
     exited: Mutex<Option<mpsc::Receiver<io::Result<ExitStatus>>>>,
     bin_dir: PathBuf,
+    socket_dir: Option<PathBuf>,
 }
 
 impl LocalPostgres {
@@ -115,12 +119,20 @@ impl LocalPostgres {
             .open(&log)
             .map_err(io_error(format!("opening {}", log.display())))?;
         let log_start = log_file.metadata().map(|m| m.len()).unwrap_or(0);
+        let socket_dir = options.owner_socket.then(|| dir.join("socket"));
+        let sockets = match &socket_dir {
+            Some(socket_dir) => {
+                prepare_owner_socket(socket_dir, &data_dir, run_as)?;
+                format!("unix_socket_directories={}", socket_dir.display())
+            }
+            None => "unix_socket_directories=".into(),
+        };
         let mut command = Command::new(bin_dir.join("postgres"));
         command
             .arg("-D")
             .arg(&data_dir)
             .args(["-p", &port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", &sockets])
             .args(["-c", "max_connections=300"])
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().map_err(io_error("opening the log"))?)
@@ -135,7 +147,7 @@ impl LocalPostgres {
         let (pid, exited) = spawn_tied_to_process(command, libc::SIGINT)?;
 
         let exited = Mutex::new(Some(exited));
-        let server = LocalPostgres { data_dir, log, port, pid, exited, bin_dir };
+        let server = LocalPostgres { data_dir, log, port, pid, exited, bin_dir, socket_dir };
         server.wait_until_ready(log_start)?;
         Ok(server)
     }
@@ -155,6 +167,12 @@ impl LocalPostgres {
     /// A connection URL for `user` on `database`.
     pub fn url(&self, user: &str, database: &str) -> String {
         format!("postgresql://{user}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A connection URL through the owner socket ([`Options::owner_socket`]), if any.
+    pub fn socket_url(&self, user: &str, database: &str) -> Option<String> {
+        let dir = self.socket_dir.as_ref()?;
+        Some(format!("postgresql://{user}@/{database}?host={}&port={}", dir.display(), self.port))
     }
 
     /// Waits for the server's own "ready" mark in postmaster.pid, the signal `pg_ctl -w`
@@ -291,6 +309,28 @@ fn init_cluster(
             status: output.status,
             output: String::from_utf8_lossy(&[output.stdout, output.stderr].concat()).into_owned(),
         });
+    }
+    Ok(())
+}
+
+/// The socket directory (the server's user must create the socket there) and the
+/// pg_hba.conf line, first of all, that refuses tenantry_api on it.
+fn prepare_owner_socket(
+    socket_dir: &Path,
+    data_dir: &Path,
+    run_as: Option<(u32, u32)>,
+) -> Result<(), LocalPostgresError> {
+    fs::create_dir_all(socket_dir).map_err(io_error(format!("creating {}", socket_dir.display())))?;
+    if let Some((uid, gid)) = run_as {
+        std::os::unix::fs::chown(socket_dir, Some(uid), Some(gid))
+            .map_err(io_error(format!("giving {} to the postgres user", socket_dir.display())))?;
+    }
+    const LINE: &str = "local all tenantry_api reject\n";
+    let hba = data_dir.join("pg_hba.conf");
+    let current = fs::read_to_string(&hba).map_err(io_error(format!("reading {}", hba.display())))?;
+    if !current.starts_with(LINE) {
+        fs::write(&hba, format!("{LINE}{current}"))
+            .map_err(io_error(format!("writing {}", hba.display())))?;
     }
     Ok(())
 }

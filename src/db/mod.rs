@@ -5,6 +5,7 @@ pub mod activity;
 mod error;
 pub mod health;
 pub mod issues;
+pub mod keys;
 pub mod local_pgbouncer;
 pub mod local_postgres;
 pub mod maintenance;

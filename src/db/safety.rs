@@ -1,6 +1,6 @@
 //! The start-up check that requests really run under row-level security.
 
-use super::{Database, Error, Sql};
+use super::{Database, Error, RequestRole, Sql};
 
 /// Why the request role must not serve requests.
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +14,12 @@ pub enum RoleProblem {
          app or api schemas and could turn row-level security off"
     )]
     OwnsObjects { role: String, count: i64 },
+    #[error(
+        "requests log in as {role}, which is a member of {others}: a session can SET ROLE to any \
+         of them, so its login may be a member of {api} only",
+        api = super::API_ROLE
+    )]
+    MemberOfOtherRoles { role: String, others: String },
     #[error("could not check the request role")]
     Check(#[source] Error),
 }
@@ -36,7 +42,11 @@ const CHECK: Sql = Sql {
               and pg_catalog.pg_has_role(current_user, p.proowner, 'MEMBER'))
          + (select count(*) from pg_catalog.pg_namespace n
             where n.nspname in ('app', 'api')
-              and pg_catalog.pg_has_role(current_user, n.nspowner, 'MEMBER'))",
+              and pg_catalog.pg_has_role(current_user, n.nspowner, 'MEMBER')),
+           session_user::text,
+           (select pg_catalog.string_agg(r.rolname, ', ' order by r.rolname) from pg_catalog.pg_roles r
+            where pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')
+              and r.rolname not in (session_user, 'tenantry_api'))",
     param_types: &[],
 };
 
@@ -55,6 +65,14 @@ pub async fn verify_request_role(db: &Database) -> Result<String, RoleProblem> {
     let count: i64 = row.get(3);
     if count > 0 {
         return Err(RoleProblem::OwnsObjects { role, count });
+    }
+    // The login itself (the same role when it logs in as tenantry_api): whatever it is a
+    // member of, the session can become. Not checked when the owner's login switches role
+    // per transaction, which ALLOW_OWNER_REQUEST_LOGIN=1 accepted (and warned about).
+    if db.role() == RequestRole::LoggedIn
+        && let Some(others) = row.get::<_, Option<String>>(5)
+    {
+        return Err(RoleProblem::MemberOfOtherRoles { role: row.get(4), others });
     }
     Ok(role)
 }

@@ -143,6 +143,11 @@ impl Database {
         self
     }
 
+    /// How its connections become the API role.
+    pub fn role(&self) -> RequestRole {
+        self.role
+    }
+
     pub fn pool(&self) -> &Pool {
         &self.pool
     }

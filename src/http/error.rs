@@ -18,7 +18,7 @@ use poem_openapi::{
 };
 use serde::Serialize;
 
-use super::{openapi, preconditions::etag};
+use super::openapi;
 use crate::db;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
@@ -195,11 +195,20 @@ impl ResponseError for ApiError {
             ApiError::BearerTokenRejected { detail, error } => {
                 headers.insert(header::WWW_AUTHENTICATE, bearer_challenge(*error, detail));
             }
+            // RFC 9110 §11.6.1: every 401 names a scheme. Ours, not Basic, which would make
+            // a browser pop up a login dialog.
+            ApiError::Unauthenticated(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(HEADERS_CHALLENGE));
+            }
             _ => {}
         }
         response
     }
 }
+
+/// The challenge of AUTH_MODE=headers: which headers identify the caller.
+pub const HEADERS_CHALLENGE: &str =
+    "Headers realm=\"tenantry\", headers=\"x-organization-id x-user-id x-user-role\"";
 
 /// An RFC 6750 challenge: `Bearer realm="tenantry"`, plus the error when a token was sent.
 fn bearer_challenge(error: Option<&str>, detail: &str) -> HeaderValue {
@@ -278,9 +287,8 @@ impl From<db::Error> for ApiError {
                 }
             }
             db::Error::Conflict(message) => ApiError::Conflict(message),
-            db::Error::Stale { message, current_version } => {
-                ApiError::PreconditionFailed { detail: message, etag: current_version.map(etag) }
-            }
+            // The handler adds the current tag (it knows the organization and the issue).
+            db::Error::Stale { message, .. } => ApiError::PreconditionFailed { detail: message, etag: None },
             db::Error::IdempotencyKeyReused(message) => ApiError::IdempotencyKeyReused(message),
             err @ db::Error::Unavailable(_) => ApiError::Unavailable(err),
             db::Error::Internal(source) => ApiError::Internal(source),
@@ -293,7 +301,7 @@ const PARAMETER_RULES: &[(&str, &str)] = &[
     ("id", "must be a positive 64-bit integer"),
     ("Idempotency-Key", "must be 1-255 printable ASCII characters"),
     // One entity-tag: the service compares it with the issue's version (no lists).
-    ("If-Match", "must be one ETag (as sent in ETag) or *"),
+    ("If-Match", "must be one entity tag exactly as the ETag header sent it, quotes included, or *"),
     ("limit", "must be an integer from 1 to 200"),
     ("cursor", "must be the cursor of a Link header this API sent"),
     ("status", "must be OPEN, IN_PROGRESS or DONE (repeat the parameter or separate values with commas)"),
@@ -458,7 +466,14 @@ impl<S: ErrorStatuses> ApiResponse for Failure<S> {
                         header_meta("RateLimit-Remaining", RATE_LIMIT_REMAINING, u32::schema_ref()),
                         header_meta("RateLimit-Reset", RATE_LIMIT_RESET, u32::schema_ref()),
                     ],
-                    412 => vec![header_meta("ETag", "The issue's current version.", String::schema_ref())],
+                    412 => vec![header_meta("ETag", "The issue's current tag.", String::schema_ref())],
+                    401 => vec![header_meta(
+                        "WWW-Authenticate",
+                        "How to authenticate: `Headers realm=\"tenantry\", headers=\"x-organization-id \
+                         x-user-id x-user-role\"` (AUTH_MODE=headers) or a `Bearer` challenge, with the \
+                         RFC 6750 error when a token was refused (AUTH_MODE=jwt).",
+                        String::schema_ref(),
+                    )],
                     _ => vec![],
                 },
             })

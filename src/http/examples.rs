@@ -16,6 +16,7 @@ use super::{
     auth::{self, ORGANIZATION_HEADER, ROLE_HEADER, USER_HEADER},
     error::{ApiError, parameter_error},
     json::{FromJsonObject, MAX_BODY_BYTES},
+    preconditions::EntityTags,
 };
 use crate::{
     db,
@@ -243,8 +244,14 @@ pub fn problem(status: u16) -> Option<Example> {
         412 => Example::problem(
             "stale",
             "If-Match named version 1; the issue is at version 2 (the ETag header says so)",
-            db::Error::Stale { message: "issue 1 is at version 2, not 1".into(), current_version: Some(2) }
-                .into(),
+            example_tags().precondition_failed(
+                db::Error::Stale {
+                    message: "issue 1 is at version 2, not 1".into(),
+                    current_version: Some(2),
+                },
+                "acme",
+                1,
+            ),
         ),
         422 => Example::problem(
             "key reused",
@@ -271,13 +278,19 @@ pub fn problem(status: u16) -> Option<Example> {
     })
 }
 
+/// Tags made with a fixed key: they look like a real server's (whose key is its own).
+fn example_tags() -> EntityTags {
+    EntityTags::new(&[0x5a; 32])
+}
+
 /// An example value for a response header, by its (case-insensitive) name.
 pub fn header(name: &str) -> Option<Value> {
     Some(match name.to_ascii_lowercase().as_str() {
         "location" => json!("/api/issues/1"),
         "retry-after" => json!(2),
-        "etag" => json!("\"1\""),
+        "etag" => json!(example_tags().tag("acme", 1, 1)),
         "idempotent-replayed" => json!(true),
+        "www-authenticate" => json!(super::error::HEADERS_CHALLENGE),
         "ratelimit-limit" => json!(1000),
         "ratelimit-remaining" => json!(0),
         "ratelimit-reset" => json!(1),

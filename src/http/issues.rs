@@ -18,7 +18,7 @@ use super::{
         PRECONDITION_FAILED, SERVICE_UNAVAILABLE, UNAUTHORIZED, UNPROCESSABLE_ENTITY, UNSUPPORTED_MEDIA_TYPE,
     },
     json::{Fields, FromJsonObject, JsonBody},
-    preconditions::{IfMatch, Occurrences, etag, none_match_hits, refuse_unreadable},
+    preconditions::{EntityTags, IfMatch, IfNoneMatch, refuse_unreadable},
     query::{CheckedQuery, NoParameters, QuerySpec, ValueList},
 };
 use crate::{
@@ -131,7 +131,12 @@ impl IntoResponse for IssueListBody {
 pub enum RestoredIssue {
     /// The issue is back, under its own number, as it was when deleted.
     #[oai(status = 200)]
-    Ok(JsonBody<Issue>),
+    Ok(
+        JsonBody<Issue>,
+        /// The issue's version, for `If-Match` and `If-None-Match`.
+        #[oai(header = "ETag")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -233,12 +238,14 @@ impl IssuesApi {
     /// creates nothing and gets the first response again; the same key with another body
     /// is a 422. Concurrent requests with one key create one issue.
     #[oai(path = "/issues", method = "post", operation_id = "createIssue")]
+    #[allow(clippy::too_many_arguments)] // one argument per documented input
     async fn create(
         &self,
         caller: Caller,
         request: &Request,
         _query: CheckedQuery<NoParameters>,
         db: Data<&Database>,
+        tags: Data<&EntityTags>,
         /// Makes the POST safe to retry: 1-255 printable ASCII characters, unique per
         /// request (a UUID, say); remembered for 24 hours per organization.
         #[oai(
@@ -248,13 +255,13 @@ impl IssuesApi {
         idempotency_key: Header<Option<String>>,
         body: JsonBody<NewIssue>,
     ) -> Result<CreatedIssue, Failure<CreateErrors>> {
-        refuse_unreadable(request.headers(), "Idempotency-Key", Occurrences::Once)?;
+        refuse_unreadable(request.headers(), "Idempotency-Key")?;
         let (issue, replayed) = match &idempotency_key.0 {
             Some(key) => db::issues::create_idempotently(&db, &caller.0, key, &body.0).await?,
             None => (db::issues::create(&db, &caller.0, &body.0).await?, false),
         };
         let location = format!("/api/issues/{}", issue.id);
-        let tag = etag(issue.version);
+        let tag = tags.tag(&caller.0.org_id, issue.id, issue.version);
         Ok(CreatedIssue::Created(JsonBody(issue), location, tag, replayed.then_some(true)))
     }
 
@@ -341,12 +348,14 @@ impl IssuesApi {
     /// issue is indistinguishable from a missing one (404). With `If-None-Match` naming
     /// the current `ETag`, the answer is 304 without a body.
     #[oai(path = "/issues/:id", method = "get", operation_id = "getIssue")]
+    #[allow(clippy::too_many_arguments)] // one argument per documented input
     async fn get(
         &self,
         caller: Caller,
         request: &Request,
         _query: CheckedQuery<NoParameters>,
         db: Data<&Database>,
+        tags: Data<&EntityTags>,
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
@@ -354,10 +363,11 @@ impl IssuesApi {
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
     ) -> Result<FetchedIssue, Failure<GetErrors>> {
-        refuse_unreadable(request.headers(), "If-None-Match", Occurrences::Repeatable)?;
+        let _ = if_none_match; // read below with its list syntax, from every field line
+        let copies = IfNoneMatch::from_headers(request.headers())?;
         let issue = db::issues::get(&db, &caller.0, id.0).await?;
-        let tag = etag(issue.version);
-        if none_match_hits(if_none_match.0.as_deref(), issue.version) {
+        let tag = tags.tag(&caller.0.org_id, issue.id, issue.version);
+        if copies.hits(&tags, &caller.0.org_id, issue.id, issue.version) {
             return Ok(FetchedIssue::NotModified(tag));
         }
         Ok(FetchedIssue::Ok(JsonBody(issue), tag))
@@ -379,6 +389,7 @@ impl IssuesApi {
         request: &Request,
         _query: CheckedQuery<NoParameters>,
         db: Data<&Database>,
+        tags: Data<&EntityTags>,
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
@@ -387,10 +398,13 @@ impl IssuesApi {
         if_match: Header<Option<String>>,
         body: JsonBody<IssuePatch>,
     ) -> Result<OneIssue, Failure<UpdateErrors>> {
-        refuse_unreadable(request.headers(), "If-Match", Occurrences::Once)?;
-        let expected = IfMatch::parse(if_match.0.as_deref())?.expected_version();
-        let issue = db::issues::update_at(&db, &caller.0, id.0, &body.0, expected).await?;
-        let tag = etag(issue.version);
+        let _ = if_match; // read below from the raw header, strictly
+        let org = &caller.0.org_id;
+        let expected = IfMatch::from_headers(request.headers())?.expected_version(&tags, org, id.0);
+        let issue = db::issues::update_at(&db, &caller.0, id.0, &body.0, expected)
+            .await
+            .map_err(|err| tags.precondition_failed(err, org, id.0))?;
+        let tag = tags.tag(org, issue.id, issue.version);
         Ok(OneIssue::Ok(JsonBody(issue), tag))
     }
 
@@ -400,12 +414,14 @@ impl IssuesApi {
     /// issue. Its number is never reused. With `If-Match`, only if the issue is still at
     /// that version (else 412 with the current `ETag`).
     #[oai(path = "/issues/:id", method = "delete", operation_id = "deleteIssue")]
+    #[allow(clippy::too_many_arguments)] // one argument per documented input
     async fn delete(
         &self,
         caller: AdminCaller,
         request: &Request,
         _query: CheckedQuery<NoParameters>,
         db: Data<&Database>,
+        tags: Data<&EntityTags>,
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
@@ -413,9 +429,12 @@ impl IssuesApi {
         #[oai(name = "If-Match", validator(pattern = r"^[ \t]*[\x21-\x2B\x2D-\x7E]*[ \t]*$"))]
         if_match: Header<Option<String>>,
     ) -> Result<Deleted, Failure<DeleteErrors>> {
-        refuse_unreadable(request.headers(), "If-Match", Occurrences::Once)?;
-        let expected = IfMatch::parse(if_match.0.as_deref())?.expected_version();
-        db::issues::delete_at(&db, &caller.0, id.0, expected).await?;
+        let _ = if_match; // read below from the raw header, strictly
+        let org = &caller.0.org_id;
+        let expected = IfMatch::from_headers(request.headers())?.expected_version(&tags, org, id.0);
+        db::issues::delete_at(&db, &caller.0, id.0, expected)
+            .await
+            .map_err(|err| tags.precondition_failed(err, org, id.0))?;
         Ok(Deleted::NoContent)
     }
 
@@ -431,11 +450,14 @@ impl IssuesApi {
         caller: AdminCaller,
         _query: CheckedQuery<NoParameters>,
         db: Data<&Database>,
+        tags: Data<&EntityTags>,
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
     ) -> Result<RestoredIssue, Failure<RestoreErrors>> {
-        Ok(RestoredIssue::Ok(JsonBody(db::issues::restore(&db, &caller.0, id.0).await?)))
+        let issue = db::issues::restore(&db, &caller.0, id.0).await?;
+        let tag = tags.tag(&caller.0.org_id, issue.id, issue.version);
+        Ok(RestoredIssue::Ok(JsonBody(issue), tag))
     }
 }
 

@@ -90,11 +90,7 @@ impl<T: FromJsonObject + Send> ParsePayload for JsonBody<T> {
         if bytes.is_empty() {
             return Err(ApiError::invalid("body", "a JSON object is required").into());
         }
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|err| ApiError::invalid("body", format!("is not valid JSON: {err}")))?;
-        let Value::Object(object) = value else {
-            return Err(ApiError::invalid("body", "must be a JSON object").into());
-        };
+        let object = parse_object(&bytes).map_err(|problem| ApiError::invalid("body", problem))?;
         T::from_json_object(object).map(JsonBody).map_err(|errors| ApiError::invalid_fields(errors).into())
     }
 }
@@ -135,6 +131,78 @@ impl<T: Serialize + Send> IntoResponse for JsonBody<T> {
             Ok(bytes) => Response::builder().content_type("application/json").body(bytes),
             Err(err) => ApiError::Internal(err.into()).as_response(),
         }
+    }
+}
+
+/// Parses a JSON object, refusing a key that appears twice in any object within it:
+/// `{"title": "a", "title": "b"}` is ambiguous (RFC 8259 leaves it to the reader; serde
+/// would keep the last), and two readers of one text must never see two values.
+/// The error says what is wrong, for a `detail`.
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    match serde_json::from_slice::<Unambiguous>(bytes) {
+        Ok(Unambiguous(Value::Object(object))) => Ok(object),
+        Ok(_) => Err("must be a JSON object".into()),
+        // Our own refusal (a data error), or JSON that does not parse.
+        Err(err) if err.is_data() => Err(err.to_string()),
+        Err(err) => Err(format!("is not valid JSON: {err}")),
+    }
+}
+
+/// A JSON value read with [`parse_object`]'s rule (serde_json's depth limit still applies).
+struct Unambiguous(Value);
+
+impl<'de> serde::Deserialize<'de> for Unambiguous {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UnambiguousVisitor)
+    }
+}
+
+struct UnambiguousVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UnambiguousVisitor {
+    type Value = Unambiguous;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Unambiguous, E> {
+        Ok(Unambiguous(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Unambiguous, E> {
+        Ok(Unambiguous(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Unambiguous, E> {
+        Ok(Unambiguous(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Unambiguous, E> {
+        Ok(Unambiguous(v.into()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Unambiguous, E> {
+        Ok(Unambiguous(v.into()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Unambiguous, E> {
+        Ok(Unambiguous(v.into()))
+    }
+    fn visit_unit<E>(self) -> Result<Unambiguous, E> {
+        Ok(Unambiguous(Value::Null))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Unambiguous, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unambiguous(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Unambiguous(Value::Array(items)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Unambiguous, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!("has the key {key:?} twice")));
+            }
+            let Unambiguous(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Unambiguous(Value::Object(object)))
     }
 }
 
@@ -232,7 +300,24 @@ fn json_type(value: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::is_json;
+    use super::{is_json, parse_object};
+
+    #[test]
+    fn a_key_twice_in_any_object_is_refused_and_everything_else_reads_as_serde_json_does() {
+        let refused = |text: &str| parse_object(text.as_bytes()).unwrap_err();
+        assert!(refused(r#"{"title": "a", "title": "b"}"#).contains(r#"has the key "title" twice"#));
+        assert!(refused(r#"{"a": {"x": 1, "x": 1}}"#).contains(r#""x" twice"#));
+        assert!(refused(r#"{"a": [{"x": 1, "x": 2}]}"#).contains(r#""x" twice"#));
+        // Escapes are decoded first: "title" is "title".
+        assert!(refused(r#"{"title": "a", "title": "b"}"#).contains("twice"));
+        assert!(refused("[1]").contains("must be a JSON object"));
+        assert!(refused("{").starts_with("is not valid JSON"));
+        let text = r#"{"a": [1, -2, 3.5, 18446744073709551615, true, null, "é"], "b": {"c": {}}}"#;
+        let expected: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::Value::Object(parse_object(text.as_bytes()).unwrap()), expected);
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(refused(&format!(r#"{{"a": {deep}}}"#)).contains("recursion limit"));
+    }
 
     #[test]
     fn json_content_types_are_recognised_with_parameters_and_suffixes() {

@@ -5,8 +5,11 @@
 
 use std::{fs, io, path::Path, path::PathBuf, time::Duration};
 
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
+
+use super::json::parse_object;
 
 use crate::{
     config::JwtConfig,
@@ -30,6 +33,11 @@ pub enum JwtSetupError {
     BadKey { path: PathBuf },
     #[error("JWT_ORG_CLAIM, JWT_USER_CLAIM and JWT_ROLE_CLAIM must be set and different")]
     ClaimNames,
+    #[error(
+        "AUTH_MODE=jwt needs JWT_AUDIENCE, so that a token minted for another service is refused \
+         here; set JWT_AUDIENCE_OPTIONAL=1 to accept tokens for any audience"
+    )]
+    NoAudience,
     #[error("could not sign the token: {0}")]
     Sign(#[source] jsonwebtoken::errors::Error),
 }
@@ -41,6 +49,8 @@ pub struct JwtVerifier {
     org_claim: String,
     user_claim: String,
     role_claim: String,
+    /// Longest lifetime accepted, in seconds (0: no cap).
+    max_ttl_seconds: u64,
 }
 
 impl JwtVerifier {
@@ -66,6 +76,9 @@ impl JwtVerifier {
                 }
             }
         };
+        if config.jwt_audience.is_none() && !config.jwt_audience_optional {
+            return Err(JwtSetupError::NoAudience);
+        }
         let mut validation = Validation::new(algorithm);
         validation.leeway = config.jwt_leeway_seconds;
         validation.validate_nbf = true;
@@ -86,6 +99,7 @@ impl JwtVerifier {
             org_claim: config.jwt_org_claim.clone(),
             user_claim: config.jwt_user_claim.clone(),
             role_claim: config.jwt_role_claim.clone(),
+            max_ttl_seconds: config.jwt_max_ttl_seconds,
         })
     }
 
@@ -96,9 +110,19 @@ impl JwtVerifier {
     /// The tenant a valid token names, or why the token is refused (for
     /// `error_description`: plain words, no quotes).
     pub fn verify(&self, token: &str) -> Result<TenantContext, String> {
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
-            .map_err(|err| rejection(err.kind(), self.algorithm()))?
-            .claims;
+        jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
+            .map_err(|err| rejection(err.kind(), self.algorithm()))?;
+        // Verified; now read the claims again, refusing a key that appears twice, which
+        // jsonwebtoken (serde) would read as its last value.
+        let claims = token
+            .split('.')
+            .nth(1)
+            .and_then(|payload| URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok())
+            .ok_or_else(|| "the token is malformed".to_owned())
+            .and_then(|payload| {
+                parse_object(&payload).map_err(|_| "the token's claims name a key twice".to_owned())
+            })?;
+        self.check_lifetime(&claims)?;
         let text = |name: &str, rule: &str, valid: &dyn Fn(&str) -> bool| match claims.get(name) {
             None | Some(Value::Null) => Err(format!("the token lacks the {name} claim")),
             Some(Value::String(value)) if valid(value) => Ok(value.clone()),
@@ -110,6 +134,34 @@ impl JwtVerifier {
         let role = text(&self.role_claim, "must be ADMIN or MEMBER", &|v| Role::parse(v).is_some())?;
         let role = Role::parse(&role).expect("checked above");
         Ok(TenantContext { org_id, user_id, role })
+    }
+}
+
+impl JwtVerifier {
+    /// A stolen token is good until it expires: refuse one that lives longer than
+    /// JWT_MAX_TTL_SECONDS, from `iat` when it says when it was issued, else from now. An
+    /// `iat` later than now (beyond the leeway) counts from now: a token cannot shorten
+    /// its lifetime by claiming to be issued in the future.
+    fn check_lifetime(&self, claims: &Map<String, Value>) -> Result<(), String> {
+        if self.max_ttl_seconds == 0 {
+            return Ok(());
+        }
+        let seconds = |name: &str| claims.get(name).and_then(Value::as_f64);
+        let exp = seconds("exp").ok_or("the token's exp claim is malformed")?;
+        let now = jsonwebtoken::get_current_timestamp() as f64;
+        let start = match claims.get("iat") {
+            None => now,
+            Some(_) => seconds("iat")
+                .ok_or("the token's iat claim is malformed")?
+                .min(now + self.validation.leeway as f64),
+        };
+        if exp - start > self.max_ttl_seconds as f64 {
+            return Err(format!(
+                "the token lives longer than the {} seconds this service accepts (JWT_MAX_TTL_SECONDS)",
+                self.max_ttl_seconds
+            ));
+        }
+        Ok(())
     }
 }
 

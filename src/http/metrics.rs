@@ -56,6 +56,8 @@ pub struct Metrics {
     routes: Vec<Route>,
     operation_ids: Vec<&'static str>,
     rate_limited: [AtomicU64; 2],
+    /// `GET /api/issues/{id}` with `If-None-Match`: answered 200, answered 304.
+    revalidations: [AtomicU64; 2],
 }
 
 impl Default for Metrics {
@@ -74,6 +76,7 @@ impl Metrics {
             routes,
             operation_ids: operations.iter().map(|op| op.id.as_str()).collect(),
             rate_limited: [AtomicU64::new(0), AtomicU64::new(0)],
+            revalidations: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 
@@ -100,6 +103,11 @@ impl Metrics {
         let bucket = BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(BUCKETS.len());
         route.buckets[bucket].fetch_add(1, Relaxed);
         route.micros.fetch_add(latency.as_micros().try_into().unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// A cache revalidated its copy of an issue; `current`: the copy was current (304).
+    pub fn count_revalidation(&self, current: bool) {
+        self.revalidations[usize::from(current)].fetch_add(1, Relaxed);
     }
 
     pub fn count_rate_limited(&self, scope: &str) {
@@ -162,9 +170,15 @@ impl Metrics {
              # HELP tenantry_rate_limited_total Requests refused with 429, by the limit that refused them.\n\
              # TYPE tenantry_rate_limited_total counter\n\
              tenantry_rate_limited_total{{scope=\"organization\"}} {}\n\
-             tenantry_rate_limited_total{{scope=\"user\"}} {}\n",
+             tenantry_rate_limited_total{{scope=\"user\"}} {}\n\
+             # HELP tenantry_issue_revalidations_total GETs of an issue with If-None-Match, by answer.\n\
+             # TYPE tenantry_issue_revalidations_total counter\n\
+             tenantry_issue_revalidations_total{{answer=\"changed\"}} {}\n\
+             tenantry_issue_revalidations_total{{answer=\"not_modified\"}} {}\n",
             self.rate_limited[0].load(Relaxed),
             self.rate_limited[1].load(Relaxed),
+            self.revalidations[0].load(Relaxed),
+            self.revalidations[1].load(Relaxed),
         );
         let status = pool.status();
         let in_use = status.size.saturating_sub(status.available);

@@ -21,10 +21,11 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Route, get, handler, web::WithCo
 
 use crate::{config::AuthMode, db::Database};
 pub use observe::Services;
+use preconditions::EntityTags;
 
 /// The whole application: `/api/...`, `/openapi.json`, `/docs`, `/healthz`, `/readyz`,
 /// `/metrics`, all inside [`observe::Observe`].
-pub fn routes(db: Database, services: Arc<Services>, mode: AuthMode) -> impl Endpoint {
+pub fn routes(db: Database, services: Arc<Services>, tags: EntityTags, mode: AuthMode) -> impl Endpoint {
     let document = openapi::document_for(mode);
     let swagger = openapi::swagger_ui_html(mode);
 
@@ -36,6 +37,7 @@ pub fn routes(db: Database, services: Arc<Services>, mode: AuthMode) -> impl End
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics))
         .data(db)
+        .data(tags)
         .catch_all_error(|err| async move { error::render(err) });
     observe::Observe { inner: app, services }
 }

@@ -8,7 +8,6 @@
 //! written here, where the id is known.
 
 use std::{
-    hash::{BuildHasher, RandomState},
     sync::{
         Arc, OnceLock,
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -113,6 +112,7 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         request.extensions_mut().insert(scope.clone());
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
+        let conditional = request.headers().contains_key(header::IF_NONE_MATCH);
 
         let call = self.inner.call(request);
         let result = match services.request_timeout {
@@ -134,6 +134,9 @@ impl<E: Endpoint> Endpoint for Observe<E> {
             headers.insert(RATE_LIMIT_REMAINING, allowance.remaining.into());
             headers.insert(RATE_LIMIT_RESET, allowance.reset.into());
         }
+        if path == "/api" || path.starts_with("/api/") {
+            private_to_the_caller(&mut response);
+        }
         // RFC 9110: a 405 says which methods the resource has.
         if response.status() == StatusCode::METHOD_NOT_ALLOWED
             && let Some(allow) = super::openapi::allowed_methods(&path)
@@ -142,6 +145,9 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         }
 
         let operation = response.data::<OperationId>().map(|id| id.0);
+        if conditional && operation == Some(REVALIDATED_OPERATION) {
+            services.metrics.count_revalidation(response.status() == StatusCode::NOT_MODIFIED);
+        }
         let route = services.metrics.route(operation, &path);
         let latency = started.elapsed();
         services.metrics.record(route, response.status().as_u16(), latency);
@@ -178,9 +184,28 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The one operation whose responses a cache may keep (and must revalidate): `GET
+/// /api/issues/{id}`, with its tenant-keyed ETag.
+const REVALIDATED_OPERATION: &str = "getIssue";
+/// Every request header an `/api` response depends on, in both authentication modes.
+const VARY_BY_CALLER: &str = "Authorization, x-organization-id, x-user-id, x-user-role";
+
+/// Every `/api` response depends on who asks: no cache may hand it to anyone else.
+/// Issues may be kept privately and revalidated (their ETags are per organization);
+/// everything else, errors included, is never stored. `Vary` is appended to, never
+/// replaced: another layer (CORS) may vary by more.
+fn private_to_the_caller(response: &mut Response) {
+    let revalidatable = response.data::<OperationId>().is_some_and(|id| id.0 == REVALIDATED_OPERATION)
+        && matches!(response.status(), StatusCode::OK | StatusCode::NOT_MODIFIED);
+    let headers = response.headers_mut();
+    let cache_control = if revalidatable { "private, no-cache" } else { "no-store" };
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    headers.append(header::VARY, HeaderValue::from_static(VARY_BY_CALLER));
+}
+
 /// The client's `x-request-id` when it is a sensible one (1-128 characters of
-/// `A-Z a-z 0-9 - _ . : @ / + =`), else a new one: 32 hex digits, a random per-process
-/// prefix and a counter, unique without coordination.
+/// `A-Z a-z 0-9 - _ . : @ / + =`), else a new one: 128 random bits in hex. Random, not a
+/// counter: a counter would let any caller count every other tenant's requests.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
     let given = headers.get(REQUEST_ID_HEADER).filter(|value| {
         let bytes = value.as_bytes();
@@ -190,9 +215,13 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(given) = given {
         return given.clone();
     }
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| RandomState::new().hash_one(std::process::id()));
-    let id = format!("{prefix:016x}{:016x}", COUNTER.fetch_add(1, Relaxed));
+    let mut bytes = [0u8; 16];
+    // The OS's random source does not fail on Linux once booted; should it, the id is
+    // still unique enough from the clock, and never a counter.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        bytes = (nanos.as_nanos() ^ u128::from(std::process::id()) << 96).to_le_bytes();
+    }
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     HeaderValue::try_from(id).expect("hex digits are a valid header value")
 }

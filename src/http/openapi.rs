@@ -37,8 +37,12 @@ the user and the role; the identity headers are ignored.
 
 In Swagger UI, press **Authorize** and fill in all three headers, or the token.
 
-Issues carry a strong `ETag`: send it back in `If-None-Match` on GET (304 when unchanged) \
-and in `If-Match` on PATCH and DELETE (412 when someone changed the issue since). A POST \
+Issues carry a strong `ETag`, made for one issue of one organization at one version: send \
+it back exactly as received (quotes included) in `If-None-Match` on GET (304 when unchanged) \
+and in `If-Match` on PATCH and DELETE (412 when someone changed the issue since; a value \
+that is not an entity tag is a 400). Every `/api` response carries `Vary` on the identity \
+headers and `Authorization`, and `Cache-Control: no-store`, except an issue's (`private, \
+no-cache`: a browser may keep it and must revalidate). A POST \
 with an `Idempotency-Key` can be retried safely for 24 hours. Every API response carries \
 `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; over the limit is 429.
 

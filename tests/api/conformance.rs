@@ -58,6 +58,41 @@ fn is_json_media(media: &str) -> bool {
 }
 
 /// Checks one response against the document. `Err` lists every way it does not conform.
+/// Every `/api` response depends on who asks: each one says so to every cache (`Vary` on
+/// every identity header, both modes) and may be kept only privately and revalidated (one
+/// issue, 200 or 304) or not at all (everything else, errors included).
+fn check_private_to_the_caller(
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    errors: &mut Vec<String>,
+) {
+    if !(path == "/api" || path.starts_with("/api/")) {
+        return;
+    }
+    let one_issue = path.strip_prefix("/api/issues/").is_some_and(|id| !id.contains('/'));
+    let revalidatable = matches!(*method, Method::GET | Method::HEAD)
+        && one_issue
+        && matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED);
+    let expected = if revalidatable { "private, no-cache" } else { "no-store" };
+    let cache_control: Vec<_> = headers.get_all("cache-control").iter().collect();
+    if cache_control != [expected] {
+        errors.push(format!("{method} {path} ({status}): Cache-Control {cache_control:?}, not {expected:?}"));
+    }
+    let vary: Vec<String> = headers
+        .get_all("vary")
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("").split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    for name in ["authorization", "x-organization-id", "x-user-id", "x-user-role"] {
+        if !vary.iter().any(|v| v == name) {
+            errors.push(format!("{method} {path} ({status}): Vary {vary:?} lacks {name}"));
+        }
+    }
+}
+
 pub fn check_response(
     method: &Method,
     path: &str,
@@ -67,6 +102,7 @@ pub fn check_response(
 ) -> Result<(), Vec<String>> {
     let spec = spec();
     let mut errors = Vec::new();
+    check_private_to_the_caller(method, path, status, headers, &mut errors);
     let Some((template, item)) = match_path(spec, path) else {
         if UNDOCUMENTED_PATHS.contains(&path) {
             return Ok(());
@@ -508,10 +544,49 @@ mod tests {
         errors(json!({"type": "string", "contentEncoding": "base64"}), json!("x"));
     }
 
-    fn json_headers(content_type: &str) -> HeaderMap {
+    /// What every `/api` response that no cache may keep carries.
+    fn api_headers() -> HeaderMap {
         let mut headers = HeaderMap::new();
+        headers.insert("cache-control", "no-store".parse().unwrap());
+        headers.append("vary", "Origin".parse().unwrap());
+        headers.append("vary", "Authorization, x-organization-id, x-user-id, x-user-role".parse().unwrap());
+        headers
+    }
+
+    fn json_headers(content_type: &str) -> HeaderMap {
+        let mut headers = api_headers();
         headers.insert("content-type", content_type.parse().unwrap());
         headers
+    }
+
+    #[test]
+    fn every_api_response_must_be_private_to_its_caller_in_every_cache() {
+        let check = |method: Method, path: &str, status: StatusCode, headers: &HeaderMap| {
+            let mut errors = Vec::new();
+            check_private_to_the_caller(&method, path, status, headers, &mut errors);
+            errors
+        };
+        let stored = api_headers();
+        let mut revalidated = api_headers();
+        revalidated.insert("cache-control", "private, no-cache".parse().unwrap());
+        assert!(check(Method::GET, "/api/issues", StatusCode::OK, &stored).is_empty());
+        assert!(check(Method::GET, "/api/issues/1", StatusCode::OK, &revalidated).is_empty());
+        assert!(check(Method::GET, "/api/issues/1", StatusCode::NOT_MODIFIED, &revalidated).is_empty());
+        assert!(check(Method::GET, "/api/issues/1", StatusCode::NOT_FOUND, &stored).is_empty());
+        assert_eq!(
+            check(Method::GET, "/api/issues/1", StatusCode::OK, &stored).len(),
+            1,
+            "not revalidatable"
+        );
+        assert_eq!(check(Method::GET, "/api/issues", StatusCode::OK, &revalidated).len(), 1, "a list");
+        assert_eq!(check(Method::PATCH, "/api/issues/1", StatusCode::OK, &revalidated).len(), 1, "a write");
+        assert_eq!(check(Method::GET, "/api/issues/1", StatusCode::NOT_FOUND, &revalidated).len(), 1);
+        let mut partial_vary = api_headers();
+        partial_vary.remove("vary");
+        partial_vary.insert("vary", "x-organization-id, Origin".parse().unwrap());
+        assert_eq!(check(Method::GET, "/api/issues", StatusCode::OK, &partial_vary).len(), 3);
+        assert_eq!(check(Method::GET, "/api/issues", StatusCode::OK, &HeaderMap::new()).len(), 5);
+        assert!(check(Method::GET, "/openapi.json", StatusCode::OK, &HeaderMap::new()).is_empty());
     }
 
     #[test]
@@ -554,7 +629,7 @@ mod tests {
                 &Method::DELETE,
                 "/api/issues/7",
                 StatusCode::NO_CONTENT,
-                &HeaderMap::new(),
+                &api_headers(),
                 body.as_bytes(),
             )
         };

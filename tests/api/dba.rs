@@ -135,3 +135,20 @@ async fn the_dba_views_run_as_invoker_and_cannot_be_written() {
         assert!(["42501", "55000"].contains(&sqlstate(&err).as_str()), "{statement}: {err}");
     }
 }
+
+/// The ETag key lets whoever holds it forge tags: the owner reads it, no other role can.
+#[tokio::test]
+async fn the_services_keys_are_readable_by_the_owner_only() {
+    let app = spawn_app().await;
+    let api = app.api_role_sql().await;
+    let err = api.query("select key from secrets.keys", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    let owner = app.owner_sql().await;
+    owner.batch_execute("set role tenantry_dba").await.unwrap();
+    let err = owner.query("select key from secrets.keys", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    owner.batch_execute("reset role").await.unwrap();
+    let key: Vec<u8> =
+        owner.query_one("select key from secrets.keys where name = 'etag'", &[]).await.unwrap().get(0);
+    assert_eq!(key.len(), 32);
+}

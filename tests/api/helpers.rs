@@ -43,7 +43,7 @@ pub fn cluster() -> &'static TestCluster {
         std::thread::spawn(|| {
             remove_stale_test_dirs();
             let dir = std::env::temp_dir().join(format!("tenantry-test-{}", std::process::id()));
-            let pg = LocalPostgres::start(&Options { dir, port: 0, ephemeral: true })
+            let pg = LocalPostgres::start(&Options { dir, port: 0, ephemeral: true, owner_socket: true })
                 .expect("starting the test PostgreSQL");
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -108,7 +108,8 @@ pub async fn fresh_database() -> String {
 pub enum Mode {
     /// Requests log in as tenantry_api (production's API_DATABASE_URL).
     ApiLogin,
-    /// Only DATABASE_URL (a superuser): requests switch role per transaction.
+    /// Only DATABASE_URL (a superuser), on a socket where tenantry_api may not log in, and
+    /// ALLOW_OWNER_REQUEST_LOGIN=1: requests switch role per transaction.
     SwitchRole,
 }
 
@@ -146,14 +147,21 @@ pub async fn spawn_app_with(mode: Mode, adjust: impl FnOnce(&mut Config)) -> Tes
 pub async fn spawn_app_on(database: &str, mode: Mode, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let database = database.to_owned();
     let pg = &cluster().pg;
-    let mut config = Config {
-        port: 0,
-        database_url: Some(pg.url(SUPERUSER, &database)),
-        api_database_url: (mode == Mode::ApiLogin).then(|| pg.url(db::API_ROLE, &database)),
-        pool_size: 8,
-        context: context_mode(),
-        ..Config::default()
+    let mut config = match mode {
+        Mode::ApiLogin => Config {
+            database_url: Some(pg.url(SUPERUSER, &database)),
+            api_database_url: Some(pg.url(db::API_ROLE, &database)),
+            ..Config::default()
+        },
+        Mode::SwitchRole => Config {
+            database_url: pg.socket_url(SUPERUSER, &database),
+            allow_owner_request_login: true,
+            ..Config::default()
+        },
     };
+    config.port = 0;
+    config.pool_size = 8;
+    config.context = context_mode();
     adjust(&mut config);
     let app = App::build(&config).await.expect("the app starts");
     let address = format!("http://{}", app.addr());

@@ -145,7 +145,19 @@ async fn a_change_through_one_instance_is_what_the_other_reads_and_guards_agains
         .await
         .unwrap();
     assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
-    assert_eq!(stale.headers()["etag"], "\"2\"");
+    let current = b.get(&member("acme"), "/api/issues/1").await;
+    assert_eq!(stale.headers()["etag"], current.headers()["etag"], "b names the version a made");
+    // One tag, two instances: a's tag is current for b, b's for a.
+    for (reader, writer) in [(&a, &b), (&b, &a)] {
+        let tag = writer.get(&member("acme"), "/api/issues/1").await.headers()["etag"].clone();
+        let revalidated = reader
+            .request(Method::GET, "/api/issues/1", Some(&member("acme")))
+            .header("if-none-match", tag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+    }
     assert_eq!(
         b.get(&member("acme"), "/api/issues/1").await.json::<Value>().await.unwrap()["status"],
         "DONE"
@@ -182,4 +194,36 @@ async fn instances_starting_together_on_an_empty_database_migrate_it_once() {
     assert_eq!(applied.len(), files, "{applied:?}");
     assert_eq!(applied.last().unwrap().0, tenantry::db::migrate::latest_version());
     assert!(applied.iter().all(|(_, times)| *times == 1), "each migration once: {applied:?}");
+}
+
+/// Tags are made with the database's key (migration 7), read at every start: a copy a
+/// client validated yesterday is still current after a restart. ETAG_KEY replaces it.
+#[tokio::test]
+async fn a_tag_stays_valid_across_a_restart_and_etag_key_replaces_the_databases_key() {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+
+    let database = fresh_database().await;
+    let first = spawn_app_on(&database, Mode::ApiLogin, |_| {}).await;
+    first.create_ok(&member("acme"), "kept").await;
+    let tag = first.get(&member("acme"), "/api/issues/1").await.headers()["etag"].clone();
+    drop(first);
+
+    let revalidate = |app: &TestApp, tag| {
+        app.request(Method::GET, "/api/issues/1", Some(&member("acme"))).header("if-none-match", tag).send()
+    };
+    let restarted = spawn_app_on(&database, Mode::ApiLogin, |_| {}).await;
+    assert_eq!(revalidate(&restarted, tag.clone()).await.unwrap().status(), StatusCode::NOT_MODIFIED);
+
+    let key = [7u8; 32];
+    let keyed =
+        spawn_app_on(&database, Mode::ApiLogin, |config| config.etag_key = Some(STANDARD.encode(key))).await;
+    let fresh = revalidate(&keyed, tag).await.unwrap();
+    assert_eq!(fresh.status(), StatusCode::OK, "another key: the old tag is not current");
+    assert_eq!(fresh.headers()["etag"], crate::concurrency::tag_with_key(&key, "acme", 1, 1));
+
+    for bad in ["", "short", &STANDARD.encode([1u8; 31]), &STANDARD.encode([1u8; 33])] {
+        let config = tenantry::config::Config { etag_key: Some(bad.to_owned()), ..Default::default() };
+        let err = tenantry::App::build(&config).await.err().expect("refused");
+        assert!(matches!(err, tenantry::StartupError::EtagKey), "{bad:?}: {err}");
+    }
 }

@@ -231,7 +231,11 @@ async fn rs256_and_es256_tokens_verify_against_the_issuers_public_key() {
     let other_ec = key_pair(&dir, "other", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]);
 
     for ((private, public), algorithm) in [(rsa, "RS256"), (ec, "ES256")] {
-        let config = JwtConfig { jwt_public_key_file: Some(public.clone().into()), ..JwtConfig::default() };
+        let config = JwtConfig {
+            jwt_public_key_file: Some(public.clone().into()),
+            jwt_audience: Some("tenantry-api".into()),
+            ..JwtConfig::default()
+        };
         let app = jwt_app(config.clone()).await;
         let ann = ctx("acme", "ann", Role::Admin);
         let token = jwt::mint(&config, Some(Path::new(&private)), &ann, Duration::from_secs(60)).unwrap();
@@ -266,6 +270,11 @@ async fn jwt_mode_refuses_to_start_without_a_usable_key() {
     assert!(matches!(build(short).await.err(), Some(StartupError::Jwt(JwtSetupError::ShortSecret))));
     let missing = JwtConfig { jwt_public_key_file: Some("/nonexistent.pem".into()), ..JwtConfig::default() };
     assert!(matches!(build(missing).await.err(), Some(StartupError::Jwt(JwtSetupError::Read { .. }))));
+    // A usable key but no audience: a token minted for another service would work here.
+    let no_audience = JwtConfig { jwt_secret: Some(SECRET.into()), ..JwtConfig::default() };
+    let err = build(no_audience).await.err().expect("refused");
+    assert!(matches!(err, StartupError::Jwt(JwtSetupError::NoAudience)), "{err}");
+    assert!(err.to_string().contains("JWT_AUDIENCE_OPTIONAL=1"), "{err}");
 }
 
 #[tokio::test]
@@ -295,4 +304,106 @@ fn the_token_subcommand_mints_what_the_server_accepts() {
     let token = String::from_utf8(output.stdout).unwrap();
     let verifier = jwt::JwtVerifier::new(&jwt_config()).unwrap();
     assert_eq!(verifier.verify(token.trim()).unwrap(), ctx("acme", "ann", Role::Admin));
+}
+
+/// A token whose payload is exactly `payload` (byte for byte, so it may repeat a key),
+/// signed with HS256 here rather than by the library under test.
+fn signed_text(payload: &str, secret: &str) -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use hmac::{Hmac, KeyInit, Mac};
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(signing_input.as_bytes());
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn a_token_whose_claims_name_a_key_twice_is_refused_whichever_value_comes_last() {
+    let app = jwt_app(jwt_config()).await;
+    let rest = format!(
+        r#""sub":"ann","role":"ADMIN","exp":{},"aud":"tenantry-api","iss":"https://id.example.test""#,
+        now() + 600
+    );
+    // The control: the same bytes without the repeat are accepted.
+    let plain = signed_text(&format!(r#"{{"org":"globex",{rest}}}"#), SECRET);
+    assert_eq!(
+        bearer(&app, Method::GET, "/api/issues", &plain).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    for payload in [
+        format!(r#"{{"org":"acme","org":"globex",{rest}}}"#),
+        format!(r#"{{"org":"globex",{rest},"role":"MEMBER"}}"#),
+        format!(r#"{{"org":"acme",{rest},"exp":{}}}"#, now() + 999_999),
+    ] {
+        let token = signed_text(&payload, SECRET);
+        let response = bearer(&app, Method::GET, "/api/issues", &token).send().await.unwrap();
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        let problem = assert_problem(response, StatusCode::UNAUTHORIZED).await;
+        // jsonwebtoken itself refuses a repeated registered claim (exp) as malformed.
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("a key twice") || detail == "the token is malformed", "{payload}: {problem}");
+        assert!(challenge.contains("invalid_token"), "{challenge}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_that_lives_longer_than_jwt_max_ttl_seconds_is_refused() {
+    let app = jwt_app(jwt_config()).await;
+    let claims = |iat: Option<i64>, exp: i64| {
+        let claims = with(valid_claims(), "exp", exp.into());
+        with(claims, "iat", iat.map_or(Value::Null, Value::from))
+    };
+    let day = 86_400;
+    let accepted = [
+        claims(Some(now()), now() + day),
+        claims(None, now() + day - 60),
+        claims(Some(now() - day + 120), now() + 60),
+    ];
+    for claims in accepted {
+        let token = signed(claims.clone(), SECRET);
+        let response = bearer(&app, Method::GET, "/api/issues", &token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{claims}");
+    }
+    let refused = [
+        claims(Some(now()), now() + day + 1),
+        claims(None, now() + day + 120),
+        // Claiming to be issued in the future does not shorten a long life.
+        claims(Some(now() + 2 * day - 10), now() + 2 * day),
+        claims(Some(now() - 10 * day), now() + 60),
+    ];
+    for claims in refused {
+        let token = signed(claims.clone(), SECRET);
+        let problem = assert_problem(
+            bearer(&app, Method::GET, "/api/issues", &token).send().await.unwrap(),
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        assert!(problem["detail"].as_str().unwrap().contains("JWT_MAX_TTL_SECONDS"), "{claims}: {problem}");
+    }
+    // 0 lifts the cap; a smaller cap refuses what the default took.
+    let uncapped = jwt_app(JwtConfig { jwt_max_ttl_seconds: 0, ..jwt_config() }).await;
+    let year = signed(claims(Some(now()), now() + 365 * day), SECRET);
+    assert_eq!(
+        bearer(&uncapped, Method::GET, "/api/issues", &year).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let minute = jwt_app(JwtConfig { jwt_max_ttl_seconds: 60, ..jwt_config() }).await;
+    let ten_minutes = signed(claims(Some(now()), now() + 600), SECRET);
+    let response = bearer(&minute, Method::GET, "/api/issues", &ten_minutes).send().await.unwrap();
+    assert_problem(response, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn without_jwt_audience_tokens_for_any_audience_work_only_when_that_is_asked_for() {
+    let config = JwtConfig { jwt_audience: None, jwt_audience_optional: true, ..jwt_config() };
+    let app = jwt_app(config).await;
+    for audience in [Value::Null, json!("some-other-service")] {
+        let token = signed(with(valid_claims(), "aud", audience.clone()), SECRET);
+        let response = bearer(&app, Method::GET, "/api/issues", &token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{audience}");
+    }
 }
