@@ -298,3 +298,32 @@ pub fn decode_key(text: &str) -> Result<[u8; 32], crate::StartupError> {
         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
         .ok_or(crate::StartupError::EtagKey)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_takes_an_address_or_localhost_and_loopback_means_this_machine_only() {
+        assert_eq!(parse_host("localhost"), Ok(IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(parse_host("::1"), Ok("::1".parse().unwrap()));
+        assert!(parse_host("example.com").is_err());
+        for loopback in ["127.0.0.1", "127.255.0.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_loopback(loopback.parse().unwrap()), "{loopback}");
+        }
+        for network in ["0.0.0.0", "::", "10.0.0.1", "::ffff:10.0.0.1", "192.0.2.1"] {
+            assert!(!is_loopback(network.parse().unwrap()), "{network}");
+        }
+    }
+
+    #[test]
+    fn a_key_is_32_bytes_in_either_base64_alphabet() {
+        let key = [0xfbu8; 32];
+        use base64::{Engine, engine::general_purpose as b64};
+        for engine in [b64::STANDARD, b64::URL_SAFE, b64::STANDARD_NO_PAD, b64::URL_SAFE_NO_PAD] {
+            assert_eq!(decode_key(&engine.encode(key)).ok(), Some(key));
+        }
+        assert!(decode_key(&b64::STANDARD.encode([1u8; 16])).is_err());
+        assert!(decode_key("not base64!").is_err());
+    }
+}

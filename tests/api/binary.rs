@@ -57,8 +57,23 @@ impl Served {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().unwrap();
         assert!(status.success(), "a clean exit on SIGTERM: {status}");
-        let rest: Vec<String> = self.lines.try_iter().collect();
+        let rest = until_end_of_file(&self.lines);
         assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    }
+}
+
+/// Every line the child wrote after those already received, once its output reached end of
+/// file (the reader thread then drops its sender). Reading only what has arrived so far
+/// (`try_iter`) races the reader thread: right after the child exits, its last lines may
+/// still be in the pipe.
+fn until_end_of_file<T>(lines: &mpsc::Receiver<T>) -> Vec<T> {
+    let mut rest = Vec::new();
+    loop {
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => rest.push(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return rest,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("the child's output never ended: {}", rest.len()),
+        }
     }
 }
 
@@ -114,7 +129,7 @@ fn serve_json_logs_with(
     database: &str,
     shutdown_timeout_seconds: u32,
     env: &[(&str, &str)],
-) -> (Child, String, mpsc::Receiver<Value>, Value) {
+) -> (Child, String, mpsc::Receiver<Value>, Vec<Value>) {
     let pg = &crate::helpers::cluster().pg;
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .env_remove("TOKIO_WORKER_THREADS")
@@ -138,16 +153,20 @@ fn serve_json_logs_with(
             let _ = tx.send(parsed);
         }
     });
+    let mut start = Vec::new();
     loop {
         let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the server did not say it was serving");
+            panic!("the server did not say it was serving: {start:?}");
         };
-        if let Some(rest) = line["fields"]["message"].as_str().and_then(|m| m.strip_prefix("serving ")) {
+        let serving = line["fields"]["message"].as_str().and_then(|m| m.strip_prefix("serving "));
+        if let Some(rest) = serving {
             let address = rest.split("/api").next().unwrap().to_owned();
-            return (child, address, lines, line);
+            start.push(line);
+            return (child, address, lines, start);
         }
+        start.push(line);
     }
 }
 
@@ -202,7 +221,7 @@ async fn on_sigterm_it_stops_accepting_finishes_requests_in_flight_and_closes_th
     let status = tokio::task::block_in_place(|| child.wait()).unwrap();
     assert!(status.success(), "a clean exit: {status}");
 
-    let logs: Vec<Value> = lines.try_iter().collect();
+    let logs = until_end_of_file(&lines);
     assert!(logs.iter().all(Value::is_object), "every line is JSON: {logs:?}");
     let message = |line: &Value| line["fields"]["message"].as_str().unwrap_or_default().to_owned();
     // Every request line carries its id.
@@ -276,7 +295,7 @@ async fn on_sigint_a_request_stuck_past_the_shutdown_deadline_does_not_keep_it_r
     let answer = stuck.await.unwrap();
     assert!(answer.is_err(), "{answer:?}");
     blocker.rollback().await.unwrap();
-    let logs: Vec<Value> = lines.try_iter().collect();
+    let logs = until_end_of_file(&lines);
     assert!(logs.iter().any(|l| l["fields"]["message"] == "stopped"), "{logs:?}");
 }
 
@@ -350,10 +369,32 @@ async fn it_runs_one_worker_per_core_but_one_unless_told_otherwise() {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     for (env, expected) in [(None, tenantry::default_worker_threads(cores)), (Some("3"), 3)] {
         let env: Vec<(&str, &str)> = env.map(|n| ("TOKIO_WORKER_THREADS", n)).into_iter().collect();
-        let (mut child, _, _, serving) = serve_json_logs_with(&database, 5, &env);
+        let (mut child, _, _, start) = serve_json_logs_with(&database, 5, &env);
+        let serving = start.last().unwrap();
         assert_eq!(serving["fields"]["workers"], expected, "{env:?}: {serving}");
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = tokio::task::block_in_place(|| child.wait()).unwrap();
         assert!(status.success(), "{status}");
     }
+}
+
+/// ALLOW_HEADER_AUTH_ON_NETWORK=1 serves the trusting headers mode on a network address,
+/// and says so once, at start, before serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_authentication_on_a_network_address_is_warned_about_once_at_start() {
+    let database = crate::helpers::fresh_database().await;
+    let env = [("HOST", "0.0.0.0"), ("ALLOW_HEADER_AUTH_ON_NETWORK", "1")];
+    let (mut child, _, lines, start) = serve_json_logs_with(&database, 5, &env);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    assert!(status.success(), "{status}");
+    let all: Vec<Value> = start.into_iter().chain(until_end_of_file(&lines)).collect();
+    let warnings: Vec<&Value> = all
+        .iter()
+        .filter(|l| {
+            l["level"] == "WARN"
+                && l["fields"]["message"].as_str().unwrap_or("").contains("ALLOW_HEADER_AUTH_ON_NETWORK")
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{all:?}");
 }

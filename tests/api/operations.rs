@@ -68,6 +68,28 @@ async fn a_request_id_is_taken_from_the_client_or_made_and_always_echoed() {
     assert!(plain_get(&app, "/nowhere").await.headers().contains_key("x-request-id"));
 }
 
+/// Made ids are random: a prefix and a counter would let any caller count every other
+/// tenant's requests between two of its own.
+#[tokio::test]
+async fn made_request_ids_tell_nothing_about_other_requests() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        let response = plain_get(&app, "/healthz").await;
+        ids.push(response.headers()["x-request-id"].to_str().unwrap().to_owned());
+    }
+    // 32 random hex digits: 50 ids sharing no 8-digit prefix (a counter's share 16) and
+    // no 8-digit suffix (a counter's differ in the last few).
+    let distinct = |part: fn(&String) -> &str| {
+        let mut parts: Vec<&str> = ids.iter().map(part).collect();
+        parts.sort();
+        parts.dedup();
+        parts.len()
+    };
+    assert_eq!(distinct(|id| &id[..8]), ids.len(), "{ids:?}");
+    assert_eq!(distinct(|id| &id[24..]), ids.len(), "{ids:?}");
+}
+
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_status_time_them_and_show_the_pool() {
     let app = spawn_app().await;

@@ -206,3 +206,85 @@ pub fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A login that is a member of tenantry_api and of something else could SET ROLE to that
+/// something else: refused, naming it. A member of tenantry_api only is fine.
+#[tokio::test]
+async fn it_refuses_a_request_login_that_is_a_member_of_any_role_but_tenantry_api() {
+    create_role("create role api_and_stats login in role tenantry_api, pg_read_all_stats").await;
+    let err = build_with_request_login("api_and_stats").await.err().expect("refused");
+    assert!(
+        matches!(&err, StartupError::UnsafeRequestRole(RoleProblem::MemberOfOtherRoles { others, .. }) if others == "pg_read_all_stats"),
+        "{err}"
+    );
+    create_role("create role api_only login in role tenantry_api").await;
+    build_with_request_login("api_only").await.expect("a member of tenantry_api only may serve");
+}
+
+/// With DATABASE_URL alone, requests never log in as its (here: superuser) user.
+#[tokio::test]
+async fn with_only_database_url_requests_log_in_as_tenantry_api_not_as_the_owner() {
+    let database = fresh_database().await;
+    let config =
+        Config { port: 0, database_url: Some(cluster().pg.url(SUPERUSER, &database)), ..Config::default() };
+    let app = App::build(&config).await.expect("starts");
+    let conn = app.database().pool().get().await.unwrap();
+    let row = conn.query_one("select session_user::text, current_user::text", &[]).await.unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("tenantry_api".into(), "tenantry_api".into())
+    );
+}
+
+/// Where tenantry_api cannot log in (here: a socket whose pg_hba.conf rejects it), the
+/// service refuses to start, saying what to do; ALLOW_OWNER_REQUEST_LOGIN=1 accepts the
+/// owner's login, switching role per transaction, for development.
+#[tokio::test]
+async fn when_the_api_login_fails_it_refuses_to_start_unless_the_owner_login_is_allowed() {
+    let database = fresh_database().await;
+    let config =
+        Config { port: 0, database_url: cluster().pg.socket_url(SUPERUSER, &database), ..Config::default() };
+    let err = App::build(&config).await.err().expect("refused");
+    assert!(matches!(err, StartupError::ApiLogin { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("API_DATABASE_URL") && message.contains("ALLOW_OWNER_REQUEST_LOGIN=1"),
+        "{message}"
+    );
+
+    let allowed = App::build(&Config { allow_owner_request_login: true, ..config }).await.expect("starts");
+    let conn = allowed.database().pool().get().await.unwrap();
+    let session: String = conn.query_one("select session_user::text", &[]).await.unwrap().get(0);
+    assert_eq!(session, SUPERUSER);
+    assert_eq!(tenantry::db::verify_request_role(allowed.database()).await.unwrap(), "tenantry_api");
+}
+
+/// AUTH_MODE=headers believes whatever the headers say: only on loopback, unless asked.
+#[tokio::test]
+async fn header_authentication_refuses_a_network_address_unless_allowed() {
+    let database = fresh_database().await;
+    let config = |host: &str, mode, allow| Config {
+        port: 0,
+        host: host.parse().unwrap(),
+        auth_mode: mode,
+        allow_header_auth_on_network: allow,
+        database_url: Some(cluster().pg.url(SUPERUSER, &database)),
+        jwt: tenantry::config::JwtConfig {
+            jwt_secret: Some("a test secret that is long enough for HS256".into()),
+            jwt_audience: Some("tenantry-api".into()),
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    use tenantry::config::AuthMode::{Headers, Jwt};
+    for host in ["0.0.0.0", "::", "192.0.2.1"] {
+        let err = App::build(&config(host, Headers, false)).await.err().expect("refused");
+        assert!(matches!(err, StartupError::HeaderAuthOnNetwork { .. }), "{host}: {err}");
+        assert!(err.to_string().contains("ALLOW_HEADER_AUTH_ON_NETWORK=1"), "{err}");
+    }
+    for host in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+        App::build(&config(host, Headers, false)).await.unwrap_or_else(|e| panic!("{host}: {e}"));
+    }
+    App::build(&config("0.0.0.0", Headers, true)).await.expect("allowed");
+    App::build(&config("0.0.0.0", Jwt, false)).await.expect("jwt needs no permission");
+}

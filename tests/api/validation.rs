@@ -241,7 +241,13 @@ async fn each_missing_or_malformed_identity_header_is_a_401_naming_it() {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let problem = assert_problem(request.send().await.unwrap(), StatusCode::UNAUTHORIZED).await;
+        let response = request.send().await.unwrap();
+        // RFC 9110: a 401 says how to authenticate; never Basic (a browser's login dialog).
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Headers realm="tenantry", headers="x-organization-id x-user-id x-user-role""#
+        );
+        let problem = assert_problem(response, StatusCode::UNAUTHORIZED).await;
         assert_eq!(error_fields(&problem), named, "for {headers:?}");
         for header in named {
             assert!(problem["detail"].as_str().unwrap().contains(header));
@@ -293,4 +299,40 @@ async fn every_operation_refuses_query_parameters_it_does_not_have() {
     assert_eq!(app.list(&member("acme")).await.len(), 1, "nothing created, nothing deleted");
     let issue = app.get(&member("acme"), "/api/issues/1").await.json::<Value>().await.unwrap();
     assert_eq!(issue["title"], "exists");
+}
+
+/// `{"title": "a", "title": "b"}` is valid JSON that readers disagree on (first or last
+/// wins): refused, in any object of the body, so no two readers see two requests.
+#[tokio::test]
+async fn a_body_that_names_a_key_twice_is_refused_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let bodies = [
+        r#"{"title": "a", "title": "b", "description": "d"}"#,
+        r#"{"title": "a", "description": "d", "\u0074itle": "b"}"#,
+        r#"{"title": "a", "description": "d", "status": "OPEN", "status": "DONE"}"#,
+    ];
+    for body in bodies {
+        let response = app
+            .request(Method::POST, "/api/issues", Some(&member("acme")))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(error_fields(&problem), ["body"], "{body}");
+        assert!(problem["detail"].as_str().unwrap().contains("twice"), "{problem}");
+    }
+    assert_eq!(count(&app, "select count(*) from app.issues").await, 0);
+    app.create_ok(&member("acme"), "the control").await;
+    let patch = app
+        .request(Method::PATCH, "/api/issues/1", Some(&admin("acme")))
+        .header("content-type", "application/json")
+        .body(r#"{"assigneeId": "ann", "assigneeId": null}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(patch, StatusCode::BAD_REQUEST).await;
+    let issue: Value = app.get(&member("acme"), "/api/issues/1").await.json().await.unwrap();
+    assert_eq!(issue["assigneeId"], Value::Null);
 }
