@@ -302,6 +302,10 @@ const PARAMETER_RULES: &[(&str, &str)] = &[
     ("Idempotency-Key", "must be 1-255 printable ASCII characters"),
     // One entity-tag: the service compares it with the version (no lists).
     ("If-Match", "must be one entity tag exactly as the ETag header sent it, quotes included, or *"),
+    (
+        "If-None-Match",
+        "must be * or a comma-separated list of entity tags exactly as the ETag header sent them, quotes included",
+    ),
     ("limit", "must be an integer from 1 to 200"),
     ("cursor", "must be the cursor of a Link header this API sent"),
     ("status", "must be OPEN, IN_PROGRESS or DONE (repeat the parameter or separate values with commas)"),

@@ -360,7 +360,12 @@ impl IssuesApi {
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
         /// ETags of copies the client has (or `*`): 304 when one is current.
-        #[oai(name = "If-None-Match")]
+        #[oai(
+            name = "If-None-Match",
+            validator(
+                pattern = r#"^[ \t]*(\*|(W/)?"[\x21\x23-\x7E]*"([ \t]*,[ \t]*(W/)?"[\x21\x23-\x7E]*")*)[ \t]*$"#
+            )
+        )]
         if_none_match: Header<Option<String>>,
     ) -> Result<FetchedIssue, Failure<GetErrors>> {
         let _ = if_none_match; // read below with its list syntax, from every field line
@@ -394,7 +399,7 @@ impl IssuesApi {
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
         /// The `ETag` the change is based on (or `*`): 412 if the issue is at another version.
-        #[oai(name = "If-Match", validator(pattern = r"^[ \t]*[\x21-\x2B\x2D-\x7E]*[ \t]*$"))]
+        #[oai(name = "If-Match", validator(pattern = r#"^[ \t]*(\*|(W/)?"[\x21\x23-\x7E]*")[ \t]*$"#))]
         if_match: Header<Option<String>>,
         body: JsonBody<IssuePatch>,
     ) -> Result<OneIssue, Failure<UpdateErrors>> {
@@ -426,7 +431,7 @@ impl IssuesApi {
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
         /// The `ETag` the deletion is based on (or `*`): 412 if the issue is at another version.
-        #[oai(name = "If-Match", validator(pattern = r"^[ \t]*[\x21-\x2B\x2D-\x7E]*[ \t]*$"))]
+        #[oai(name = "If-Match", validator(pattern = r#"^[ \t]*(\*|(W/)?"[\x21\x23-\x7E]*")[ \t]*$"#))]
         if_match: Header<Option<String>>,
     ) -> Result<Deleted, Failure<DeleteErrors>> {
         let _ = if_match; // read below from the raw header, strictly

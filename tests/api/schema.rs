@@ -154,16 +154,17 @@ async fn every_schema_table_column_index_trigger_policy_function_type_and_role_h
     let app = spawn_app().await;
     let sql = app.owner_sql().await;
     let missing: Vec<String> = first_column(&sql, "select 'schema ' || nspname from pg_namespace
-              where nspname in ('app', 'api', 'dba') and obj_description(oid, 'pg_namespace') is null
+              where nspname in ('app', 'api', 'dba', 'secrets') and obj_description(oid, 'pg_namespace') is null
              union all
              select 'table ' || c.oid::regclass from pg_class c
-              where c.relnamespace in ('app'::regnamespace, 'api'::regnamespace, 'dba'::regnamespace)
+              where c.relnamespace in ('app'::regnamespace, 'api'::regnamespace, 'dba'::regnamespace,
+                                       'secrets'::regnamespace)
                 and c.relkind in ('r', 'p', 'v')
                 and obj_description(c.oid, 'pg_class') is null
              union all
              select 'column ' || c.oid::regclass || '.' || a.attname from pg_class c
                join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-              where (c.relnamespace = 'app'::regnamespace and c.relkind in ('r', 'p')
+              where (c.relnamespace in ('app'::regnamespace, 'secrets'::regnamespace) and c.relkind in ('r', 'p')
                      or c.relnamespace = 'dba'::regnamespace and c.relkind = 'v')
                 and col_description(c.oid, a.attnum) is null
              union all
