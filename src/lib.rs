@@ -7,6 +7,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod logging;
+pub mod trace;
 
 use std::{future::Future, io, net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
 

@@ -42,6 +42,17 @@ pub enum Error {
     Internal(#[source] BoxError),
 }
 
+impl Error {
+    /// The SQLSTATE PostgreSQL answered with, if this came from a server answer.
+    pub fn sqlstate(&self) -> Option<&str> {
+        let source = match self {
+            Error::Unavailable(source) | Error::Internal(source) => source,
+            _ => return None,
+        };
+        Some(source.downcast_ref::<tokio_postgres::Error>()?.code()?.code())
+    }
+}
+
 /// SQLSTATEs our functions raise on purpose (see the headers of the migrations).
 const NOT_FOUND: &str = "TN404";
 const FORBIDDEN: &str = "TN403";

@@ -17,6 +17,8 @@ mod scoped;
 pub use error::Error;
 pub use pool::{ConnectionTarget, PoolSettings, RequestRole, connect_owner, request_pool};
 pub use safety::{RoleProblem, verify_request_role};
+#[cfg(feature = "test-hooks")]
+pub use scoped::PANIC_MID_PIPELINE;
 pub use scoped::{ContextMode, Database, SET_CONTEXT, Sql, StatementMode, push_literal};
 
 /// The login (or switched-to) role every request runs as. Created by migration 1.

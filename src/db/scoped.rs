@@ -29,23 +29,26 @@
 //! `citus.propagate_set_commands = 'local'`), where `set_config()` stays on the
 //! coordinator. Both are transaction-local and cost the same single round trip.
 //!
-//! Hygiene: if this future is dropped (client gone, timeout) before the pipeline is
-//! polled, nothing was sent; after, all four statements are queued and the connection
-//! ends the transaction by itself before it serves anyone else. The one state we cannot
-//! vouch for is a COMMIT that failed without a server answer: that connection is
+//! Hygiene: parameters are encoded before the checkout, so nothing of ours can fail or
+//! panic halfway through writing the pipeline. The pipeline runs in a task that owns the
+//! connection through a [`Lease`]: if the request goes away (client gone, time-out), the
+//! transaction still runs to its end and the connection keeps its pool slot until then.
+//! The lease returns the connection to the pool only once the end of the transaction was
+//! answered; after a panic, or a COMMIT without a server answer, the connection is
 //! detached from the pool and closed, never reused.
 
 use std::{sync::Arc, time::Duration};
 
+use bytes::{Bytes, BytesMut};
 use deadpool_postgres::{Object, Pool};
 use futures::TryStreamExt;
 use tokio_postgres::{
     Client, Row,
-    types::{ToSql, Type},
+    types::{IsNull, ToSql, Type},
 };
 
 use super::{Error, pool::RequestRole};
-use crate::domain::TenantContext;
+use crate::{domain::TenantContext, trace::RequestTrace};
 
 /// A statement the scoped transaction runs, with the PostgreSQL types of its parameters.
 /// Stating the types keeps both [`StatementMode`]s typing parameters identically, and lets
@@ -179,83 +182,53 @@ impl Database {
         sql: &Sql,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, Error> {
-        let timeout = &*self.statement_timeout;
-        // Built before the checkout: a value refused here never reaches a connection.
+        // Everything that could fail on our side happens before the checkout: a value
+        // refused (or a panic while encoding it) never reaches a connection.
+        let params = encode(sql, params)?;
         let set_local = match self.context {
             ContextMode::SetConfig => None,
-            ContextMode::SetLocal => Some(set_local_script(self.role, settings, timeout)?),
+            ContextMode::SetLocal => Some(set_local_script(self.role, settings, &self.statement_timeout)?),
         };
-        let conn = self.pool.get().await?;
-        let settings: [&(dyn ToSql + Sync); 4] = [&settings[0], &settings[1], &settings[2], &timeout];
-
-        // The same steps, polled together, in every mode: one round trip. BEGIN and
-        // COMMIT go as simple queries: nothing to prepare, fine for any pooler.
-        let (begun, context_set, rows, committed) = match (&set_local, self.statements) {
-            (None, StatementMode::Prepared) => {
-                // Prepared once per connection; the first use prepares both in one round trip.
-                let (set_context, call) = futures::try_join!(
-                    conn.prepare_typed_cached(self.set_context.text, self.set_context.param_types),
-                    conn.prepare_typed_cached(sql.text, sql.param_types),
-                )
-                .inspect_err(|err| self.explain_missing_statement(err))?;
-                let (begun, context_set, rows, committed) = futures::join!(
-                    conn.batch_execute("begin"),
-                    conn.query(&set_context, &settings),
-                    conn.query(&call, params),
-                    conn.batch_execute("commit"),
-                );
-                (begun, context_set.map(drop), rows, committed)
-            }
-            (None, StatementMode::Unnamed) => {
-                let (begun, context_set, rows, committed) = futures::join!(
-                    conn.batch_execute("begin"),
-                    query_unnamed(&conn, &self.set_context, &settings),
-                    query_unnamed(&conn, sql, params),
-                    conn.batch_execute("commit"),
-                );
-                (begun, context_set.map(drop), rows, committed)
-            }
-            // The BEGIN carries the settings: three messages instead of four.
-            (Some(begin), StatementMode::Prepared) => {
-                let call = conn
-                    .prepare_typed_cached(sql.text, sql.param_types)
-                    .await
-                    .inspect_err(|err| self.explain_missing_statement(err))?;
-                let (begun, rows, committed) = futures::join!(
-                    conn.batch_execute(begin),
-                    conn.query(&call, params),
-                    conn.batch_execute("commit"),
-                );
-                (begun, Ok(()), rows, committed)
-            }
-            (Some(begin), StatementMode::Unnamed) => {
-                let (begun, rows, committed) = futures::join!(
-                    conn.batch_execute(begin),
-                    query_unnamed(&conn, sql, params),
-                    conn.batch_execute("commit"),
-                );
-                (begun, Ok(()), rows, committed)
-            }
+        let work = Pipeline {
+            settings: settings.map(str::to_owned),
+            timeout: self.statement_timeout.clone(),
+            set_context: self.set_context,
+            call: *sql,
+            params,
+            set_local,
+            statements: self.statements,
         };
-
-        if committed.as_ref().is_err_and(|e| e.as_db_error().is_none()) {
-            discard(conn);
+        let lease = Lease(Some(self.pool.get().await?));
+        // The pipeline runs in a task of its own that owns the connection: if this request
+        // goes away (client gone, time-out), the transaction still runs to its end, and the
+        // connection holds its pool slot until then (the pool size keeps its meaning).
+        let (sender, answer) = tokio::sync::oneshot::channel();
+        let trace = RequestTrace::current();
+        if let Some(trace) = &trace {
+            trace.transaction_started();
         }
-        begun?;
-        context_set?;
-        let rows = rows.inspect_err(|err| self.explain_missing_statement(err))?;
-        committed?;
-        Ok(rows)
+        tokio::spawn(async move {
+            // Ends the transaction for the trace even if `run` panics.
+            let ended = TransactionEnd(trace, false);
+            let result = work.run(lease).await;
+            let mut ended = ended;
+            ended.1 = result.is_ok();
+            let _ = sender.send(result);
+        });
+        match answer.await {
+            Ok(result) => result.inspect_err(|err| self.explain_missing_statement(err)),
+            // The task panicked; its lease closed the connection.
+            Err(_) => Err(Error::Internal("the database call panicked (see the log)".into())),
+        }
     }
 
     /// A named statement that is missing (26000) or already there (42P05) means that one
     /// pooled connection reaches several server connections: a transaction-mode pooler
     /// that does not track prepared statements (PgBouncer before 1.21). Said once, loudly.
-    fn explain_missing_statement(&self, err: &tokio_postgres::Error) {
+    fn explain_missing_statement(&self, err: &Error) {
         static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        let code = err.code().map(|code| code.code());
         if self.statements == StatementMode::Prepared
-            && matches!(code, Some("26000" | "42P05"))
+            && matches!(err.sqlstate(), Some("26000" | "42P05"))
             && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             tracing::error!(
@@ -267,6 +240,248 @@ impl Database {
         }
     }
 }
+
+/// One transaction's work, owned, so that a task of its own can finish it.
+struct Pipeline {
+    settings: [String; 3],
+    timeout: Arc<str>,
+    set_context: Sql,
+    call: Sql,
+    params: Vec<Encoded>,
+    /// `begin; set local ...;` in [`ContextMode::SetLocal`].
+    set_local: Option<String>,
+    statements: StatementMode,
+}
+
+impl Pipeline {
+    /// The same steps, polled together, in every mode: one round trip. BEGIN and COMMIT go
+    /// as simple queries: nothing to prepare, fine for any pooler. The lease goes back to
+    /// the pool only once the end of the transaction was answered.
+    async fn run(self, lease: Lease) -> Result<Vec<Row>, Error> {
+        let conn: &Client = lease.client();
+        let [org, user, role] = &self.settings;
+        let settings: [&(dyn ToSql + Sync); 4] = [org, user, role, &&*self.timeout];
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            self.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        hooks::mid_pipeline(org, &mut params);
+
+        let (begun, context_set, rows, committed) = match (&self.set_local, self.statements) {
+            (None, StatementMode::Prepared) => {
+                // Prepared once per connection; the first use prepares both in one round
+                // trip. Nothing is in a transaction yet: a failure leaves the connection idle.
+                let prepared = futures::try_join!(
+                    lease.object().prepare_typed_cached(self.set_context.text, self.set_context.param_types),
+                    lease.object().prepare_typed_cached(self.call.text, self.call.param_types),
+                );
+                let (set_context, call) = match prepared {
+                    Ok(statements) => statements,
+                    Err(err) => return lease.answered(Err(err.into())),
+                };
+                let (begun, context_set, rows, committed) = futures::join!(
+                    conn.batch_execute("begin"),
+                    conn.query(&set_context, &settings),
+                    conn.query(&call, &params),
+                    conn.batch_execute("commit"),
+                );
+                (begun, context_set.map(drop), rows, committed)
+            }
+            (None, StatementMode::Unnamed) => {
+                let (begun, context_set, rows, committed) = futures::join!(
+                    conn.batch_execute("begin"),
+                    query_unnamed(conn, &self.set_context, &settings),
+                    query_unnamed(conn, &self.call, &params),
+                    conn.batch_execute("commit"),
+                );
+                (begun, context_set.map(drop), rows, committed)
+            }
+            // The BEGIN carries the settings: three messages instead of four.
+            (Some(begin), StatementMode::Prepared) => {
+                let call =
+                    match lease.object().prepare_typed_cached(self.call.text, self.call.param_types).await {
+                        Ok(call) => call,
+                        Err(err) => return lease.answered(Err(err.into())),
+                    };
+                let (begun, rows, committed) = futures::join!(
+                    conn.batch_execute(begin),
+                    conn.query(&call, &params),
+                    conn.batch_execute("commit"),
+                );
+                (begun, Ok(()), rows, committed)
+            }
+            (Some(begin), StatementMode::Unnamed) => {
+                let (begun, rows, committed) = futures::join!(
+                    conn.batch_execute(begin),
+                    query_unnamed(conn, &self.call, &params),
+                    conn.batch_execute("commit"),
+                );
+                (begun, Ok(()), rows, committed)
+            }
+        };
+
+        // A COMMIT the server answered (even with an error: then it rolled back) leaves the
+        // connection idle and clean; without an answer its state is unknown.
+        if committed.as_ref().is_err_and(|e| e.as_db_error().is_none()) {
+            return Err(committed.expect_err("checked above").into());
+        }
+        let result = (|| {
+            begun?;
+            context_set?;
+            let rows = rows?;
+            committed?;
+            Ok(rows)
+        })();
+        lease.answered(result)
+    }
+}
+
+/// Tells the request's trace how its transaction ended, when dropped (`.1`: committed).
+struct TransactionEnd(Option<Arc<RequestTrace>>, bool);
+
+impl Drop for TransactionEnd {
+    fn drop(&mut self) {
+        if let Some(trace) = &self.0 {
+            trace.transaction_ended(self.1);
+        }
+    }
+}
+
+/// A pooled connection checked out for one transaction. It goes back to the pool only
+/// through [`Lease::answered`], i.e. once the transaction's end was answered; dropped any
+/// other way (a panic, an error without a server answer) it is detached from the pool and
+/// closed: never reused with a transaction open or half a message in its buffer.
+struct Lease(Option<Object>);
+
+impl Lease {
+    fn object(&self) -> &Object {
+        self.0.as_ref().expect("a lease holds its connection until it ends")
+    }
+
+    fn client(&self) -> &Client {
+        self.object()
+    }
+
+    /// The transaction ended and the server said so: the connection is clean.
+    fn answered<T>(mut self, result: Result<T, Error>) -> Result<T, Error> {
+        drop(self.0.take());
+        result
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(Object::take(conn));
+        }
+    }
+}
+
+/// A parameter encoded before any connection is touched: the encoding of a value can
+/// fail, or panic (postgres-types converts a timestamp to UTC with a `to_offset` that
+/// panics on overflow), and either must happen before BEGIN is queued.
+#[derive(Debug)]
+struct Encoded {
+    ty: Type,
+    /// `None`: SQL NULL.
+    value: Option<Bytes>,
+}
+
+impl ToSql for Encoded {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.value {
+            None => Ok(IsNull::Yes),
+            Some(bytes) => {
+                out.extend_from_slice(bytes);
+                Ok(IsNull::No)
+            }
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    /// Sent only as the type it was encoded for.
+    fn to_sql_checked(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty != self.ty {
+            return Err(format!("a parameter encoded as {} was to be sent as {ty}", self.ty).into());
+        }
+        self.to_sql(ty, out)
+    }
+}
+
+/// Encodes `params` as `sql` declares their types.
+fn encode(sql: &Sql, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Encoded>, Error> {
+    debug_assert_eq!(params.len(), sql.param_types.len(), "{}", sql.text);
+    params
+        .iter()
+        .zip(sql.param_types)
+        .map(|(param, ty)| {
+            let mut buf = BytesMut::new();
+            let encoded =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| param.to_sql_checked(ty, &mut buf)))
+                    .map_err(|_| Error::InvalidInput {
+                        column: None,
+                        message: "a value is outside the range PostgreSQL can store".into(),
+                    })?
+                    .map_err(Error::Internal)?;
+            Ok(Encoded { ty: ty.clone(), value: matches!(encoded, IsNull::No).then(|| buf.freeze()) })
+        })
+        .collect()
+}
+
+/// Test hooks (the `test-hooks` feature, which only `cargo test` enables): faults the
+/// suite injects where no input can reach.
+mod hooks {
+    use tokio_postgres::types::ToSql;
+
+    /// The organization whose calls panic while their parameters are written, after BEGIN
+    /// and the tenant's settings were queued: half a Bind message is then in the
+    /// connection's buffer (what an overflowing timestamp once did).
+    #[cfg(feature = "test-hooks")]
+    pub const PANIC_MID_PIPELINE: &str = "test-hook-panic-mid-pipeline";
+
+    #[cfg(feature = "test-hooks")]
+    #[derive(Debug)]
+    struct PanicsWhenEncoded;
+
+    #[cfg(feature = "test-hooks")]
+    impl ToSql for PanicsWhenEncoded {
+        fn to_sql(
+            &self,
+            _: &tokio_postgres::types::Type,
+            _: &mut bytes::BytesMut,
+        ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+            panic!("test hook: a panic mid-pipeline");
+        }
+
+        fn accepts(_: &tokio_postgres::types::Type) -> bool {
+            true
+        }
+
+        tokio_postgres::types::to_sql_checked!();
+    }
+
+    #[inline(always)]
+    pub fn mid_pipeline(_organization: &str, _params: &mut [&(dyn ToSql + Sync)]) {
+        #[cfg(feature = "test-hooks")]
+        if _organization == PANIC_MID_PIPELINE
+            && let Some(last) = _params.last_mut()
+        {
+            *last = &PanicsWhenEncoded;
+        }
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+pub use hooks::PANIC_MID_PIPELINE;
 
 /// Runs `sql` as an unnamed statement. Its messages are queued on the first poll (before
 /// any await), so it pipelines exactly like a prepared statement. The result columns
@@ -324,9 +539,4 @@ pub fn push_literal(out: &mut String, value: &str) -> Result<(), Error> {
     }
     out.push('\'');
     Ok(())
-}
-
-/// Closes a connection whose transaction state is unknown instead of returning it.
-fn discard(conn: Object) {
-    drop(Object::take(conn));
 }

@@ -20,6 +20,17 @@ pub const TITLE_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1
 /// A description: as a title, but tab, line feed and carriage return are allowed.
 pub const DESCRIPTION_PATTERN: &str = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$";
 
+/// The instants a timestamp parameter may name: 0001-01-01T00:00:00Z ..=
+/// 9999-12-31T23:59:59.999999Z, once converted to UTC. A value such as
+/// `9999-12-31T23:59:00-00:01` is valid RFC 3339, but its UTC instant is in year 10000:
+/// converting it overflows (postgres-types panics while encoding it).
+pub fn timestamp_in_range(value: time::OffsetDateTime) -> bool {
+    const FIRST: time::OffsetDateTime = time::macros::datetime!(0001-01-01 00:00:00 UTC);
+    const LAST: time::OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59.999999 UTC);
+    // Comparisons of OffsetDateTime compare instants, whatever the offsets.
+    (FIRST..=LAST).contains(&value)
+}
+
 /// Organization and user ids: 1 to 64 characters of `A-Z a-z 0-9 . _ : @ -`
 /// (SQL: `app.is_valid_id`).
 pub fn is_valid_id(value: &str) -> bool {

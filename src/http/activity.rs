@@ -13,7 +13,7 @@ use super::{
     error::{ErrorStatuses, Failure, SERVICE_UNAVAILABLE, UNAUTHORIZED},
     issues::{LIST_BAD_REQUEST, default_page_size},
     json::JsonBody,
-    query::{CheckedQuery, QuerySpec, ValueList},
+    query::{CheckedQuery, QuerySpec, ValueList, check_timestamps},
 };
 use crate::{
     db::{self, Database},
@@ -106,6 +106,7 @@ impl ActivityApi {
         /// Changes made before this time (exclusive), RFC 3339.
         until: Query<Option<OffsetDateTime>>,
     ) -> Result<ActivityPage, Failure<FeedErrors>> {
+        check_timestamps(&[("since", since.0), ("until", until.0)])?;
         let request = ActivityQuery {
             limit: limit.0,
             cursor: cursor.0,

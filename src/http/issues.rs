@@ -19,7 +19,7 @@ use super::{
     },
     json::{Fields, FromJsonObject, JsonBody},
     preconditions::{EntityTags, IfMatch, IfNoneMatch, refuse_unreadable},
-    query::{CheckedQuery, NoParameters, QuerySpec, ValueList},
+    query::{CheckedQuery, NoParameters, QuerySpec, ValueList, check_timestamps},
 };
 use crate::{
     db::{self, Database, issues::IssueRows},
@@ -321,6 +321,11 @@ impl IssuesApi {
         /// or `relevance` (best match, then newest) with `q`.
         sort: Query<Option<IssueSort>>,
     ) -> Result<IssueList, Failure<ListErrors>> {
+        check_timestamps(&[
+            ("createdAfter", created_after.0),
+            ("createdBefore", created_before.0),
+            ("updatedAfter", updated_after.0),
+        ])?;
         if let Some(problem) = q.as_deref().and_then(|q| text_problem(q, SEARCH_MAX_CHARS, false)) {
             return Err(ApiError::invalid("q", problem).into());
         }

@@ -60,6 +60,19 @@ pub struct Metrics {
     revalidations: [AtomicU64; 2],
 }
 
+/// Whether `path` is an instance of `template` (`{name}` stands for one non-empty segment).
+fn template_matches(template: &str, path: &str) -> bool {
+    let (mut template, mut path) = (template.split('/'), path.split('/'));
+    loop {
+        match (template.next(), path.next()) {
+            (None, None) => return true,
+            (Some(t), Some(p)) if t.starts_with('{') && t.ends_with('}') && !p.is_empty() => {}
+            (Some(t), Some(p)) if t == p => {}
+            _ => return false,
+        }
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -80,18 +93,30 @@ impl Metrics {
         }
     }
 
-    /// The route of an API operation, or of a fixed path, or `other`.
-    pub fn route(&self, operation_id: Option<&str>, path: &str) -> RouteIndex {
+    /// The route of an API operation, or else of the operation whose method and path
+    /// template match, or of a fixed path, or `other`.
+    pub fn route(&self, operation_id: Option<&str>, method: &poem::http::Method, path: &str) -> RouteIndex {
         let operations = self.operation_ids.len();
         if let Some(id) = operation_id
             && let Some(index) = self.operation_ids.iter().position(|known| *known == id)
         {
             return RouteIndex(index);
         }
+        let matching = self.routes[..operations].iter().position(|route| {
+            route.method.eq_ignore_ascii_case(method.as_str()) && template_matches(&route.path, path)
+        });
+        if let Some(index) = matching {
+            return RouteIndex(index);
+        }
         match FIXED_ROUTES.iter().position(|fixed| *fixed == path) {
             Some(index) => RouteIndex(operations + index),
             None => RouteIndex(self.routes.len() - 1),
         }
+    }
+
+    /// The path template of a route (`/api/issues/{id}`); `None` for `other`.
+    pub fn template(&self, route: RouteIndex) -> Option<&str> {
+        (route.0 + 1 < self.routes.len()).then(|| self.routes[route.0].path.as_str())
     }
 
     pub fn record(&self, route: RouteIndex, status: u16, latency: Duration) {

@@ -8,6 +8,7 @@
 //! written here, where the id is known.
 
 use std::{
+    panic::AssertUnwindSafe,
     sync::{
         Arc, OnceLock,
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -15,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::FutureExt;
 use poem::{
     Endpoint, IntoResponse, Request, Response,
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
@@ -27,7 +29,7 @@ use super::{
     metrics::Metrics,
     rate_limit::{Allowance, RateLimits},
 };
-use crate::{db, domain::TenantContext};
+use crate::{db, domain::TenantContext, trace::RequestTrace};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -114,18 +116,30 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         let path = request.uri().path().to_owned();
         let conditional = request.headers().contains_key(header::IF_NONE_MATCH);
 
-        let call = self.inner.call(request);
-        let result = match services.request_timeout {
-            Some(deadline) => tokio::time::timeout(deadline, call).await.unwrap_or_else(|_| {
+        let trace = RequestTrace::new(request_id.to_str().unwrap_or("-"));
+        // Told "client gone" if this future is dropped before it answers.
+        let mut unanswered = Unanswered(Some(trace.clone()));
+        // A panic in a handler is a 500 for this request alone: the scoped transaction
+        // never lets its connection back into the pool after one (see db/scoped.rs).
+        let call = AssertUnwindSafe(trace.clone().scope(self.inner.call(request))).catch_unwind();
+        let outcome = match services.request_timeout {
+            Some(deadline) => tokio::time::timeout(deadline, call).await.map_err(|_| trace.clone()),
+            None => Ok(call.await),
+        };
+        let mut response = match outcome {
+            Ok(Ok(Ok(response))) => response.into_response(),
+            Ok(Ok(Err(err))) => error::render(err),
+            Ok(Err(panic)) => {
+                let message = panic_message(&*panic);
+                error::render(ApiError::Internal(format!("a handler panicked: {message}").into()).into())
+            }
+            Err(trace) => {
+                trace.ended_without_response("timed out");
                 let late = db::Error::Unavailable("no answer within REQUEST_TIMEOUT_MS".into());
-                Err(ApiError::Unavailable(late).into())
-            }),
-            None => call.await,
+                error::render(ApiError::Unavailable(late).into())
+            }
         };
-        let mut response = match result {
-            Ok(response) => response.into_response(),
-            Err(err) => error::render(err),
-        };
+        unanswered.0 = None;
 
         let headers = response.headers_mut();
         headers.insert(REQUEST_ID_HEADER, request_id.clone());
@@ -148,21 +162,22 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         if conditional && operation == Some(REVALIDATED_OPERATION) {
             services.metrics.count_revalidation(response.status() == StatusCode::NOT_MODIFIED);
         }
-        let route = services.metrics.route(operation, &path);
+        // Without an operation (a time-out, a panic): the route its method and path match.
+        let index = services.metrics.route(operation, &method, &path);
         let latency = started.elapsed();
-        services.metrics.record(route, response.status().as_u16(), latency);
+        services.metrics.record(index, response.status().as_u16(), latency);
         let request_id = request_id.to_str().unwrap_or("-");
+        // The path template, so the log shows `/api/issues/{id}` rather than every id.
+        let route = services.metrics.template(index).unwrap_or(&path);
         match response.data::<error::Cause>() {
             Some(error::Cause::Unavailable(cause)) => {
-                tracing::warn!(request_id, error = %cause, "database unavailable")
+                tracing::warn!(request_id, route, error = %cause, "database unavailable")
             }
             Some(error::Cause::Internal(cause)) => {
-                tracing::error!(request_id, error = %cause, "internal error")
+                tracing::error!(request_id, %method, route, error = %cause, "internal error")
             }
             None => {}
         }
-        // The path template, so the log shows `/api/issues/{id}` rather than every id.
-        let route = operation.and_then(super::openapi::operation_path).unwrap_or(&path);
         tracing::info!(
             request_id,
             %method,
@@ -174,6 +189,26 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         );
         Ok(response)
     }
+}
+
+/// Reports a request whose future was dropped before it answered: the client went away.
+struct Unanswered(Option<Arc<RequestTrace>>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(trace) = self.0.take() {
+            trace.ended_without_response("client gone");
+        }
+    }
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 struct InFlight<'a>(&'a AtomicU64);

@@ -15,7 +15,7 @@ use poem_openapi::{
     types::{ParseError, ParseFromParameter, ParseResult, Type},
 };
 
-use super::error::ApiError;
+use super::error::{ApiError, FieldError};
 
 /// The query parameters one operation accepts.
 pub trait QuerySpec: Send + Sync {
@@ -125,6 +125,21 @@ impl<T: ParseFromParameter> ParseFromParameter for ValueList<T> {
         Ok(ValueList(values))
     }
 }
+
+/// Refuses every timestamp parameter outside what PostgreSQL and the encoder take, naming
+/// each one in a single 400.
+pub fn check_timestamps(parameters: &[(&str, Option<time::OffsetDateTime>)]) -> Result<(), ApiError> {
+    let errors: Vec<FieldError> = parameters
+        .iter()
+        .filter(|(_, value)| value.is_some_and(|v| !crate::domain::rules::timestamp_in_range(v)))
+        .map(|(name, _)| FieldError::new(*name, TIMESTAMP_RANGE_RULE))
+        .collect();
+    if errors.is_empty() { Ok(()) } else { Err(ApiError::invalid_fields(errors)) }
+}
+
+/// What [`check_timestamps`] says.
+pub const TIMESTAMP_RANGE_RULE: &str =
+    "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z once converted to UTC";
 
 #[cfg(test)]
 mod tests {

@@ -439,6 +439,20 @@ pub fn set_tenant_sql(org: &str, user: &str, role: &str) -> String {
     )
 }
 
+/// Waits (up to 20 s) until `condition` holds, checking it again and again: a wait for
+/// an event another process causes, not for a time.
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition().await {
+        assert!(std::time::Instant::now() < deadline, "waited 20 s for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits (up to 20 s) until `n` request transactions of `database` wait for a lock,
 /// i.e. they are all inside PostgreSQL, queued behind a lock the test holds.
 pub async fn wait_for_lock_waiters(sql: &tokio_postgres::Client, database: &str, n: i64) {

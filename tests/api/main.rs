@@ -12,6 +12,7 @@ mod dba;
 mod explain;
 mod filters;
 mod helpers;
+mod hostile;
 mod hygiene;
 mod idempotency;
 mod instances;

@@ -1,0 +1,88 @@
+//! The request a piece of work belongs to, for log lines written away from the HTTP layer:
+//! the middleware runs each request inside [`RequestTrace::scope`], and the database layer
+//! carries the trace into the task that finishes a transaction.
+//!
+//! One duty here: a request that ends without a response (the client went away, or the
+//! request timed out) gets exactly one log line, with its id and what became of its
+//! transaction. A write whose client disconnected still commits; the line says so. The
+//! line is written by whoever finishes last: the request, or its last transaction.
+
+use std::sync::{Arc, Mutex};
+
+tokio::task_local! {
+    static CURRENT: Arc<RequestTrace>;
+}
+
+/// One request, as far as its log lines are concerned.
+#[derive(Debug)]
+pub struct RequestTrace {
+    id: Box<str>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Why the request ended without its response, once it did.
+    gone: Option<&'static str>,
+    /// Transactions started and not yet ended.
+    open: u32,
+    /// How the last transaction that ended, ended (`None`: none ended).
+    committed: Option<bool>,
+    logged: bool,
+}
+
+impl RequestTrace {
+    pub fn new(id: &str) -> Arc<RequestTrace> {
+        Arc::new(RequestTrace { id: id.into(), state: Mutex::default() })
+    }
+
+    /// Runs `work` as this request's.
+    pub async fn scope<F: Future>(self: Arc<Self>, work: F) -> F::Output {
+        CURRENT.scope(self, work).await
+    }
+
+    /// The trace of the request the current task serves, if any.
+    pub fn current() -> Option<Arc<RequestTrace>> {
+        CURRENT.try_with(Arc::clone).ok()
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The request will not get its response (`reason`: "client gone", "timed out").
+    pub fn ended_without_response(&self, reason: &'static str) {
+        let mut state = self.lock();
+        state.gone.get_or_insert(reason);
+        self.log_if_done(&mut state);
+    }
+
+    pub fn transaction_started(&self) {
+        self.lock().open += 1;
+    }
+
+    pub fn transaction_ended(&self, committed: bool) {
+        let mut state = self.lock();
+        state.open = state.open.saturating_sub(1);
+        state.committed = Some(committed);
+        self.log_if_done(&mut state);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn log_if_done(&self, state: &mut State) {
+        let Some(reason) = state.gone else { return };
+        if state.open > 0 || state.logged {
+            return;
+        }
+        state.logged = true;
+        let transaction = match state.committed {
+            None => "none",
+            Some(true) => "committed",
+            Some(false) => "not committed",
+        };
+        tracing::info!(request_id = &*self.id, reason, transaction, "request ended without a response");
+    }
+}

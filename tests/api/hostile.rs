@@ -1,0 +1,117 @@
+//! A hostile tenant: one MEMBER of one organization trying to make every other
+//! organization's requests fail. Each test attacks, then measures what the *other*
+//! organizations experience.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tenantry::db::{self, PANIC_MID_PIPELINE};
+
+use crate::helpers::*;
+
+/// An app with one pooled connection (every request shares it), reached directly or
+/// through a transaction-mode PgBouncer with one server connection. `None`: PgBouncer is
+/// missing (skipped unless REQUIRE_PGBOUNCER=1).
+async fn app_with_one_connection(route: Route, name: &str) -> Option<TestApp> {
+    let database = fresh_database().await;
+    let bouncer = match route {
+        Route::Direct => None,
+        Route::PgBouncer => Some(start_pgbouncer(name, 1)?),
+    };
+    let url = bouncer.as_ref().map(|b| b.url(db::API_ROLE, &database));
+    let mut app = spawn_app_on(&database, Mode::ApiLogin, |config| {
+        config.pool_size = 1;
+        if let Some(url) = url {
+            config.api_database_url = Some(url);
+            config.statements = statements_for_pgbouncer();
+        }
+    })
+    .await;
+    app.pgbouncer = bouncer;
+    Some(app)
+}
+
+/// The victim's requests: a create and a read, both of which must work.
+async fn victim_is_served(app: &TestApp) {
+    let created = app.create_ok(&member("victim"), "still served").await;
+    let read = app.get(&member("victim"), &format!("/api/issues/{}", created["id"])).await;
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(read.json::<Value>().await.unwrap()["title"], "still served");
+}
+
+/// Connections of the app's database left inside a transaction, as the server sees them.
+async fn idle_in_transaction(app: &TestApp) -> i64 {
+    let sql = "select count(*) from pg_stat_activity where datname = current_database() \
+               and state like 'idle in transaction%'";
+    app.owner_sql().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// `9999-12-31T23:59:00-00:01` is valid RFC 3339 whose UTC instant is in year 10000:
+/// encoding it panicked after BEGIN and the tenant were queued, and the poisoned
+/// connection went back to the pool (every later request on it: 503; behind PgBouncer,
+/// server connections pinned idle in transaction for everyone).
+#[tokio::test]
+async fn an_out_of_range_timestamp_is_a_400_naming_it_and_the_next_organization_is_served() {
+    for route in [Route::Direct, Route::PgBouncer] {
+        let Some(app) = app_with_one_connection(route, "timestamp").await else { continue };
+        let attacks = [
+            ("/api/issues?createdAfter=9999-12-31T23:59:00-00:01", vec!["createdAfter"]),
+            ("/api/issues?createdBefore=0001-01-01T00:00:00%2B00:01", vec!["createdBefore"]),
+            (
+                "/api/issues?updatedAfter=9999-12-31T23:59:59.9999999Z&createdAfter=9999-12-31T23:59:00-00:01",
+                vec!["createdAfter", "updatedAfter"],
+            ),
+            ("/api/activity?since=9999-12-31T23:59:00-00:01", vec!["since"]),
+            ("/api/activity?until=0001-01-01T00:00:00%2B23:59", vec!["until"]),
+        ];
+        for (path, named) in attacks {
+            for _ in 0..4 {
+                let problem =
+                    assert_problem(app.get(&member("attacker"), path).await, StatusCode::BAD_REQUEST).await;
+                let mut fields = error_fields(&problem);
+                fields.sort();
+                assert_eq!(fields, named, "{route:?} {path}");
+                assert!(
+                    problem["errors"][0]["message"].as_str().unwrap().contains("9999-12-31T23:59:59.999999Z")
+                );
+            }
+            victim_is_served(&app).await;
+        }
+        // The edges themselves are accepted.
+        for path in [
+            "/api/issues?createdAfter=0001-01-01T00:00:00Z&createdBefore=9999-12-31T23:59:59.999999Z",
+            "/api/issues?createdAfter=0001-01-01T00:59:00%2B00:59",
+            "/api/activity?since=0001-01-01T00:00:00Z&until=9999-12-31T23:59:59.999999Z",
+        ] {
+            assert_eq!(app.get(&member("attacker"), path).await.status(), StatusCode::OK, "{route:?} {path}");
+        }
+        assert_eq!(idle_in_transaction(&app).await, 0, "{route:?}");
+    }
+}
+
+/// Whatever panics mid-pipeline (here a test hook, after BEGIN and the tenant's settings
+/// were queued), the connection is closed, never handed to the next request, and the
+/// panicking request is a 500 problem.
+#[tokio::test]
+async fn a_panic_mid_pipeline_is_a_500_and_the_connection_never_serves_again() {
+    for route in [Route::Direct, Route::PgBouncer] {
+        let Some(app) = app_with_one_connection(route, "panic").await else { continue };
+        victim_is_served(&app).await;
+        for _ in 0..4 {
+            let response = app.get(&member(PANIC_MID_PIPELINE), "/api/issues").await;
+            let problem = assert_problem(response, StatusCode::INTERNAL_SERVER_ERROR).await;
+            assert_eq!(problem["detail"], "an unexpected error occurred", "nothing of the cause leaks");
+            victim_is_served(&app).await;
+        }
+        let writes = app.request(Method::POST, "/api/issues", Some(&member(PANIC_MID_PIPELINE)));
+        let response =
+            writes.json(&serde_json::json!({"title": "t", "description": "d"})).send().await.unwrap();
+        assert_problem(response, StatusCode::INTERNAL_SERVER_ERROR).await;
+        victim_is_served(&app).await;
+        assert_eq!(count(&app, "select count(*) from app.issues where organization_id <> 'victim'").await, 0);
+        // The closed connections' transactions are gone from the server, PgBouncer's too.
+        wait_until("no connection is idle in a transaction", || async {
+            idle_in_transaction(&app).await == 0
+        })
+        .await;
+    }
+}
