@@ -85,6 +85,16 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
+    /// Transactions one organization may have in flight at once on this instance (unset:
+    /// half the request pool, at least 1). Over it a request waits up to
+    /// ORG_QUEUE_TIMEOUT_MS, then gets 429.
+    #[arg(long, env = "ORG_MAX_TRANSACTIONS")]
+    pub org_max_transactions: Option<usize>,
+
+    /// How long a request over its organization's share waits for a place, in milliseconds.
+    #[arg(long, env = "ORG_QUEUE_TIMEOUT_MS", default_value_t = 200)]
+    pub org_queue_timeout_ms: u64,
+
     /// Longest wait for a pooled connection (or a new one), in milliseconds; then 503.
     #[arg(long, env = "DATABASE_POOL_TIMEOUT_MS", default_value_t = 2000)]
     pub pool_timeout_ms: u64,
@@ -224,6 +234,12 @@ impl Config {
         Duration::from_millis(self.pool_timeout_ms)
     }
 
+    /// Each organization's share of the request pool.
+    pub fn org_shares(&self) -> std::sync::Arc<crate::db::Shares> {
+        let share = self.org_max_transactions.unwrap_or(self.pool_size / 2).max(1);
+        crate::db::Shares::new(share, Duration::from_millis(self.org_queue_timeout_ms))
+    }
+
     pub fn statement_timeout(&self) -> Duration {
         Duration::from_millis(self.statement_timeout_ms)
     }
@@ -260,6 +276,8 @@ impl Default for Config {
             local_pg_dir: PathBuf::from(".tenantry"),
             local_pg_port: 0,
             log_format: LogFormat::Text,
+            org_max_transactions: None,
+            org_queue_timeout_ms: 200,
             pool_timeout_ms: 2000,
             statement_timeout_ms: 5000,
             request_timeout_ms: 10_000,

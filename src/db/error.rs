@@ -33,6 +33,10 @@ pub enum Error {
     /// existing data.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The organization already holds its share of the request pool, and none came free
+    /// within ORG_QUEUE_TIMEOUT_MS.
+    #[error("this organization already has {share} requests at the database; retry shortly")]
+    OverShare { organization: String, share: usize },
     /// The database cannot be reached or is shutting down, overloaded or timed out:
     /// worth retrying later.
     #[error("database unavailable")]

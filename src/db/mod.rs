@@ -13,6 +13,7 @@ pub mod migrate;
 mod pool;
 mod safety;
 mod scoped;
+mod shares;
 
 pub use error::Error;
 pub use pool::{ConnectionTarget, PoolSettings, RequestRole, connect_owner, request_pool};
@@ -20,6 +21,7 @@ pub use safety::{RoleProblem, verify_request_role};
 #[cfg(feature = "test-hooks")]
 pub use scoped::PANIC_MID_PIPELINE;
 pub use scoped::{ContextMode, Database, SET_CONTEXT, Sql, StatementMode, push_literal};
+pub use shares::Shares;
 
 /// The login (or switched-to) role every request runs as. Created by migration 1.
 pub const API_ROLE: &str = "tenantry_api";

@@ -47,7 +47,7 @@ use tokio_postgres::{
     types::{IsNull, ToSql, Type},
 };
 
-use super::{Error, pool::RequestRole};
+use super::{Error, Shares, pool::RequestRole};
 use crate::{domain::TenantContext, trace::RequestTrace};
 
 /// A statement the scoped transaction runs, with the PostgreSQL types of its parameters.
@@ -116,6 +116,8 @@ pub struct Database {
     context: ContextMode,
     /// `statement_timeout` for every request transaction, in milliseconds ("0": none).
     statement_timeout: Arc<str>,
+    /// Each organization's share of the pool (none: no limit but the pool's size).
+    shares: Option<Arc<Shares>>,
 }
 
 impl Database {
@@ -131,7 +133,14 @@ impl Database {
             statements,
             context: ContextMode::SetConfig,
             statement_timeout: "0".into(),
+            shares: None,
         }
+    }
+
+    /// Bounds the transactions one organization may have in flight at once.
+    pub fn with_shares(mut self, shares: Arc<Shares>) -> Self {
+        self.shares = Some(shares);
+        self
     }
 
     /// How each transaction sets its context (default: `set_config`).
@@ -198,6 +207,14 @@ impl Database {
             set_local,
             statements: self.statements,
         };
+        // The organization's place first: one over its share waits for its own
+        // transactions, not in the pool's queue ahead of everyone else.
+        let share = match (&self.shares, settings[0]) {
+            (Some(shares), organization) if !organization.is_empty() => {
+                Some(shares.take(organization).await?)
+            }
+            _ => None,
+        };
         let lease = Lease(Some(self.pool.get().await?));
         // The pipeline runs in a task of its own that owns the connection: if this request
         // goes away (client gone, time-out), the transaction still runs to its end, and the
@@ -211,6 +228,7 @@ impl Database {
             // Ends the transaction for the trace even if `run` panics.
             let ended = TransactionEnd(trace, false);
             let result = work.run(lease).await;
+            drop(share);
             let mut ended = ended;
             ended.1 = result.is_ok();
             let _ = sender.send(result);

@@ -290,6 +290,9 @@ impl From<db::Error> for ApiError {
             // The handler adds the current tag (it knows the organization and the issue).
             db::Error::Stale { message, .. } => ApiError::PreconditionFailed { detail: message, etag: None },
             db::Error::IdempotencyKeyReused(message) => ApiError::IdempotencyKeyReused(message),
+            db::Error::OverShare { .. } => {
+                ApiError::TooManyRequests { scope: "organization's share of the database", retry_after: 1 }
+            }
             err @ db::Error::Unavailable(_) => ApiError::Unavailable(err),
             db::Error::Internal(source) => ApiError::Internal(source),
         }
@@ -409,8 +412,11 @@ pub const PRECONDITION_FAILED: (u16, &str) =
     (412, "`If-Match` names another version: the issue changed since. `ETag` is its current version.");
 pub const UNPROCESSABLE_ENTITY: (u16, &str) =
     (422, "This `Idempotency-Key` was already used, within 24 hours, for a different request.");
-pub const TOO_MANY_REQUESTS: (u16, &str) =
-    (429, "The organization or the user is over its rate limit; retry after `Retry-After` seconds.");
+pub const TOO_MANY_REQUESTS: (u16, &str) = (
+    429,
+    "The organization or the user is over its rate limit, or the organization already has its share \
+     of the database's connections in use (`ORG_MAX_TRANSACTIONS`); retry after `Retry-After` seconds.",
+);
 pub const SERVICE_UNAVAILABLE: (u16, &str) =
     (503, "The database cannot be reached, is overloaded or too slow; retry after `Retry-After` seconds.");
 /// Documented for every operation: a bug can happen anywhere.

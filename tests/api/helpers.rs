@@ -162,6 +162,9 @@ pub async fn spawn_app_on(database: &str, mode: Mode, adjust: impl FnOnce(&mut C
     config.port = 0;
     config.pool_size = 8;
     config.context = context_mode();
+    // Most tests load one or two organizations with concurrent requests on purpose (row
+    // locks, races): no fair share there. The hostile suite sets it back (None: default).
+    config.org_max_transactions = Some(1000);
     adjust(&mut config);
     let app = App::build(&config).await.expect("the app starts");
     let address = format!("http://{}", app.addr());

@@ -115,3 +115,79 @@ async fn a_panic_mid_pipeline_is_a_500_and_the_connection_never_serves_again() {
         .await;
     }
 }
+
+/// One organization's requests stuck behind a slow transaction (here: its own row lock,
+/// held by the test) used to fill every pooled connection; another organization then got
+/// 503 after the pool's time-out. Each organization now holds at most its share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_flooding_the_database_keeps_to_its_share_and_the_victim_is_served() {
+    let app = spawn_app_with(Mode::ApiLogin, |config| config.org_max_transactions = None).await;
+    app.create_ok(&member("noisy"), "contended").await;
+    let mut owner = app.owner_sql().await;
+    let blocker = owner.transaction().await.unwrap();
+    blocker
+        .execute("select 1 from app.issues where organization_id = 'noisy' for update", &[])
+        .await
+        .unwrap();
+
+    // Twelve writers flat out on the locked issue, until the victim is done.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let attackers: Vec<_> = (0..12)
+        .map(|n| {
+            let (done, refused, client, address) =
+                (done.clone(), refused.clone(), app.client.clone(), app.address.clone());
+            tokio::spawn(async move {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let response = client
+                        .patch(format!("{address}/api/issues/1"))
+                        .header("x-organization-id", "noisy")
+                        .header("x-user-id", "mallory")
+                        .header("x-user-role", "ADMIN")
+                        .json(&serde_json::json!({"title": format!("attacker {n}")}))
+                        .send()
+                        .await
+                        .unwrap();
+                    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                        assert_eq!(response.headers()["retry-after"], "1");
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // The attack is in place: the noisy organization's share waits on its lock.
+    wait_for_lock_waiters(&app.owner_sql().await, &app.database, 4).await;
+
+    let mut statuses = Vec::new();
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(50));
+    for n in 0..40 {
+        every.tick().await;
+        let response = if n % 2 == 0 {
+            app.create(&member("victim"), serde_json::json!({"title": format!("v{n}"), "description": "d"}))
+                .await
+        } else {
+            app.get(&member("victim"), "/api/issues").await
+        };
+        statuses.push(response.status().as_u16());
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    blocker.rollback().await.unwrap();
+    for attacker in attackers {
+        attacker.await.unwrap();
+    }
+    assert!(statuses.iter().all(|s| (200..300).contains(s)), "the victim saw {statuses:?}");
+    assert!(refused.load(std::sync::atomic::Ordering::Relaxed) > 0, "the attacker was held to its share");
+    // Never more than its share at once.
+    let waiting: i64 = app
+        .owner_sql()
+        .await
+        .query_one(
+            "select count(*) from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'",
+            &[&app.database],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(waiting, 0);
+}
