@@ -2,10 +2,11 @@
 //! the middleware runs each request inside [`RequestTrace::scope`], and the database layer
 //! carries the trace into the task that finishes a transaction.
 //!
-//! One duty here: a request that ends without a response (the client went away, or the
-//! request timed out) gets exactly one log line, with its id and what became of its
-//! transaction. A write whose client disconnected still commits; the line says so. The
-//! line is written by whoever finishes last: the request, or its last transaction.
+//! One duty here: a request abandoned before its work was done (the client went away, or
+//! REQUEST_TIMEOUT_MS answered 503 first) gets exactly one log line, `request abandoned`,
+//! with its id and what became of its transaction: a write nobody waits for any more still
+//! commits, and the line says so. It is written by whoever finishes last: the request, or
+//! its last transaction.
 
 use std::sync::{Arc, Mutex};
 
@@ -83,6 +84,6 @@ impl RequestTrace {
             Some(true) => "committed",
             Some(false) => "not committed",
         };
-        tracing::info!(request_id = &*self.id, reason, transaction, "request ended without a response");
+        tracing::info!(request_id = &*self.id, reason, transaction, "request abandoned");
     }
 }

@@ -398,3 +398,74 @@ async fn header_authentication_on_a_network_address_is_warned_about_once_at_star
         .collect();
     assert_eq!(warnings.len(), 1, "{all:?}");
 }
+
+/// A write that outlives its request (REQUEST_TIMEOUT_MS answered 503 while it waited
+/// inside PostgreSQL): it still runs to its end, its connection stays out of the pool until
+/// then (so the pool size still caps the database's work), and the log says the request
+/// was abandoned and that its transaction committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_write_keeps_its_connection_until_it_commits_and_the_log_says_so() {
+    let database = crate::helpers::fresh_database().await;
+    let env = [
+        ("DATABASE_POOL_SIZE", "2"),
+        ("ORG_MAX_TRANSACTIONS", "2"),
+        ("REQUEST_TIMEOUT_MS", "300"),
+        ("DATABASE_STATEMENT_TIMEOUT_MS", "60000"),
+    ];
+    let (mut child, address, lines, _) = serve_json_logs_with(&database, 5, &env);
+    let client = reqwest::Client::new();
+    let as_org = |r: reqwest::RequestBuilder, org: &str| {
+        r.header("x-organization-id", org).header("x-user-id", "ann").header("x-user-role", "ADMIN")
+    };
+    let created = as_org(client.post(format!("{address}/api/issues")), "acme")
+        .json(&json!({"title": "before", "description": "d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let in_use = || {
+        let (client, address) = (client.clone(), address.clone());
+        async move {
+            let text = client.get(format!("{address}/metrics")).send().await.unwrap().text().await.unwrap();
+            let series = "tenantry_db_pool_connections{state=\"in_use\"} ";
+            text.lines().find_map(|l| l.strip_prefix(series)).expect("the series").parse::<u32>().unwrap()
+        }
+    };
+
+    let pg = &crate::helpers::cluster().pg;
+    let mut owner =
+        crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, &database)).await;
+    let blocker = owner.transaction().await.unwrap();
+    blocker.execute("select 1 from app.issues where id = 1 for update", &[]).await.unwrap();
+    let late = as_org(client.patch(format!("{address}/api/issues/1")), "acme")
+        .header("x-request-id", "abandoned-write")
+        .json(&json!({"title": "after"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), StatusCode::SERVICE_UNAVAILABLE, "answered at REQUEST_TIMEOUT_MS");
+    // Its transaction still waits for the lock, on a connection it still holds.
+    let watcher = crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, "postgres")).await;
+    crate::helpers::wait_for_lock_waiters(&watcher, &database, 1).await;
+    assert_eq!(in_use().await, 1, "the abandoned transaction keeps its pool slot");
+    let other = as_org(client.get(format!("{address}/api/issues")), "globex").send().await.unwrap();
+    assert_eq!(other.status(), StatusCode::OK, "the other connection serves the others");
+
+    blocker.commit().await.unwrap();
+    let line = loop {
+        let line = lines.recv_timeout(Duration::from_secs(60)).expect("the abandoned request is logged");
+        if line["fields"]["message"] == "request abandoned" {
+            break line;
+        }
+    };
+    assert_eq!(line["fields"]["request_id"], "abandoned-write", "{line}");
+    assert_eq!(line["fields"]["reason"], "timed out", "{line}");
+    assert_eq!(line["fields"]["transaction"], "committed", "{line}");
+    let title: String =
+        owner.query_one("select title from app.issues where id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(title, "after", "the write its client gave up on committed");
+    crate::helpers::wait_until("the connection to come back to the pool", || async { in_use().await == 0 })
+        .await;
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(tokio::task::block_in_place(|| child.wait()).unwrap().success());
+}
