@@ -108,6 +108,21 @@ pub struct Config {
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
 
+    /// Connections kept open at once (at least 1); over it a new connection is accepted
+    /// and closed at once.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Milliseconds a client gets to send a request's headers, from its first byte (or
+    /// from connecting); then the connection is closed (0: no limit).
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 5000)]
+    pub header_read_timeout_ms: u64,
+
+    /// Milliseconds a connection may wait, after a response, for its next request (0: no
+    /// limit).
+    #[arg(long, env = "IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+
     /// On SIGTERM or SIGINT: seconds requests in flight get to finish.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub shutdown_timeout_seconds: u64,
@@ -255,6 +270,14 @@ impl Config {
         }
     }
 
+    pub fn connection_limits(&self) -> crate::http::connections::ConnectionLimits {
+        crate::http::connections::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+        }
+    }
+
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_seconds)
     }
@@ -281,6 +304,9 @@ impl Default for Config {
             pool_timeout_ms: 2000,
             statement_timeout_ms: 5000,
             request_timeout_ms: 10_000,
+            max_connections: 4096,
+            header_read_timeout_ms: 5000,
+            idle_timeout_ms: 60_000,
             shutdown_timeout_seconds: 10,
             auth_mode: AuthMode::Headers,
             allow_header_auth_on_network: false,

@@ -13,7 +13,7 @@ use std::{future::Future, io, net::SocketAddr, str::FromStr, sync::Arc, time::Du
 
 use poem::{
     Server,
-    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    listener::{Acceptor, TcpAcceptor},
 };
 
 use crate::{
@@ -26,6 +26,7 @@ use crate::{
     http::{
         Services,
         auth::Authenticator,
+        connections::GuardedAcceptor,
         jwt::JwtSetupError,
         metrics::Metrics,
         preconditions::EntityTags,
@@ -160,7 +161,7 @@ async fn create_local_database(local: &LocalPostgres) -> Result<(), StartupError
 
 /// A migrated database, a checked request pool and a bound listener: ready to serve.
 pub struct App {
-    acceptor: TcpAcceptor,
+    acceptor: GuardedAcceptor<TcpAcceptor>,
     addr: SocketAddr,
     db: Database,
     setup: DatabaseSetup,
@@ -247,11 +248,10 @@ impl App {
         );
 
         let addr = SocketAddr::new(config.host, config.port);
-        let acceptor = TcpListener::bind(addr)
-            .into_acceptor()
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let acceptor =
+            http::connections::listen(addr).map_err(|source| StartupError::Bind { addr, source })?;
         let addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(addr);
+        let acceptor = GuardedAcceptor::new(acceptor, config.connection_limits());
         tracing::info!(auth = ?config.auth_mode, "authentication mode");
         Ok(App {
             acceptor,

@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod auth;
+pub mod connections;
 pub mod error;
 pub mod examples;
 pub mod issues;

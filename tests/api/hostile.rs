@@ -191,3 +191,119 @@ async fn a_tenant_flooding_the_database_keeps_to_its_share_and_the_victim_is_ser
         .get(0);
     assert_eq!(waiting, 0);
 }
+
+/// Raises this process's open-file limit to at least `wanted`, failing (never skipping)
+/// when it cannot: the slowloris tests need thousands of sockets on both ends.
+fn raise_file_limit(wanted: u64) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+    if limit.rlim_cur >= wanted {
+        return;
+    }
+    limit.rlim_cur = wanted.max(limit.rlim_cur);
+    limit.rlim_max = limit.rlim_max.max(wanted);
+    let raised = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    assert_eq!(raised, 0, "could not raise RLIMIT_NOFILE to {wanted}: {}", std::io::Error::last_os_error());
+}
+
+/// A client that connects and sends its headers a line every 300 ms, forever (which
+/// defeats an idle timer). Returns how long the server kept it, or `None` if it did not
+/// close it within 30 s.
+async fn slowloris(address: std::net::SocketAddr) -> Option<std::time::Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connects");
+    let connected = std::time::Instant::now();
+    let _ = stream.write_all(b"GET /api/issues HTTP/1.1\r\nHost: x\r\n").await;
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(300));
+    let mut buffer = [0u8; 256];
+    while connected.elapsed() < std::time::Duration::from_secs(30) {
+        tokio::select! {
+            read = stream.read(&mut buffer) => match read {
+                // Closed (or answered: it must not be, the headers never end).
+                Ok(0) => return Some(connected.elapsed()),
+                Err(_) => return Some(connected.elapsed()),
+                Ok(_) => panic!("a request whose headers never ended was answered"),
+            },
+            _ = every.tick() => {
+                if stream.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                    return Some(connected.elapsed());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Thousands of connections that never finish their headers, each sending a byte now and
+/// then, used to be kept forever (3,000 held for 45 s; about 1,000 stopped the server
+/// accepting under `ulimit -n 1024`). A normal client must be served all along, and every
+/// slow one is closed within HEADER_READ_TIMEOUT_MS plus a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_connections_are_closed_at_the_header_deadline_and_others_are_served() {
+    const SLOW: usize = 2000;
+    raise_file_limit(8 * 1024);
+    let app = spawn_app_with(Mode::ApiLogin, |config| config.header_read_timeout_ms = 1000).await;
+    app.create_ok(&member("victim"), "served").await;
+    let address: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+    let slow: Vec<_> = (0..SLOW).map(|_| tokio::spawn(slowloris(address))).collect();
+
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        let response = client
+            .get(format!("{}/api/issues", app.address))
+            .header("x-organization-id", "victim")
+            .header("x-user-id", "v")
+            .header("x-user-role", "MEMBER")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let mut kept = Vec::new();
+    for task in slow {
+        kept.push(task.await.unwrap().expect("closed by the server"));
+    }
+    kept.sort();
+    let slowest = *kept.last().unwrap();
+    // Timed from when each client saw its connection (which lags the server's accept when
+    // thousands connect at once): closed by the deadline, not at once, and not later.
+    assert!(kept[0] >= std::time::Duration::from_millis(500), "closed at once: {:?}", kept[0]);
+    assert!(slowest <= std::time::Duration::from_millis(2000), "the last one was kept {slowest:?}");
+}
+
+/// At MAX_CONNECTIONS, a new connection is accepted and closed at once; one comes free
+/// when another closes.
+#[tokio::test]
+async fn past_max_connections_a_new_connection_is_closed_at_once() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app_with(Mode::ApiLogin, |config| config.max_connections = 50).await;
+    let address: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held.push(tokio::net::TcpStream::connect(address).await.unwrap());
+    }
+    // Those 50 are open (a request on one of them is answered) ...
+    let mut probe = held.pop().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut probe, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    probe.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    held.push(probe);
+    // ... the 51st is closed without a byte.
+    let mut extra = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), extra.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed at once: {read:?}");
+    // One closes; a new one is served.
+    drop(held.pop());
+    wait_until("a place to come free", || async {
+        app.client
+            .get(format!("{}/healthz", app.address))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+}
