@@ -8,7 +8,10 @@
 //! commits, and the line says so. It is written by whoever finishes last: the request, or
 //! its last transaction.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering::Relaxed},
+};
 
 tokio::task_local! {
     static CURRENT: Arc<RequestTrace>;
@@ -19,6 +22,8 @@ tokio::task_local! {
 pub struct RequestTrace {
     id: Box<str>,
     state: Mutex<State>,
+    /// The request's body is being received: a time-out now is the client's doing.
+    receiving_body: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -34,7 +39,11 @@ struct State {
 
 impl RequestTrace {
     pub fn new(id: &str) -> Arc<RequestTrace> {
-        Arc::new(RequestTrace { id: id.into(), state: Mutex::default() })
+        Arc::new(RequestTrace {
+            id: id.into(),
+            state: Mutex::default(),
+            receiving_body: AtomicBool::new(false),
+        })
     }
 
     /// Runs `work` as this request's.
@@ -49,6 +58,15 @@ impl RequestTrace {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    pub fn receiving_body(&self, receiving: bool) {
+        self.receiving_body.store(receiving, Relaxed);
+    }
+
+    /// Whether the request was still receiving its body (see [`Self::receiving_body`]).
+    pub fn is_receiving_body(&self) -> bool {
+        self.receiving_body.load(Relaxed)
     }
 
     /// The request will not get its response (`reason`: "client gone", "timed out").

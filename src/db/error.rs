@@ -104,6 +104,9 @@ impl From<tokio_postgres::Error> for Error {
                 column: db.column().map(str::to_owned),
                 message: "a value cannot be stored".to_owned(),
             },
+            // A read-only database (a standby after a fail-over, default_transaction_read_only)
+            // refuses writes until it is writable again: not the request's fault, nor a bug.
+            _ if *db.code() == SqlState::READ_ONLY_SQL_TRANSACTION => Error::Unavailable(err.into()),
             // Connection exceptions, operator intervention (shutdown, statement timeout,
             // cannot connect now), insufficient resources, and transaction rollbacks
             // (serialization failure, deadlock): transient, retry later.

@@ -88,6 +88,9 @@ pub enum ApiError {
     TooManyRequests { scope: &'static str, retry_after: u64 },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The body did not arrive within REQUEST_TIMEOUT_MS: the client is too slow.
+    #[error("the request body did not arrive in time (REQUEST_TIMEOUT_MS); the connection is closed")]
+    RequestTimeout,
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// Any other client error poem reports, with its status.
@@ -168,6 +171,7 @@ impl ResponseError for ApiError {
             ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Client(status, _) => *status,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -194,6 +198,10 @@ impl ResponseError for ApiError {
             }
             ApiError::BearerTokenRejected { detail, error } => {
                 headers.insert(header::WWW_AUTHENTICATE, bearer_challenge(*error, detail));
+            }
+            // What is left of the body may still be on its way: this connection is done.
+            ApiError::RequestTimeout => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             // RFC 9110 §11.6.1: every 401 names a scheme. Ours, not Basic, which would make
             // a browser pop up a login dialog.
@@ -407,6 +415,8 @@ pub const UNAUTHORIZED: (u16, &str) = (
 pub const FORBIDDEN: (u16, &str) = (403, "Only an ADMIN may do this.");
 pub const NOT_FOUND: (u16, &str) = (404, "The organization has no such issue.");
 pub const PAYLOAD_TOO_LARGE: (u16, &str) = (413, "The body is larger than 1 MiB.");
+pub const REQUEST_TIMEOUT: (u16, &str) =
+    (408, "The body did not arrive within `REQUEST_TIMEOUT_MS`; the connection is closed.");
 pub const UNSUPPORTED_MEDIA_TYPE: (u16, &str) = (415, "The body is not `application/json`.");
 pub const PRECONDITION_FAILED: (u16, &str) =
     (412, "`If-Match` names another version: the issue changed since. `ETag` is its current version.");

@@ -236,6 +236,11 @@ pub fn problem(status: u16) -> Option<Example> {
             "A body over 1 MiB",
             ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES },
         ),
+        408 => Example::problem(
+            "slow body",
+            "The body trickled in past REQUEST_TIMEOUT_MS",
+            ApiError::RequestTimeout,
+        ),
         415 => Example::problem(
             "not json",
             "A body sent as text/plain",

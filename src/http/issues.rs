@@ -15,7 +15,8 @@ use super::{
     auth::{AdminCaller, Caller},
     error::{
         ApiError, BAD_REQUEST, ErrorStatuses, FORBIDDEN, Failure, FieldError, NOT_FOUND, PAYLOAD_TOO_LARGE,
-        PRECONDITION_FAILED, SERVICE_UNAVAILABLE, UNAUTHORIZED, UNPROCESSABLE_ENTITY, UNSUPPORTED_MEDIA_TYPE,
+        PRECONDITION_FAILED, REQUEST_TIMEOUT, SERVICE_UNAVAILABLE, UNAUTHORIZED, UNPROCESSABLE_ENTITY,
+        UNSUPPORTED_MEDIA_TYPE,
     },
     json::{Fields, FromJsonObject, JsonBody},
     preconditions::{EntityTags, IfMatch, IfNoneMatch, refuse_unreadable},
@@ -152,6 +153,7 @@ impl ErrorStatuses for CreateErrors {
         BAD_REQUEST,
         UNAUTHORIZED,
         PAYLOAD_TOO_LARGE,
+        REQUEST_TIMEOUT,
         UNSUPPORTED_MEDIA_TYPE,
         UNPROCESSABLE_ENTITY,
         SERVICE_UNAVAILABLE,
@@ -216,6 +218,7 @@ impl ErrorStatuses for UpdateErrors {
         NOT_FOUND,
         PRECONDITION_FAILED,
         PAYLOAD_TOO_LARGE,
+        REQUEST_TIMEOUT,
         UNSUPPORTED_MEDIA_TYPE,
         SERVICE_UNAVAILABLE,
     ];

@@ -81,7 +81,12 @@ impl<T: FromJsonObject + Send> ParsePayload for JsonBody<T> {
         if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
             return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }.into());
         }
-        let bytes = body.take()?.into_bytes_limit(MAX_BODY_BYTES).await.map_err(|err| match err {
+        // While it arrives, a time-out is the client's slowness (408), not the database's.
+        let trace = crate::trace::RequestTrace::current();
+        trace.iter().for_each(|trace| trace.receiving_body(true));
+        let received = body.take()?.into_bytes_limit(MAX_BODY_BYTES).await;
+        trace.iter().for_each(|trace| trace.receiving_body(false));
+        let bytes = received.map_err(|err| match err {
             poem::error::ReadBodyError::PayloadTooLarge => {
                 ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }
             }

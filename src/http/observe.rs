@@ -133,6 +133,10 @@ impl<E: Endpoint> Endpoint for Observe<E> {
                 let message = panic_message(&*panic);
                 error::render(ApiError::Internal(format!("a handler panicked: {message}").into()).into())
             }
+            Err(trace) if trace.is_receiving_body() => {
+                trace.ended_without_response("request body too slow");
+                error::render(ApiError::RequestTimeout.into())
+            }
             Err(trace) => {
                 trace.ended_without_response("timed out");
                 let late = db::Error::Unavailable("no answer within REQUEST_TIMEOUT_MS".into());

@@ -16,11 +16,19 @@ pub fn healthz() -> Response {
 #[handler]
 pub async fn readyz(db: Data<&Database>) -> poem::Result<Response> {
     let expected = latest_version();
-    let found = db::health::schema_version(&db).await.map_err(ApiError::from)?;
+    let health = db::health::check(&db).await.map_err(ApiError::from)?;
+    let found = health.schema_version;
     if found < expected {
         return Err(ApiError::NotReady(format!(
             "the database has migrations up to V{found}; this server needs V{expected}"
         ))
+        .into());
+    }
+    if health.read_only {
+        return Err(ApiError::NotReady(
+            "the database is read-only (a standby, or default_transaction_read_only): writes would fail"
+                .into(),
+        )
         .into());
     }
     Ok(json_response(

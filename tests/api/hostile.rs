@@ -307,3 +307,86 @@ async fn past_max_connections_a_new_connection_is_closed_at_once() {
     })
     .await;
 }
+
+/// A read-only database (a standby after a fail-over, or default_transaction_read_only)
+/// made every write a 500 while /readyz said ready. Writes are a 503 with Retry-After (the
+/// client should retry; nothing is wrong with its request), reads still work, and /readyz
+/// is 503 until writes can succeed again.
+#[tokio::test]
+async fn a_read_only_database_makes_writes_503_and_readyz_not_ready() {
+    let app = spawn_app().await;
+    app.create_ok(&member("acme"), "before").await;
+    let owner = app.owner_sql().await;
+    let reconnect = || async {
+        // New sessions read the new default; end the pool's current ones.
+        owner
+            .execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity \
+                 where datname = current_database() and usename = 'tenantry_api'",
+                &[],
+            )
+            .await
+            .unwrap();
+    };
+    let database = &app.database;
+    owner
+        .batch_execute(&format!(
+            "alter role tenantry_api in database {database} set default_transaction_read_only = on"
+        ))
+        .await
+        .unwrap();
+    reconnect().await;
+    let ready = || app.client.get(format!("{}/readyz", app.address)).send();
+    wait_until("readyz to see the read-only database", || async {
+        ready().await.unwrap().status() == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    let problem = assert_problem(ready().await.unwrap(), StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(problem["detail"].as_str().unwrap().contains("read-only"), "{problem}");
+    let write = app.create(&member("acme"), serde_json::json!({"title": "t", "description": "d"})).await;
+    assert_eq!(write.headers()["retry-after"], "2");
+    assert_problem(write, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_problem(
+        app.patch(&admin("acme"), 1, serde_json::json!({"title": "x"})).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert_eq!(app.get(&member("acme"), "/api/issues/1").await.status(), StatusCode::OK, "reads work");
+
+    owner
+        .batch_execute(&format!(
+            "alter role tenantry_api in database {database} reset default_transaction_read_only"
+        ))
+        .await
+        .unwrap();
+    reconnect().await;
+    wait_until("readyz to see a writable database", || async {
+        ready().await.unwrap().status() == StatusCode::OK
+    })
+    .await;
+    app.create_ok(&member("acme"), "after").await;
+}
+
+/// A client that sends its body slowly got "the database is unavailable" (503) after
+/// REQUEST_TIMEOUT_MS, and a warning blaming the database. It is the client's doing: 408,
+/// and the connection closed (the rest of its body may still be on its way).
+#[tokio::test]
+async fn a_body_that_trickles_in_is_a_408_that_closes_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(Mode::ApiLogin, |config| config.request_timeout_ms = 500).await;
+    let address: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = "POST /api/issues HTTP/1.1\r\nHost: x\r\nx-organization-id: acme\r\nx-user-id: u\r\n\
+                x-user-role: MEMBER\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"title\": ";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // ... and nothing more: the answer comes, then the end of the connection.
+    let mut answer = String::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(20), stream.read_to_string(&mut answer)).await;
+    assert!(matches!(read, Ok(Ok(_))), "the connection was closed: {read:?}");
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("REQUEST_TIMEOUT_MS"), "{answer}");
+    assert_eq!(count(&app, "select count(*) from app.issues").await, 0);
+}
