@@ -11,6 +11,7 @@ pub mod local_postgres;
 pub mod maintenance;
 pub mod migrate;
 mod pool;
+mod reconnect;
 mod safety;
 mod scoped;
 mod shares;

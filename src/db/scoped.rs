@@ -47,7 +47,7 @@ use tokio_postgres::{
     types::{IsNull, ToSql, Type},
 };
 
-use super::{Error, Shares, pool::RequestRole};
+use super::{Error, Shares, pool::RequestRole, reconnect::Reconnect};
 use crate::{domain::TenantContext, trace::RequestTrace};
 
 /// A statement the scoped transaction runs, with the PostgreSQL types of its parameters.
@@ -118,6 +118,7 @@ pub struct Database {
     statement_timeout: Arc<str>,
     /// Each organization's share of the pool (none: no limit but the pool's size).
     shares: Option<Arc<Shares>>,
+    reconnect: Arc<Reconnect>,
 }
 
 impl Database {
@@ -134,6 +135,7 @@ impl Database {
             context: ContextMode::SetConfig,
             statement_timeout: "0".into(),
             shares: None,
+            reconnect: Arc::default(),
         }
     }
 
@@ -215,7 +217,10 @@ impl Database {
             }
             _ => None,
         };
-        let lease = Lease(Some(self.pool.get().await?));
+        let attempt = self.reconnect.admit()?;
+        let checkout = self.pool.get().await;
+        attempt.observe(&checkout);
+        let lease = Lease(Some(checkout?));
         // The pipeline runs in a task of its own that owns the connection: if this request
         // goes away (client gone, time-out), the transaction still runs to its end, and the
         // connection holds its pool slot until then (the pool size keeps its meaning).

@@ -390,3 +390,69 @@ async fn a_body_that_trickles_in_is_a_408_that_closes_the_connection() {
     assert!(answer.contains("REQUEST_TIMEOUT_MS"), "{answer}");
     assert_eq!(count(&app, "select count(*) from app.issues").await, 0);
 }
+
+/// During an outage every request used to open its own connection attempt (8,400 FATAL
+/// lines in 27 s). Requests are answered 503 at once, and reconnects back off: one in
+/// flight, after a doubling delay. Here the database's port answers with a listener that
+/// counts connection attempts and closes each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_an_outage_requests_get_503_at_once_and_reconnects_back_off() {
+    use tenantry::db::local_postgres::{LocalPostgres, Options, SUPERUSER};
+    let dir = crate::startup::tempdir("backoff");
+    let options = Options { dir: dir.clone(), port: 0, ephemeral: true, owner_socket: false };
+    let pg = tokio::task::block_in_place(|| LocalPostgres::start(&options)).unwrap();
+    let options = Options { port: pg.port(), ..options };
+    connect(&pg.url(SUPERUSER, "postgres")).await.batch_execute("create database backoff").await.unwrap();
+    let config = tenantry::config::Config {
+        port: 0,
+        database_url: Some(pg.url(SUPERUSER, "backoff")),
+        api_database_url: Some(pg.url("tenantry_api", "backoff")),
+        pool_size: 4,
+        ..Default::default()
+    };
+    let app = tenantry::App::build(&config).await.unwrap();
+    let address = format!("http://{}", app.addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::new();
+    let list = || {
+        client
+            .get(format!("{address}/api/issues"))
+            .header("x-organization-id", "o")
+            .header("x-user-id", "u")
+            .header("x-user-role", "MEMBER")
+            .send()
+    };
+    assert_eq!(list().await.unwrap().status(), StatusCode::OK);
+
+    tokio::task::block_in_place(|| drop(pg));
+    let port = options.port;
+    let impostor = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("the port is free again");
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = {
+        let attempts = attempts.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = impostor.accept().await.unwrap();
+                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                drop(stream);
+            }
+        })
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..300 {
+        statuses.push(list().await.unwrap().status());
+    }
+    assert!(statuses.iter().all(|s| *s == StatusCode::SERVICE_UNAVAILABLE), "{statuses:?}");
+    let made = attempts.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(made < 30, "300 requests made {made} connection attempts");
+    counter.abort();
+    let _ = counter.await;
+
+    let pg = tokio::task::block_in_place(|| LocalPostgres::start(&options)).unwrap();
+    wait_until("the service to reconnect by itself", || async {
+        list().await.unwrap().status() == StatusCode::OK
+    })
+    .await;
+    drop(pg);
+    let _ = std::fs::remove_dir_all(dir);
+}

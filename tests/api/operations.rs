@@ -131,3 +131,25 @@ async fn metrics_count_requests_by_route_and_status_time_them_and_show_the_pool(
         .collect();
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]) && buckets.last() == Some(&1), "{buckets:?}");
 }
+
+/// A request answered by REQUEST_TIMEOUT_MS (no handler finished, so no operation is known)
+/// is still counted under its method and route, not as `method="", route="other"`.
+#[tokio::test]
+async fn a_timed_out_request_keeps_its_method_and_route_in_the_metrics() {
+    let app = spawn_app_with(Mode::ApiLogin, |config| config.request_timeout_ms = 300).await;
+    app.create_ok(&member("acme"), "locked").await;
+    let mut owner = app.owner_sql().await;
+    let blocker = owner.transaction().await.unwrap();
+    blocker.execute("select 1 from app.issues where id = 1 for update", &[]).await.unwrap();
+    let late = app.patch(&admin("acme"), 1, json!({"title": "late"})).await;
+    assert_problem(late, StatusCode::SERVICE_UNAVAILABLE).await;
+    blocker.rollback().await.unwrap();
+    let metrics = plain_get(&app, "/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            "tenantry_http_requests_total{method=\"PATCH\",route=\"/api/issues/{id}\",status=\"503\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("route=\"other\",status=\"503\""), "{metrics}");
+}
