@@ -429,7 +429,10 @@ impl Scripts {
             // As the service calls it for `?limit=100`: a page of 100, nothing else set.
             None => pgbench_sql(
                 db::issues::LIST,
-                &["100", "null", "null", "null", "null", "null", "null", "null", "null", "null", "null"],
+                &[
+                    "100", "null", "null", "null", "null", "null", "null", "null", "null", "null", "null",
+                    "null",
+                ],
             ),
         };
         let get = write("get-one.sql", transaction(&read_org, pgbench_sql(db::issues::GET, &[":id"])))?;

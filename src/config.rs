@@ -91,6 +91,11 @@ pub struct Config {
     #[arg(long, env = "ORG_MAX_TRANSACTIONS")]
     pub org_max_transactions: Option<usize>,
 
+    /// Term rows one search may read in all (its words' prefixes); a search that would
+    /// read more is a 400, never partial results (0: no bound).
+    #[arg(long, env = "SEARCH_MAX_CANDIDATES", default_value_t = 20_000)]
+    pub search_max_candidates: u32,
+
     /// How long a request over its organization's share waits for a place, in milliseconds.
     #[arg(long, env = "ORG_QUEUE_TIMEOUT_MS", default_value_t = 200)]
     pub org_queue_timeout_ms: u64,
@@ -301,6 +306,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             org_max_transactions: None,
             org_queue_timeout_ms: 200,
+            search_max_candidates: 20_000,
             pool_timeout_ms: 2000,
             statement_timeout_ms: 5000,
             request_timeout_ms: 10_000,

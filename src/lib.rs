@@ -237,7 +237,8 @@ impl App {
         let db = Database::new(pool, setup.target.request_role, config.statements)
             .with_statement_timeout(config.statement_timeout())
             .with_context_mode(config.context)
-            .with_shares(config.org_shares());
+            .with_shares(config.org_shares())
+            .with_search_max_candidates(config.search_max_candidates);
         let role = db::verify_request_role(&db).await?;
         tracing::info!(
             role,

@@ -26,13 +26,14 @@ pub const CREATE: Sql = Sql {
     param_types: &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT],
 };
 pub const GET: Sql = Sql { text: issue_sql!("api.get_issue($1)"), param_types: &[Type::INT8] };
-/// The issue columns, then `next_cursor` (column 11), which [`IssueRows`] skips.
+/// The issue columns, then `next_cursor` (column 11), which [`IssueRows`] skips. The search
+/// goes through `app.checked_search` (migration 8), bounded by `$12` candidate term rows.
 pub const LIST: Sql = Sql {
     text: "select id, title, description, status, priority, assignee_id, organization_id, \
       created_by, created_at, updated_at, version, next_cursor \
       from api.list_issues(page_size => $1, sort => $2, after => $3, status => $4, priority => $5, \
       assignee_id => $6, created_by => $7, created_after => $8, created_before => $9, \
-      updated_after => $10, search => $11)",
+      updated_after => $10, search => app.checked_search($11, $12))",
     param_types: &[
         Type::INT4,
         Type::TEXT,
@@ -45,6 +46,7 @@ pub const LIST: Sql = Sql {
         Type::TIMESTAMPTZ,
         Type::TIMESTAMPTZ,
         Type::TEXT,
+        Type::INT4,
     ],
 };
 /// `$3`: the version `If-Match` named, or NULL.
@@ -120,6 +122,7 @@ pub async fn list(db: &Database, ctx: &TenantContext, query: &IssueQuery) -> Res
                 &query.created_before,
                 &query.updated_after,
                 &query.search,
+                &db.search_max_candidates(),
             ],
         )
         .await?;

@@ -119,6 +119,8 @@ pub struct Database {
     /// Each organization's share of the pool (none: no limit but the pool's size).
     shares: Option<Arc<Shares>>,
     reconnect: Arc<Reconnect>,
+    /// Term rows a search may read in all (SEARCH_MAX_CANDIDATES; `None`: no bound).
+    search_max_candidates: Option<i32>,
 }
 
 impl Database {
@@ -136,7 +138,18 @@ impl Database {
             statement_timeout: "0".into(),
             shares: None,
             reconnect: Arc::default(),
+            search_max_candidates: None,
         }
+    }
+
+    /// Bounds what one search may read (0: no bound).
+    pub fn with_search_max_candidates(mut self, candidates: u32) -> Self {
+        self.search_max_candidates = (candidates > 0).then(|| i32::try_from(candidates).unwrap_or(i32::MAX));
+        self
+    }
+
+    pub fn search_max_candidates(&self) -> Option<i32> {
+        self.search_max_candidates
     }
 
     /// Bounds the transactions one organization may have in flight at once.

@@ -316,7 +316,9 @@ impl IssuesApi {
         #[oai(name = "updatedAfter")]
         updated_after: Query<Option<OffsetDateTime>>,
         /// Search titles and descriptions: up to 10 words of letters or digits, each a
-        /// prefix; 1-200 characters.
+        /// prefix of at least 2 characters; 1-200 characters. A search whose prefixes
+        /// match too many indexed words (`SEARCH_MAX_CANDIDATES`) is a 400: use longer or
+        /// fewer words.
         #[oai(validator(min_length = 1))]
         q: Query<Option<String>>,
         /// `createdAt`, `updatedAt` or `priority` (LOW < MEDIUM < HIGH), with `-` first for

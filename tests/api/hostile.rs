@@ -456,3 +456,55 @@ async fn during_an_outage_requests_get_503_at_once_and_reconnects_back_off() {
     drop(pg);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A prefix search reads every term row its words start: one organization could make each
+/// of its searches cost seconds. Words need two characters, and a search that would read
+/// more than SEARCH_MAX_CANDIDATES term rows is refused, never answered in part.
+#[tokio::test]
+async fn a_search_too_broad_to_be_cheap_is_refused_before_it_runs() {
+    let app = spawn_app_with(Mode::ApiLogin, |config| config.search_max_candidates = 50).await;
+    app.insert_issues("wordy", 60).await;
+    let search = |q: &str| {
+        let path = format!("/api/issues?q={q}");
+        let app = &app;
+        async move { app.get(&member("wordy"), &path).await }
+    };
+    let sql = app.owner_sql().await;
+    let rows_for = |prefix: &'static str| {
+        let sql = &sql;
+        async move {
+            let count: i64 = sql
+                .query_one(
+                    "select count(*) from app.issue_terms where organization_id = 'wordy' and term like $1 || '%'",
+                    &[&prefix],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            count
+        }
+    };
+    // Pick a prefix over the bound and one under it, from the data itself.
+    let broad = ["is", "de", "ab", "ti"].into_iter();
+    let mut too_broad = None;
+    for prefix in broad {
+        if rows_for(prefix).await > 50 {
+            too_broad = Some(prefix);
+            break;
+        }
+    }
+    let too_broad = too_broad.expect("a prefix that starts more than 50 term rows");
+    let problem = assert_problem(search(too_broad).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(error_fields(&problem), ["q"]);
+    assert!(problem["detail"].as_str().unwrap().contains("too broad"), "{problem}");
+    for short in ["x", "x%20issue", "%C3%A9"] {
+        let problem = assert_problem(search(short).await, StatusCode::BAD_REQUEST).await;
+        assert!(problem["detail"].as_str().unwrap().contains("at least 2 characters"), "{short}: {problem}");
+    }
+    // Narrow enough: answered, and a victim organization's broad words never count here.
+    assert_eq!(search("zzzz").await.status(), StatusCode::OK);
+    let unbounded =
+        spawn_app_on(&app.database, Mode::ApiLogin, |config| config.search_max_candidates = 0).await;
+    let answered = unbounded.get(&member("wordy"), &format!("/api/issues?q={too_broad}")).await;
+    assert_eq!(answered.status(), StatusCode::OK, "0 lifts the bound");
+}
