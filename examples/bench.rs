@@ -415,7 +415,7 @@ impl Scripts {
         }
 
         // pgbench: the service's statements, $n turned into pgbench variables.
-        let context = pgbench_sql(SET_CONTEXT, &[":org", ":user", ":role", ":timeout"]);
+        let context = pgbench_sql(SET_CONTEXT, &[":org", ":user", ":role", ":timeout", "'0'", "'0'"]);
         let transaction = |org: &str, call: String| {
             format!(
                 "\\set org {org}\n\\set id random(1, {ISSUES_PER_ORG})\n\\set timeout {STATEMENT_TIMEOUT_MS}\n\

@@ -96,6 +96,16 @@ pub struct Config {
     #[arg(long, env = "SEARCH_MAX_CANDIDATES", default_value_t = 20_000)]
     pub search_max_candidates: u32,
 
+    /// Issues one organization may have at once (0: no limit); past it a create or a
+    /// restore is a 403 (quota exceeded).
+    #[arg(long, env = "ORG_MAX_ISSUES", default_value_t = 1_000_000)]
+    pub org_max_issues: u64,
+
+    /// Activity entries (changes) one organization may make per UTC day (0: no limit); past
+    /// it a change is a 429 until midnight UTC.
+    #[arg(long, env = "ORG_MAX_ACTIVITY_PER_DAY", default_value_t = 1_000_000)]
+    pub org_max_activity_per_day: u64,
+
     /// How long a request over its organization's share waits for a place, in milliseconds.
     #[arg(long, env = "ORG_QUEUE_TIMEOUT_MS", default_value_t = 200)]
     pub org_queue_timeout_ms: u64,
@@ -307,6 +317,8 @@ impl Default for Config {
             org_max_transactions: None,
             org_queue_timeout_ms: 200,
             search_max_candidates: 20_000,
+            org_max_issues: 1_000_000,
+            org_max_activity_per_day: 1_000_000,
             pool_timeout_ms: 2000,
             statement_timeout_ms: 5000,
             request_timeout_ms: 10_000,

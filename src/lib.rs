@@ -238,7 +238,8 @@ impl App {
             .with_statement_timeout(config.statement_timeout())
             .with_context_mode(config.context)
             .with_shares(config.org_shares())
-            .with_search_max_candidates(config.search_max_candidates);
+            .with_search_max_candidates(config.search_max_candidates)
+            .with_quotas(config.org_max_issues, config.org_max_activity_per_day);
         let role = db::verify_request_role(&db).await?;
         tracing::info!(
             role,

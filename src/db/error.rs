@@ -33,6 +33,12 @@ pub enum Error {
     /// existing data.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// TN460: the organization has as many issues as its quota allows.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// TN429: the organization made as many changes today (UTC) as its quota allows.
+    #[error("{0}")]
+    DailyQuotaExhausted(String),
     /// The organization already holds its share of the request pool, and none came free
     /// within ORG_QUEUE_TIMEOUT_MS.
     #[error("this organization already has {share} requests at the database; retry shortly")]
@@ -64,6 +70,8 @@ const INVALID_INPUT: &str = "TN400";
 const STALE: &str = "TN412";
 const KEY_REUSED: &str = "TN422";
 const CONFLICT: &str = "TN409";
+const QUOTA_EXCEEDED: &str = "TN460";
+const DAILY_QUOTA_EXHAUSTED: &str = "TN429";
 
 impl From<tokio_postgres::Error> for Error {
     fn from(err: tokio_postgres::Error) -> Self {
@@ -89,6 +97,8 @@ impl From<tokio_postgres::Error> for Error {
             },
             KEY_REUSED => Error::IdempotencyKeyReused(db.message().to_owned()),
             CONFLICT => Error::Conflict(db.message().to_owned()),
+            QUOTA_EXCEEDED => Error::QuotaExceeded(db.message().to_owned()),
+            DAILY_QUOTA_EXHAUSTED => Error::DailyQuotaExhausted(db.message().to_owned()),
             INVALID_INPUT => Error::InvalidInput {
                 column: db.column().map(str::to_owned),
                 message: db.message().to_owned(),

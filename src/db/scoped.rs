@@ -5,7 +5,8 @@
 //! ```sql
 //! begin;
 //! select set_config('app.org_id', $1, true), set_config('app.user_id', $2, true),
-//!        set_config('app.role', $3, true), set_config('statement_timeout', $4, true);
+//!        set_config('app.role', $3, true), set_config('statement_timeout', $4, true),
+//!        set_config('app.max_issues', $5, true), set_config('app.max_activity_per_day', $6, true);
 //! select ... from api.<function>(...);
 //! commit;
 //! ```
@@ -86,25 +87,30 @@ pub enum ContextMode {
     SetLocal,
 }
 
-/// Settings for one transaction, in one statement with bound parameters. The statement
-/// time-out is transaction-local too: it bounds the function call that follows.
+/// Settings for one transaction, in one statement with bound parameters: the caller, then
+/// the [`LIMIT_SETTINGS`], transaction-local too (the statement time-out bounds the
+/// function call that follows; the quotas are read by migration 9's triggers).
 pub const SET_CONTEXT: Sql = Sql {
     text: "select set_config('app.org_id', $1, true), \
            set_config('app.user_id', $2, true), set_config('app.role', $3, true), \
-           set_config('statement_timeout', $4, true)",
-    param_types: &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT],
+           set_config('statement_timeout', $4, true), set_config('app.max_issues', $5, true), \
+           set_config('app.max_activity_per_day', $6, true)",
+    param_types: &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT],
 };
 /// The same, when the connection logged in as another role and switches to the API role
 /// for this transaction only (as PostgREST does).
 const SET_CONTEXT_AND_ROLE: Sql = Sql {
     text: "select set_config('role', 'tenantry_api', true), \
            set_config('app.org_id', $1, true), set_config('app.user_id', $2, true), \
-           set_config('app.role', $3, true), set_config('statement_timeout', $4, true)",
+           set_config('app.role', $3, true), set_config('statement_timeout', $4, true), \
+           set_config('app.max_issues', $5, true), set_config('app.max_activity_per_day', $6, true)",
     param_types: SET_CONTEXT.param_types,
 };
 
 /// The settings [`SET_CONTEXT`] sets, in its order: `app.org_id`, `app.user_id`, `app.role`.
 const CONTEXT_SETTINGS: [&str; 3] = ["app.org_id", "app.user_id", "app.role"];
+/// The settings that are the same for every transaction, in [`SET_CONTEXT`]'s order.
+const LIMIT_SETTINGS: [&str; 3] = ["statement_timeout", "app.max_issues", "app.max_activity_per_day"];
 
 /// The request pool plus how its connections become the API role and send statements.
 #[derive(Clone)]
@@ -114,8 +120,9 @@ pub struct Database {
     set_context: Sql,
     statements: StatementMode,
     context: ContextMode,
-    /// `statement_timeout` for every request transaction, in milliseconds ("0": none).
-    statement_timeout: Arc<str>,
+    /// The [`LIMIT_SETTINGS`] of every request transaction: `statement_timeout` in
+    /// milliseconds, the quotas ("0": none).
+    limits: Arc<[String; 3]>,
     /// Each organization's share of the pool (none: no limit but the pool's size).
     shares: Option<Arc<Shares>>,
     reconnect: Arc<Reconnect>,
@@ -135,11 +142,20 @@ impl Database {
             set_context,
             statements,
             context: ContextMode::SetConfig,
-            statement_timeout: "0".into(),
+            limits: Arc::new(["0".into(), "0".into(), "0".into()]),
             shares: None,
             reconnect: Arc::default(),
             search_max_candidates: None,
         }
+    }
+
+    /// Quotas of every organization (0: none): issues it may have, activity entries per
+    /// UTC day.
+    pub fn with_quotas(mut self, max_issues: u64, max_activity_per_day: u64) -> Self {
+        let limits = Arc::make_mut(&mut self.limits);
+        limits[1] = max_issues.to_string();
+        limits[2] = max_activity_per_day.to_string();
+        self
     }
 
     /// Bounds what one search may read (0: no bound).
@@ -166,7 +182,7 @@ impl Database {
 
     /// Bounds every statement of a request transaction (PostgreSQL cancels it: 57014).
     pub fn with_statement_timeout(mut self, timeout: Duration) -> Self {
-        self.statement_timeout = timeout.as_millis().to_string().into();
+        Arc::make_mut(&mut self.limits)[0] = timeout.as_millis().to_string();
         self
     }
 
@@ -211,11 +227,11 @@ impl Database {
         let params = encode(sql, params)?;
         let set_local = match self.context {
             ContextMode::SetConfig => None,
-            ContextMode::SetLocal => Some(set_local_script(self.role, settings, &self.statement_timeout)?),
+            ContextMode::SetLocal => Some(set_local_script(self.role, settings, &self.limits)?),
         };
         let work = Pipeline {
             settings: settings.map(str::to_owned),
-            timeout: self.statement_timeout.clone(),
+            limits: self.limits.clone(),
             set_context: self.set_context,
             call: *sql,
             params,
@@ -280,7 +296,7 @@ impl Database {
 /// One transaction's work, owned, so that a task of its own can finish it.
 struct Pipeline {
     settings: [String; 3],
-    timeout: Arc<str>,
+    limits: Arc<[String; 3]>,
     set_context: Sql,
     call: Sql,
     params: Vec<Encoded>,
@@ -296,7 +312,8 @@ impl Pipeline {
     async fn run(self, lease: Lease) -> Result<Vec<Row>, Error> {
         let conn: &Client = lease.client();
         let [org, user, role] = &self.settings;
-        let settings: [&(dyn ToSql + Sync); 4] = [org, user, role, &&*self.timeout];
+        let [timeout, max_issues, max_activity] = &*self.limits;
+        let settings: [&(dyn ToSql + Sync); 6] = [org, user, role, timeout, max_issues, max_activity];
         let mut params: Vec<&(dyn ToSql + Sync)> =
             self.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         hooks::mid_pipeline(org, &mut params);
@@ -535,7 +552,7 @@ async fn query_unnamed(
 /// `begin; set local ...;` for [`ContextMode::SetLocal`]: one simple-query message (so it
 /// pipelines like the BEGIN it replaces), every value a quoted literal. SET cannot take a
 /// bound parameter; the literals are what make it safe, not the ids' validation.
-fn set_local_script(role: RequestRole, settings: [&str; 3], timeout: &str) -> Result<String, Error> {
+fn set_local_script(role: RequestRole, settings: [&str; 3], limits: &[String; 3]) -> Result<String, Error> {
     let mut script = String::with_capacity(160);
     // First, so that Citus forwards the SET LOCALs after it to the workers; for this
     // transaction only, and a harmless placeholder on plain PostgreSQL.
@@ -543,16 +560,14 @@ fn set_local_script(role: RequestRole, settings: [&str; 3], timeout: &str) -> Re
     if role == RequestRole::SwitchPerTransaction {
         script.push_str(" set local role tenantry_api;");
     }
-    for (name, value) in CONTEXT_SETTINGS.iter().zip(settings) {
+    let names = CONTEXT_SETTINGS.iter().chain(&LIMIT_SETTINGS);
+    for (name, value) in names.zip(settings.into_iter().chain(limits.iter().map(String::as_str))) {
         script.push_str(" set local ");
         script.push_str(name);
         script.push_str(" = ");
         push_literal(&mut script, value)?;
         script.push(';');
     }
-    script.push_str(" set local statement_timeout = ");
-    push_literal(&mut script, timeout)?;
-    script.push(';');
     Ok(script)
 }
 

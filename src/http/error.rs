@@ -44,7 +44,8 @@ impl FieldError {
 /// An RFC 9457 problem document.
 #[derive(Object, Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// Always `about:blank`: the status code says what kind of problem this is.
+    /// `about:blank` (the status code says what kind of problem this is), or
+    /// `urn:tenantry:problem:quota-exceeded` for a 403 over an organization quota.
     #[oai(rename = "type")]
     #[serde(rename = "type")]
     pub problem_type: String,
@@ -72,6 +73,9 @@ pub enum ApiError {
     BearerTokenRejected { detail: String, error: Option<&'static str> },
     #[error("{0}")]
     Forbidden(String),
+    /// Over an organization quota (ORG_MAX_ISSUES): a 403 of its own problem type.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -130,7 +134,10 @@ impl ApiError {
             other => other.to_string(),
         };
         Problem {
-            problem_type: "about:blank".into(),
+            problem_type: match self {
+                ApiError::QuotaExceeded(_) => QUOTA_EXCEEDED_TYPE.into(),
+                _ => "about:blank".into(),
+            },
             title: status.canonical_reason().unwrap_or("Error").into(),
             status: status.as_u16(),
             detail,
@@ -163,7 +170,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) | ApiError::BearerTokenRejected { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -241,6 +248,16 @@ fn chain(error: &(dyn StdError + 'static)) -> String {
     text
 }
 
+/// The problem type of a refusal for an organization quota.
+pub const QUOTA_EXCEEDED_TYPE: &str = "urn:tenantry:problem:quota-exceeded";
+
+/// Whole seconds until the next midnight UTC (at least 1), when daily quotas start over.
+fn seconds_to_utc_midnight() -> u64 {
+    let now = time::OffsetDateTime::now_utc();
+    let midnight = now.date().next_day().map(|day| day.midnight().assume_utc());
+    midnight.map_or(86_400, |midnight| (midnight - now).whole_seconds().max(1) as u64)
+}
+
 /// Which API field a database column or constraint is about, and the rule it states.
 /// Reached only if SQL and Rust rules drift apart (Rust checks first); kept exact anyway.
 const CONSTRAINTS: &[(&str, &str, &str)] = &[
@@ -298,6 +315,11 @@ impl From<db::Error> for ApiError {
             // The handler adds the current tag (it knows the organization and the issue).
             db::Error::Stale { message, .. } => ApiError::PreconditionFailed { detail: message, etag: None },
             db::Error::IdempotencyKeyReused(message) => ApiError::IdempotencyKeyReused(message),
+            db::Error::QuotaExceeded(message) => ApiError::QuotaExceeded(message),
+            db::Error::DailyQuotaExhausted(_) => ApiError::TooManyRequests {
+                scope: "organization's changes today (UTC)",
+                retry_after: seconds_to_utc_midnight(),
+            },
             db::Error::OverShare { .. } => {
                 ApiError::TooManyRequests { scope: "organization's share of the database", retry_after: 1 }
             }
@@ -424,8 +446,10 @@ pub const UNPROCESSABLE_ENTITY: (u16, &str) =
     (422, "This `Idempotency-Key` was already used, within 24 hours, for a different request.");
 pub const TOO_MANY_REQUESTS: (u16, &str) = (
     429,
-    "The organization or the user is over its rate limit, or the organization already has its share \
-     of the database's connections in use (`ORG_MAX_TRANSACTIONS`); retry after `Retry-After` seconds.",
+    "The organization or the user is over its rate limit, the organization already has its share \
+     of the database's connections in use (`ORG_MAX_TRANSACTIONS`), or (for a change) it made as many \
+     changes today as its quota allows (`ORG_MAX_ACTIVITY_PER_DAY`, until midnight UTC); retry after \
+     `Retry-After` seconds.",
 );
 pub const SERVICE_UNAVAILABLE: (u16, &str) =
     (503, "The database cannot be reached, is overloaded or too slow; retry after `Retry-After` seconds.");

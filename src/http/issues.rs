@@ -152,6 +152,11 @@ impl ErrorStatuses for CreateErrors {
     const STATUSES: &'static [(u16, &'static str)] = &[
         BAD_REQUEST,
         UNAUTHORIZED,
+        (
+            403,
+            "The organization has as many issues as its quota allows (`ORG_MAX_ISSUES`); the problem's \
+             `type` is `urn:tenantry:problem:quota-exceeded`.",
+        ),
         PAYLOAD_TOO_LARGE,
         REQUEST_TIMEOUT,
         UNSUPPORTED_MEDIA_TYPE,
@@ -175,7 +180,11 @@ impl ErrorStatuses for RestoreErrors {
     const STATUSES: &'static [(u16, &'static str)] = &[
         BAD_REQUEST,
         UNAUTHORIZED,
-        FORBIDDEN,
+        (
+            403,
+            "Only an ADMIN may restore; or the organization has as many issues as its quota allows \
+             (`ORG_MAX_ISSUES`, problem `type` `urn:tenantry:problem:quota-exceeded`).",
+        ),
         (404, "The organization never had this issue."),
         (409, "The issue is not deleted: there is nothing to restore."),
         SERVICE_UNAVAILABLE,

@@ -508,3 +508,64 @@ async fn a_search_too_broad_to_be_cheap_is_refused_before_it_runs() {
     let answered = unbounded.get(&member("wordy"), &format!("/api/issues?q={too_broad}")).await;
     assert_eq!(answered.status(), StatusCode::OK, "0 lifts the bound");
 }
+
+/// One user could grow the database without end (about 1.2 MB per create with a
+/// 50,000-character description): a disk fills, for everyone. Issues per organization and
+/// changes per organization per UTC day are bounded, counted by PostgreSQL.
+#[tokio::test]
+async fn quotas_stop_one_organization_and_no_other() {
+    let app = spawn_app_with(Mode::ApiLogin, |config| {
+        config.org_max_issues = 3;
+        config.org_max_activity_per_day = 8;
+    })
+    .await;
+    for n in 0..3 {
+        app.create_ok(&member("hoarder"), &format!("kept {n}")).await;
+    }
+    let refused = app
+        .create(&member("hoarder"), serde_json::json!({"title": "one too many", "description": "d"}))
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:tenantry:problem:quota-exceeded", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("quota"), "{problem}");
+    victim_is_served(&app).await;
+    assert_eq!(count(&app, "select count(*) from app.issues where organization_id = 'hoarder'").await, 3);
+
+    // A delete makes room; a restore past the quota is refused like a create.
+    assert_eq!(app.delete(&admin("hoarder"), 1).await.status(), StatusCode::NO_CONTENT);
+    app.create_ok(&member("hoarder"), "in the freed place").await;
+    let restore = app.restore(&admin("hoarder"), 1).await;
+    assert_eq!(restore.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        count(&app, "select live_issues from app.organization_counters where organization_id = 'hoarder'")
+            .await,
+        3
+    );
+
+    // Changes per day: 3 creates, 1 delete, 1 create = 5 entries so far; 3 more fit.
+    for n in 0..3 {
+        let changed =
+            app.patch(&admin("hoarder"), 2, serde_json::json!({"title": format!("edit {n}")})).await;
+        assert_eq!(changed.status(), StatusCode::OK);
+    }
+    let over = app.patch(&admin("hoarder"), 2, serde_json::json!({"title": "edit past the quota"})).await;
+    let retry_after: u64 = over.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry_after), "until midnight UTC: {retry_after}");
+    assert_problem(over, StatusCode::TOO_MANY_REQUESTS).await;
+    let title: Value = app.get(&member("hoarder"), "/api/issues/2").await.json().await.unwrap();
+    assert_eq!(title["title"], "edit 2", "the refused change was not made");
+    victim_is_served(&app).await;
+
+    // A new UTC day starts over (here: the counter says its day was yesterday).
+    app.owner_sql()
+        .await
+        .execute(
+            "update app.organization_counters set activity_day = activity_day - 1 where organization_id = 'hoarder'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let next_day = app.patch(&admin("hoarder"), 2, serde_json::json!({"title": "the next day"})).await;
+    assert_eq!(next_day.status(), StatusCode::OK);
+}
