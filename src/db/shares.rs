@@ -18,9 +18,9 @@ use super::Error;
 pub struct Shares {
     per_organization: usize,
     queue_timeout: Duration,
-    /// Only organizations with a transaction in flight or waiting: an entry goes when its
-    /// last permit does.
-    organizations: Mutex<HashMap<Box<str>, Arc<Semaphore>>>,
+    /// Only organizations with a transaction in flight or waiting for a place, with how
+    /// many [`Share`]s (holding or waiting) exist: the entry goes with the last of them.
+    organizations: Mutex<HashMap<Box<str>, (Arc<Semaphore>, usize)>>,
 }
 
 /// One transaction's place in its organization's share; given back when dropped.
@@ -45,12 +45,16 @@ impl Shares {
 
     /// A place in `organization`'s share, waiting up to the queue time-out for one.
     pub async fn take(self: &Arc<Self>, organization: &str) -> Result<Share, Error> {
-        let semaphore = self
-            .lock()
-            .entry(organization.into())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_organization)))
-            .clone();
-        // Registered before waiting, so the entry stays while anyone waits for it.
+        let semaphore = {
+            let mut organizations = self.lock();
+            let entry = organizations
+                .entry(organization.into())
+                .or_insert_with(|| (Arc::new(Semaphore::new(self.per_organization)), 0));
+            entry.1 += 1;
+            entry.0.clone()
+        };
+        // Counted before waiting; however this ends (a place, a time-out, the request
+        // dropped), the share's drop uncounts it exactly once.
         let mut share = Share { permit: None, organization: organization.into(), shares: self.clone() };
         match tokio::time::timeout(self.queue_timeout, semaphore.acquire_owned()).await {
             Ok(Ok(permit)) => {
@@ -61,7 +65,7 @@ impl Shares {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<Semaphore>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (Arc<Semaphore>, usize)>> {
         self.organizations.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -70,11 +74,11 @@ impl Drop for Share {
     fn drop(&mut self) {
         drop(self.permit.take());
         let mut organizations = self.shares.lock();
-        // Nobody else holds or awaits this organization's semaphore: forget it.
-        if let Some(semaphore) = organizations.get(&self.organization)
-            && Arc::strong_count(semaphore) == 1
-        {
-            organizations.remove(&self.organization);
+        if let Some(entry) = organizations.get_mut(&self.organization) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                organizations.remove(&self.organization);
+            }
         }
     }
 }
@@ -92,6 +96,51 @@ mod tests {
         let _b = shares.take("b").await.expect("another organization has its own share");
         drop(a1);
         let _a3 = shares.take("a").await.expect("a place came free");
+    }
+
+    /// The last to leave, whatever way it leaves, forgets the organization: here a waiter
+    /// refused after the holder it waited for had finished, and a waiter given up on.
+    #[tokio::test]
+    async fn an_organization_is_forgotten_however_its_last_request_ends() {
+        let shares = Shares::new(1, Duration::from_millis(50));
+        let holder = shares.take("a").await.unwrap();
+        let waiter = tokio::spawn({
+            let shares = shares.clone();
+            async move { shares.take("a").await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        let abandoned = tokio::spawn({
+            let shares = shares.clone();
+            async move { shares.take("a").await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        drop(holder);
+        let _ = waiter.await.unwrap();
+        assert!(shares.lock().is_empty(), "{:?}", shares.lock().keys().collect::<Vec<_>>());
+        // Refused by the time-out while nobody else holds a place.
+        let busy = shares.take("b").await.unwrap();
+        let refused = tokio::spawn({
+            let shares = shares.clone();
+            async move { shares.take("b").await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        drop(busy);
+        let _ = refused.await.unwrap();
+        assert!(shares.lock().is_empty(), "{:?}", shares.lock().keys().collect::<Vec<_>>());
+    }
+
+    /// A waiter refused by its time-out, its holder gone meanwhile: nothing is left.
+    #[tokio::test]
+    async fn a_refused_last_waiter_leaves_nothing_behind() {
+        let shares = Shares::new(1, Duration::from_millis(20));
+        let holder = shares.take("a").await.unwrap();
+        let refused = shares.take("a").await;
+        assert!(refused.is_err());
+        drop(holder);
+        drop(refused);
+        assert!(shares.lock().is_empty());
     }
 
     #[tokio::test]
