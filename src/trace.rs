@@ -69,8 +69,9 @@ impl RequestTrace {
         self.receiving_body.load(Relaxed)
     }
 
-    /// The request will not get its response (`reason`: "client gone", "timed out").
-    pub fn ended_without_response(&self, reason: &'static str) {
+    /// The request was given up before its work was done (`reason`: "client gone",
+    /// "timed out", "request body too slow").
+    pub fn abandoned(&self, reason: &'static str) {
         let mut state = self.lock();
         state.gone.get_or_insert(reason);
         self.log_if_done(&mut state);

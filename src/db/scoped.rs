@@ -152,9 +152,10 @@ impl Database {
     /// Quotas of every organization (0: none): issues it may have, activity entries per
     /// UTC day.
     pub fn with_quotas(mut self, max_issues: u64, max_activity_per_day: u64) -> Self {
+        // SQL reads them as bigint: a larger setting would make every write fail to cast.
         let limits = Arc::make_mut(&mut self.limits);
-        limits[1] = max_issues.to_string();
-        limits[2] = max_activity_per_day.to_string();
+        limits[1] = max_issues.min(i64::MAX as u64).to_string();
+        limits[2] = max_activity_per_day.min(i64::MAX as u64).to_string();
         self
     }
 

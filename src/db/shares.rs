@@ -20,8 +20,11 @@ pub struct Shares {
     queue_timeout: Duration,
     /// Only organizations with a transaction in flight or waiting for a place, with how
     /// many [`Share`]s (holding or waiting) exist: the entry goes with the last of them.
-    organizations: Mutex<HashMap<Box<str>, (Arc<Semaphore>, usize)>>,
+    organizations: Mutex<HashMap<Box<str>, Entry>>,
 }
+
+/// An organization's semaphore and the number of [`Share`]s of it that exist.
+type Entry = (Arc<Semaphore>, usize);
 
 /// One transaction's place in its organization's share; given back when dropped.
 pub struct Share {
@@ -65,7 +68,7 @@ impl Shares {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (Arc<Semaphore>, usize)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Entry>> {
         self.organizations.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

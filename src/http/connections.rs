@@ -151,14 +151,23 @@ impl<T> Guarded<T> {
         if self.phase != Phase::Head {
             return;
         }
-        let mut window = self.tail.to_vec();
-        window.extend_from_slice(bytes);
-        if window.windows(4).any(|w| w == b"\r\n\r\n") {
+        // The end of the head, possibly split across reads: the last 3 bytes seen, then these.
+        let mut joint = [0u8; 6];
+        let head = bytes.len().min(3);
+        joint[..3].copy_from_slice(&self.tail);
+        joint[3..3 + head].copy_from_slice(&bytes[..head]);
+        let end = b"\r\n\r\n";
+        if joint[..3 + head].windows(4).any(|w| w == end) || bytes.windows(4).any(|w| w == end) {
             self.enter(Phase::Request);
+            return;
         }
-        let keep = window.len().min(3);
-        self.tail = [0; 3];
-        self.tail[3 - keep..].copy_from_slice(&window[window.len() - keep..]);
+        // Keep the last 3 bytes of everything seen so far.
+        if bytes.len() >= 3 {
+            self.tail.copy_from_slice(&bytes[bytes.len() - 3..]);
+        } else {
+            self.tail.rotate_left(bytes.len());
+            self.tail[3 - bytes.len()..].copy_from_slice(bytes);
+        }
     }
 }
 
@@ -224,5 +233,36 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The end of a head is found however the reads split it.
+    #[tokio::test]
+    async fn the_end_of_the_headers_is_found_across_any_split_of_the_reads() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let limits = ConnectionLimits {
+            max_connections: 1,
+            header_read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+        };
+        for size in 1..=head.len() {
+            let place = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+            let mut guarded = Guarded::new((), limits, place);
+            let chunks: Vec<&[u8]> = head.chunks(size).collect();
+            for (n, chunk) in chunks.iter().enumerate() {
+                assert_eq!(guarded.phase, Phase::Head, "split by {size}, before chunk {n}");
+                guarded.saw(chunk);
+            }
+            assert_eq!(guarded.phase, Phase::Request, "split by {size}");
+        }
+        let place = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        let mut guarded = Guarded::new((), limits, place);
+        guarded.saw(b"GET / HTTP/1.1\r\nX: \r\n\r");
+        guarded.saw(b"x\r\n");
+        assert_eq!(guarded.phase, Phase::Head, "\\r\\n\\r then x is not the end");
     }
 }

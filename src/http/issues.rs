@@ -385,9 +385,10 @@ impl IssuesApi {
                 pattern = r#"^[ \t]*(\*|(W/)?"[\x21\x23-\x7E]*"([ \t]*,[ \t]*(W/)?"[\x21\x23-\x7E]*")*)[ \t]*$"#
             )
         )]
-        if_none_match: Header<Option<String>>,
+        // Documents and pattern-checks the header; every field line of it is read by
+        // `IfNoneMatch::from_headers`.
+        _if_none_match: Header<Option<String>>,
     ) -> Result<FetchedIssue, Failure<GetErrors>> {
-        let _ = if_none_match; // read below with its list syntax, from every field line
         let copies = IfNoneMatch::from_headers(request.headers())?;
         let issue = db::issues::get(&db, &caller.0, id.0).await?;
         let tag = tags.tag(&caller.0.org_id, issue.id, issue.version);
@@ -419,10 +420,11 @@ impl IssuesApi {
         id: Path<i64>,
         /// The `ETag` the change is based on (or `*`): 412 if the issue is at another version.
         #[oai(name = "If-Match", validator(pattern = r#"^[ \t]*(\*|(W/)?"[\x21\x23-\x7E]*")[ \t]*$"#))]
-        if_match: Header<Option<String>>,
+        // Documents and pattern-checks the header; its value is read, strictly, from the raw
+        // field lines by `IfMatch::from_headers`.
+        _if_match: Header<Option<String>>,
         body: JsonBody<IssuePatch>,
     ) -> Result<OneIssue, Failure<UpdateErrors>> {
-        let _ = if_match; // read below from the raw header, strictly
         let org = &caller.0.org_id;
         let expected = IfMatch::from_headers(request.headers())?.expected_version(&tags, org, id.0);
         let issue = db::issues::update_at(&db, &caller.0, id.0, &body.0, expected)
@@ -451,9 +453,10 @@ impl IssuesApi {
         id: Path<i64>,
         /// The `ETag` the deletion is based on (or `*`): 412 if the issue is at another version.
         #[oai(name = "If-Match", validator(pattern = r#"^[ \t]*(\*|(W/)?"[\x21\x23-\x7E]*")[ \t]*$"#))]
-        if_match: Header<Option<String>>,
+        // Documents and pattern-checks the header; its value is read, strictly, from the raw
+        // field lines by `IfMatch::from_headers`.
+        _if_match: Header<Option<String>>,
     ) -> Result<Deleted, Failure<DeleteErrors>> {
-        let _ = if_match; // read below from the raw header, strictly
         let org = &caller.0.org_id;
         let expected = IfMatch::from_headers(request.headers())?.expected_version(&tags, org, id.0);
         db::issues::delete_at(&db, &caller.0, id.0, expected)

@@ -134,11 +134,11 @@ impl<E: Endpoint> Endpoint for Observe<E> {
                 error::render(ApiError::Internal(format!("a handler panicked: {message}").into()).into())
             }
             Err(trace) if trace.is_receiving_body() => {
-                trace.ended_without_response("request body too slow");
+                trace.abandoned("request body too slow");
                 error::render(ApiError::RequestTimeout.into())
             }
             Err(trace) => {
-                trace.ended_without_response("timed out");
+                trace.abandoned("timed out");
                 let late = db::Error::Unavailable("no answer within REQUEST_TIMEOUT_MS".into());
                 error::render(ApiError::Unavailable(late).into())
             }
@@ -201,7 +201,7 @@ struct Unanswered(Option<Arc<RequestTrace>>);
 impl Drop for Unanswered {
     fn drop(&mut self) {
         if let Some(trace) = self.0.take() {
-            trace.ended_without_response("client gone");
+            trace.abandoned("client gone");
         }
     }
 }

@@ -409,7 +409,7 @@ async fn an_abandoned_write_keeps_its_connection_until_it_commits_and_the_log_sa
     let env = [
         ("DATABASE_POOL_SIZE", "2"),
         ("ORG_MAX_TRANSACTIONS", "2"),
-        ("REQUEST_TIMEOUT_MS", "300"),
+        ("REQUEST_TIMEOUT_MS", "2000"),
         ("DATABASE_STATEMENT_TIMEOUT_MS", "60000"),
     ];
     let (mut child, address, lines, _) = serve_json_logs_with(&database, 5, &env);
@@ -437,16 +437,20 @@ async fn an_abandoned_write_keeps_its_connection_until_it_commits_and_the_log_sa
         crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, &database)).await;
     let blocker = owner.transaction().await.unwrap();
     blocker.execute("select 1 from app.issues where id = 1 for update", &[]).await.unwrap();
-    let late = as_org(client.patch(format!("{address}/api/issues/1")), "acme")
-        .header("x-request-id", "abandoned-write")
-        .json(&json!({"title": "after"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(late.status(), StatusCode::SERVICE_UNAVAILABLE, "answered at REQUEST_TIMEOUT_MS");
-    // Its transaction still waits for the lock, on a connection it still holds.
+    let late = tokio::spawn(
+        as_org(client.patch(format!("{address}/api/issues/1")), "acme")
+            .header("x-request-id", "abandoned-write")
+            .json(&json!({"title": "after"}))
+            .send(),
+    );
+    // Its transaction reaches the lock (well before the request's time-out) ...
     let watcher = crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, "postgres")).await;
     crate::helpers::wait_for_lock_waiters(&watcher, &database, 1).await;
+    // ... the request is answered at REQUEST_TIMEOUT_MS, and the transaction still waits for
+    // the lock, on a connection it still holds.
+    let late = late.await.unwrap().unwrap();
+    assert_eq!(late.status(), StatusCode::SERVICE_UNAVAILABLE, "answered at REQUEST_TIMEOUT_MS");
+    assert_eq!(watcher_lock_waiters(&watcher, &database).await, 1);
     assert_eq!(in_use().await, 1, "the abandoned transaction keeps its pool slot");
     let other = as_org(client.get(format!("{address}/api/issues")), "globex").send().await.unwrap();
     assert_eq!(other.status(), StatusCode::OK, "the other connection serves the others");
@@ -468,4 +472,15 @@ async fn an_abandoned_write_keeps_its_connection_until_it_commits_and_the_log_sa
         .await;
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(tokio::task::block_in_place(|| child.wait()).unwrap().success());
+}
+
+async fn watcher_lock_waiters(watcher: &tokio_postgres::Client, database: &str) -> i64 {
+    watcher
+        .query_one(
+            "select count(*) from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }

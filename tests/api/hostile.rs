@@ -373,7 +373,7 @@ async fn a_read_only_database_makes_writes_503_and_readyz_not_ready() {
 #[tokio::test]
 async fn a_body_that_trickles_in_is_a_408_that_closes_the_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = spawn_app_with(Mode::ApiLogin, |config| config.request_timeout_ms = 500).await;
+    let app = spawn_app_with(Mode::ApiLogin, |config| config.request_timeout_ms = 1000).await;
     let address: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let head = "POST /api/issues HTTP/1.1\r\nHost: x\r\nx-organization-id: acme\r\nx-user-id: u\r\n\
