@@ -96,6 +96,11 @@ pub struct Config {
     #[arg(long, env = "SEARCH_MAX_CANDIDATES", default_value_t = 20_000)]
     pub search_max_candidates: u32,
 
+    /// The most bytes of JSON one page of a list may hold: the page ends at the last whole
+    /// item that fits (always at least one) and its `Link` continues from there (0: none).
+    #[arg(long, env = "PAGE_MAX_BYTES", default_value_t = 1 << 20)]
+    pub page_max_bytes: u32,
+
     /// Issues one organization may have at once (0: no limit); past it a create or a
     /// restore is a 403 (quota exceeded).
     #[arg(long, env = "ORG_MAX_ISSUES", default_value_t = 1_000_000)]
@@ -317,6 +322,7 @@ impl Default for Config {
             org_max_transactions: None,
             org_queue_timeout_ms: 200,
             search_max_candidates: 20_000,
+            page_max_bytes: 1 << 20,
             org_max_issues: 1_000_000,
             org_max_activity_per_day: 1_000_000,
             pool_timeout_ms: 2000,

@@ -239,6 +239,7 @@ impl App {
             .with_context_mode(config.context)
             .with_shares(config.org_shares())
             .with_search_max_candidates(config.search_max_candidates)
+            .with_page_max_bytes(config.page_max_bytes)
             .with_quotas(config.org_max_issues, config.org_max_activity_per_day);
         let role = db::verify_request_role(&db).await?;
         tracing::info!(

@@ -3,8 +3,11 @@
 
 use tokio_postgres::{Row, types::Type};
 
-use super::{Database, Error, Sql, issues::next_cursor};
-use crate::domain::{Action, ActivityEntry, ActivityQuery, Page, TenantContext};
+use super::{
+    Database, Error, Sql,
+    page::{self, PageBody},
+};
+use crate::domain::{Action, ActivityEntry, ActivityQuery, TenantContext};
 
 /// The entry columns, then `next_cursor` (column 6).
 macro_rules! entry_sql {
@@ -16,7 +19,7 @@ macro_rules! entry_sql {
 const FEED: Sql = Sql {
     text: entry_sql!(
         "api.list_activity(page_size => $1, after => $2, actor_id => $3, action => $4, issue_id => $5, \
-         since => $6, until => $7)"
+         since => $6, until => $7, max_bytes => $8)"
     ),
     param_types: &[
         Type::INT4,
@@ -26,19 +29,16 @@ const FEED: Sql = Sql {
         Type::INT8,
         Type::TIMESTAMPTZ,
         Type::TIMESTAMPTZ,
+        Type::INT4,
     ],
 };
 const HISTORY: Sql = Sql {
-    text: entry_sql!("api.issue_activity($1, page_size => $2, after => $3)"),
-    param_types: &[Type::INT8, Type::INT4, Type::TEXT],
+    text: entry_sql!("api.issue_activity($1, page_size => $2, after => $3, max_bytes => $4)"),
+    param_types: &[Type::INT8, Type::INT4, Type::TEXT, Type::INT4],
 };
 
 /// One page of the organization's activity, newest first.
-pub async fn feed(
-    db: &Database,
-    ctx: &TenantContext,
-    query: &ActivityQuery,
-) -> Result<Page<ActivityEntry>, Error> {
+pub async fn feed(db: &Database, ctx: &TenantContext, query: &ActivityQuery) -> Result<PageBody, Error> {
     let actions: Vec<&str> = query.actions.iter().map(|a| a.as_str()).collect();
     let actions = (!actions.is_empty()).then_some(actions);
     let rows = db
@@ -53,10 +53,11 @@ pub async fn feed(
                 &query.issue_id,
                 &query.since,
                 &query.until,
+                &db.page_max_bytes(),
             ],
         )
         .await?;
-    page(&rows)
+    page(&rows, db.page_max_bytes())
 }
 
 /// One page of one issue's history, oldest first (also of a deleted issue).
@@ -66,13 +67,16 @@ pub async fn history(
     issue_id: i64,
     limit: i32,
     cursor: Option<&str>,
-) -> Result<Page<ActivityEntry>, Error> {
-    page(&db.call(ctx, &HISTORY, &[&issue_id, &limit, &cursor]).await?)
+) -> Result<PageBody, Error> {
+    let max_bytes = db.page_max_bytes();
+    page(&db.call(ctx, &HISTORY, &[&issue_id, &limit, &cursor, &max_bytes]).await?, max_bytes)
 }
 
-fn page(rows: &[Row]) -> Result<Page<ActivityEntry>, Error> {
-    let items = rows.iter().map(entry_from_row).collect::<Result<_, _>>()?;
-    Ok(Page { items, next_cursor: next_cursor(rows, 6)? })
+/// The JSON array of `ActivityEntry` the API sends, ended at the byte bound.
+fn page(rows: &[Row], max_bytes: Option<i32>) -> Result<PageBody, Error> {
+    page::write(rows, 6, max_bytes, |out, row| {
+        serde_json::to_writer(out, &entry_from_row(row)?).map_err(|err| Error::Internal(err.into()))
+    })
 }
 
 fn entry_from_row(row: &Row) -> Result<ActivityEntry, Error> {

@@ -6,7 +6,10 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio_postgres::{Row, types::Type};
 
-use super::{Database, Error, Sql};
+use super::{
+    Database, Error, Sql,
+    page::{self, PageBody},
+};
 use crate::domain::{Issue, IssuePatch, IssueQuery, NewIssue, Priority, Status, TenantContext, timestamp};
 
 /// The columns of `api.issue`, in the order [`issue_from_row`] reads them.
@@ -27,13 +30,14 @@ pub const CREATE: Sql = Sql {
 };
 pub const GET: Sql = Sql { text: issue_sql!("api.get_issue($1)"), param_types: &[Type::INT8] };
 /// The issue columns, then `next_cursor` (column 11), which [`IssueRows`] skips. The search
-/// goes through `app.checked_search` (migration 8), bounded by `$12` candidate term rows.
+/// goes through `app.checked_search` (migration 8), bounded by `$12` candidate term rows;
+/// `$13`: the page's byte bound (migration 10).
 pub const LIST: Sql = Sql {
     text: "select id, title, description, status, priority, assignee_id, organization_id, \
       created_by, created_at, updated_at, version, next_cursor \
       from api.list_issues(page_size => $1, sort => $2, after => $3, status => $4, priority => $5, \
       assignee_id => $6, created_by => $7, created_after => $8, created_before => $9, \
-      updated_after => $10, search => app.checked_search($11, $12))",
+      updated_after => $10, search => app.checked_search($11, $12), max_bytes => $13)",
     param_types: &[
         Type::INT4,
         Type::TEXT,
@@ -46,6 +50,7 @@ pub const LIST: Sql = Sql {
         Type::TIMESTAMPTZ,
         Type::TIMESTAMPTZ,
         Type::TEXT,
+        Type::INT4,
         Type::INT4,
     ],
 };
@@ -123,15 +128,11 @@ pub async fn list(db: &Database, ctx: &TenantContext, query: &IssueQuery) -> Res
                 &query.updated_after,
                 &query.search,
                 &db.search_max_candidates(),
+                &db.page_max_bytes(),
             ],
         )
         .await?;
-    Ok(IssueRows(rows))
-}
-
-/// The cursor the last row of a page carries when another page follows.
-pub(super) fn next_cursor(rows: &[Row], column: usize) -> Result<Option<String>, Error> {
-    Ok(rows.last().map(|row| row.try_get::<_, Option<String>>(column)).transpose()?.flatten())
+    Ok(IssueRows { rows, max_bytes: db.page_max_bytes() })
 }
 
 pub async fn update(db: &Database, ctx: &TenantContext, id: i64, patch: &IssuePatch) -> Result<Issue, Error> {
@@ -218,40 +219,30 @@ fn issue_from_row(row: &Row) -> Result<Issue, Error> {
 /// rows' buffers ([`IssueRows::to_json`]): no `String` per field, no intermediate `Issue`,
 /// no serde machinery per field. Lists are the one large body on the hot path; this cut
 /// their service CPU by a fifth (see the note of issue 5).
-pub struct IssueRows(Vec<Row>);
+pub struct IssueRows {
+    rows: Vec<Row>,
+    /// The page's byte bound, as `api.list_issues` was told.
+    max_bytes: Option<i32>,
+}
 
 impl IssueRows {
-    /// Where the next page starts, when one follows (the `next_cursor` of the last row).
-    pub fn next_cursor(&self) -> Result<Option<String>, Error> {
-        next_cursor(&self.0, 11)
-    }
-
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.rows.is_empty()
     }
 
     /// The same rows as [`Issue`]s.
     pub fn to_issues(&self) -> Result<Vec<Issue>, Error> {
-        self.0.iter().map(issue_from_row).collect()
+        self.rows.iter().map(issue_from_row).collect()
     }
 
-    /// The JSON array of `Issue` the API sends: byte for byte what serde_json writes for
-    /// `Vec<Issue>` (tested), written by hand.
-    pub fn to_json(&self) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::with_capacity(2 + self.0.len() * 512);
-        out.push(b'[');
-        for (i, row) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_issue(&mut out, row)?;
-        }
-        out.push(b']');
-        Ok(out)
+    /// The page the API sends: the JSON array of `Issue`, byte for byte what serde_json
+    /// writes for `Vec<Issue>` (tested) but written by hand, ended at the byte bound.
+    pub fn page(&self) -> Result<PageBody, Error> {
+        page::write(&self.rows, 11, self.max_bytes, write_issue)
     }
 }
 

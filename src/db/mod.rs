@@ -10,6 +10,7 @@ pub mod local_pgbouncer;
 pub mod local_postgres;
 pub mod maintenance;
 pub mod migrate;
+pub mod page;
 mod pool;
 mod reconnect;
 mod safety;

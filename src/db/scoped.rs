@@ -128,6 +128,8 @@ pub struct Database {
     reconnect: Arc<Reconnect>,
     /// Term rows a search may read in all (SEARCH_MAX_CANDIDATES; `None`: no bound).
     search_max_candidates: Option<i32>,
+    /// The most bytes of JSON one list page may hold (PAGE_MAX_BYTES; `None`: no bound).
+    page_max_bytes: Option<i32>,
 }
 
 impl Database {
@@ -146,6 +148,7 @@ impl Database {
             shares: None,
             reconnect: Arc::default(),
             search_max_candidates: None,
+            page_max_bytes: None,
         }
     }
 
@@ -167,6 +170,16 @@ impl Database {
 
     pub fn search_max_candidates(&self) -> Option<i32> {
         self.search_max_candidates
+    }
+
+    /// Bounds the JSON of one list page (0: no bound).
+    pub fn with_page_max_bytes(mut self, bytes: u32) -> Self {
+        self.page_max_bytes = (bytes > 0).then(|| i32::try_from(bytes).unwrap_or(i32::MAX));
+        self
+    }
+
+    pub fn page_max_bytes(&self) -> Option<i32> {
+        self.page_max_bytes
     }
 
     /// Bounds the transactions one organization may have in flight at once.

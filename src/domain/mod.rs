@@ -11,4 +11,4 @@ pub mod rules;
 pub use activity::{Action, ActivityEntry};
 pub use context::{Role, TenantContext};
 pub use issue::{Issue, IssuePatch, NewIssue, Priority, Status, timestamp};
-pub use page::{ActivityQuery, IssueQuery, IssueSort, Page};
+pub use page::{ActivityQuery, IssueQuery, IssueSort};

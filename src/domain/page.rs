@@ -14,13 +14,6 @@ pub const MAX_PAGE_SIZE: i32 = 200;
 /// The longest search text, in characters.
 pub const SEARCH_MAX_CHARS: usize = 200;
 
-/// One page of a list, and the cursor of the page after it when there is one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
-
 /// The order of an issue list. A leading `-` means descending; ties are broken by the
 /// issue number in the same direction.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use super::{
     auth::Caller,
     error::{ErrorStatuses, Failure, SERVICE_UNAVAILABLE, UNAUTHORIZED},
     issues::{LIST_BAD_REQUEST, default_page_size},
-    json::JsonBody,
+    json::ListBody,
     query::{CheckedQuery, QuerySpec, ValueList, check_timestamps},
 };
 use crate::{
@@ -34,7 +34,7 @@ pub enum ActivityPage {
     /// One page of activity entries (a plain array).
     #[oai(status = 200)]
     Ok(
-        JsonBody<Vec<ActivityEntry>>,
+        ListBody<ActivityEntry>,
         /// RFC 8288 link to the next page (`rel="next"`); absent on the last page.
         #[oai(header = "Link")]
         Option<String>,
@@ -85,7 +85,8 @@ impl ActivityApi {
         caller: Caller,
         query: CheckedQuery<FeedParameters>,
         db: Data<&Database>,
-        /// Entries per page, 1-200.
+        /// Entries per page, 1-200. A page holds fewer when they are large (the server caps
+        /// a page's size, PAGE_MAX_BYTES): follow `Link`, never count items to detect the end.
         #[oai(default = "default_page_size", validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<i32>,
         /// Where to continue: the `cursor` of the previous page's `Link` header. Valid only
@@ -118,7 +119,7 @@ impl ActivityApi {
         };
         let page = db::activity::feed(&db, &caller.0, &request).await?;
         let link = page.next_cursor.map(|cursor| query.next_link(&cursor));
-        Ok(ActivityPage::Ok(JsonBody(page.items), link))
+        Ok(ActivityPage::Ok(ListBody::new(page.json), link))
     }
 
     /// An issue's history
@@ -135,7 +136,8 @@ impl ActivityApi {
         /// The issue's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
-        /// Entries per page, 1-200.
+        /// Entries per page, 1-200. A page holds fewer when they are large (the server caps
+        /// a page's size, PAGE_MAX_BYTES): follow `Link`, never count items to detect the end.
         #[oai(default = "default_page_size", validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<i32>,
         /// Where to continue: the `cursor` of the previous page's `Link` header.
@@ -144,6 +146,6 @@ impl ActivityApi {
     ) -> Result<ActivityPage, Failure<HistoryErrors>> {
         let page = db::activity::history(&db, &caller.0, id.0, limit.0, cursor.as_deref()).await?;
         let link = page.next_cursor.map(|cursor| query.next_link(&cursor));
-        Ok(ActivityPage::Ok(JsonBody(page.items), link))
+        Ok(ActivityPage::Ok(ListBody::new(page.json), link))
     }
 }

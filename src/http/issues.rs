@@ -1,12 +1,10 @@
 //! The issue endpoints. Each handler: identity, input, one stored function, response.
 
-use poem::{IntoResponse, Request, Response, error::ResponseError, web::Data};
+use poem::{Request, web::Data};
 use poem_openapi::{
     ApiResponse, OpenApi, Tags,
     param::{Header, Path, Query},
-    payload::Payload,
-    registry::{MetaSchemaRef, Registry},
-    types::{MaybeUndefined, Type},
+    types::MaybeUndefined,
 };
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -18,12 +16,12 @@ use super::{
         PRECONDITION_FAILED, REQUEST_TIMEOUT, SERVICE_UNAVAILABLE, UNAUTHORIZED, UNPROCESSABLE_ENTITY,
         UNSUPPORTED_MEDIA_TYPE,
     },
-    json::{Fields, FromJsonObject, JsonBody},
+    json::{Fields, FromJsonObject, JsonBody, ListBody},
     preconditions::{EntityTags, IfMatch, IfNoneMatch, refuse_unreadable},
     query::{CheckedQuery, NoParameters, QuerySpec, ValueList, check_timestamps},
 };
 use crate::{
-    db::{self, Database, issues::IssueRows},
+    db::{self, Database},
     domain::{
         Issue, IssuePatch, IssueQuery, IssueSort, NewIssue, Priority, Status,
         page::{DEFAULT_PAGE_SIZE, SEARCH_MAX_CHARS},
@@ -95,37 +93,12 @@ pub enum IssueList {
     /// One page of the organization's issues (a plain array; `[]` when none match).
     #[oai(status = 200)]
     Ok(
-        IssueListBody,
+        ListBody<Issue>,
         /// RFC 8288 link to the next page, `</api/issues?...&cursor=...>; rel="next"`;
         /// absent on the last page.
         #[oai(header = "Link")]
         Option<String>,
     ),
-}
-
-/// A list body written straight from the rows ([`IssueRows::to_json`]), documented as the
-/// array of `Issue` it is.
-pub struct IssueListBody(IssueRows);
-
-impl Payload for IssueListBody {
-    const CONTENT_TYPE: &'static str = "application/json";
-
-    fn schema_ref() -> MetaSchemaRef {
-        <Vec<Issue> as Type>::schema_ref()
-    }
-
-    fn register(registry: &mut Registry) {
-        <Vec<Issue> as Type>::register(registry);
-    }
-}
-
-impl IntoResponse for IssueListBody {
-    fn into_response(self) -> Response {
-        match self.0.to_json() {
-            Ok(bytes) => Response::builder().content_type(Self::CONTENT_TYPE).body(bytes),
-            Err(err) => ApiError::from(err).as_response(),
-        }
-    }
 }
 
 #[derive(ApiResponse)]
@@ -297,7 +270,8 @@ impl IssuesApi {
         caller: Caller,
         query: CheckedQuery<IssueListParameters>,
         db: Data<&Database>,
-        /// Issues per page, 1-200.
+        /// Issues per page, 1-200. A page holds fewer when they are large (the server caps
+        /// a page's size, PAGE_MAX_BYTES): follow `Link`, never count items to detect the end.
         #[oai(default = "default_page_size", validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<i32>,
         /// Where to continue: the `cursor` of the previous page's `Link` header. Valid only
@@ -356,9 +330,9 @@ impl IssuesApi {
             search: q.0,
             sort: sort.0,
         };
-        let rows = db::issues::list(&db, &caller.0, &request).await?;
-        let link = rows.next_cursor()?.map(|cursor| query.next_link(&cursor));
-        Ok(IssueList::Ok(IssueListBody(rows), link))
+        let page = db::issues::list(&db, &caller.0, &request).await?.page()?;
+        let link = page.next_cursor.map(|cursor| query.next_link(&cursor));
+        Ok(IssueList::Ok(ListBody::new(page.json), link))
     }
 
     /// Get an issue

@@ -8,6 +8,8 @@
 //!
 //! The OpenAPI schema still comes from `T`'s poem-openapi derive.
 
+use std::marker::PhantomData;
+
 use poem::{IntoResponse, Request, RequestBody, Response, error::ResponseError, http::header};
 use poem_openapi::{
     ApiExtractor, ApiExtractorType, ExtractParamOptions,
@@ -127,6 +129,36 @@ impl<'a, T: Type + FromJsonObject + Send> ApiExtractor<'a> for JsonBody<T> {
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
         <Self as ParsePayload>::from_request(request, body).await
+    }
+}
+
+/// A list page's JSON array, already written (`db::page`), documented as the `Vec<T>` it is.
+pub struct ListBody<T> {
+    json: Vec<u8>,
+    item: PhantomData<fn() -> T>,
+}
+
+impl<T> ListBody<T> {
+    pub fn new(json: Vec<u8>) -> Self {
+        ListBody { json, item: PhantomData }
+    }
+}
+
+impl<T: Type> Payload for ListBody<T> {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn schema_ref() -> MetaSchemaRef {
+        <Vec<T> as Type>::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        <Vec<T> as Type>::register(registry);
+    }
+}
+
+impl<T: Send> IntoResponse for ListBody<T> {
+    fn into_response(self) -> Response {
+        Response::builder().content_type("application/json").body(self.json)
     }
 }
 

@@ -125,7 +125,7 @@ fn serve_json_logs(database: &str, shutdown_timeout_seconds: u32) -> (Child, Str
     (child, address, lines)
 }
 
-fn serve_json_logs_with(
+pub(crate) fn serve_json_logs_with(
     database: &str,
     shutdown_timeout_seconds: u32,
     env: &[(&str, &str)],

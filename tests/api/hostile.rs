@@ -569,3 +569,127 @@ async fn quotas_stop_one_organization_and_no_other() {
     let next_day = app.patch(&admin("hoarder"), 2, serde_json::json!({"title": "the next day"})).await;
     assert_eq!(next_day.status(), StatusCode::OK);
 }
+
+/// The most memory (peak resident set) the service may reach while 200 clients hold pages
+/// of huge issues they never read (docs/performance.md, "Memory").
+const NON_READING_CLIENTS_PEAK_RSS_MB: u64 = 320;
+
+/// A `/proc/<pid>/status` figure, in MB.
+fn proc_status_mb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .unwrap();
+    kb / 1024
+}
+
+/// Clients that ask for a page of 200 issues of 50,000 characters (10 MB of JSON) and
+/// never read it pinned the whole body each: 40 such sockets took the service from 121 to
+/// 551 MB. A page now holds at most PAGE_MAX_BYTES; with 200 such clients (a small receive
+/// buffer each, as a remote client that stops reading) the service's peak memory stays
+/// under the documented figure and another organization is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_huge_pages_pin_bounded_memory_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CLIENTS: usize = 200;
+    raise_file_limit(4096);
+    let database = fresh_database().await;
+    let pg = &cluster().pg;
+    let owner = connect(&pg.url(db::local_postgres::SUPERUSER, &database)).await;
+    owner
+        .batch_execute(
+            "insert into app.organization_counters (organization_id, last_issue_id) values ('hoarder', 200);
+             insert into app.issues (organization_id, id, title, description, created_by)
+             select 'hoarder', n, 'Huge ' || n, repeat('abcdefghi ', 5000), 'seeder'
+             from generate_series(1, 200) n;",
+        )
+        .await
+        .unwrap();
+    let env = [
+        ("RATE_LIMIT_ORG_PER_SECOND", "0"),
+        ("RATE_LIMIT_USER_PER_SECOND", "0"),
+        // Every one of them is served (none refused by the fair share): the worst case.
+        ("ORG_QUEUE_TIMEOUT_MS", "60000"),
+        ("REQUEST_TIMEOUT_MS", "60000"),
+    ];
+    let (mut child, address, _lines, _) = crate::binary::serve_json_logs_with(&database, 5, &env);
+    let pid = child.id();
+    let client = reqwest::Client::new();
+    let as_org = |r: reqwest::RequestBuilder, org: &str| {
+        r.header("x-organization-id", org).header("x-user-id", "u").header("x-user-role", "MEMBER")
+    };
+    let created = as_org(client.post(format!("{address}/api/issues")), "victim")
+        .json(&serde_json::json!({"title": "served", "description": "by every instance"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let before_mb = proc_status_mb(pid, "VmRSS");
+
+    let socket_address: std::net::SocketAddr = address.trim_start_matches("http://").parse().unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..CLIENTS {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(socket_address).await.unwrap();
+        stream
+            .write_all(
+                b"GET /api/issues?limit=200 HTTP/1.1\r\nHost: x\r\nx-organization-id: hoarder\r\n\
+                  x-user-id: h\r\nx-user-role: MEMBER\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        streams.push(stream);
+    }
+    // Every page made (the handler answered; its body is written, or waiting to be).
+    let answered = || {
+        let (client, address) = (client.clone(), address.clone());
+        async move {
+            let text = client.get(format!("{address}/metrics")).send().await.unwrap().text().await.unwrap();
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("tenantry_http_requests_total{method=\"GET\",route=\"/api/issues\",")
+                })
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+                .sum::<u64>()
+        }
+    };
+    wait_until("every page answered", || async { answered().await >= CLIENTS as u64 }).await;
+    let victim = as_org(client.get(format!("{address}/api/issues")), "victim").send().await.unwrap();
+    assert_eq!(victim.status(), StatusCode::OK);
+    let peak_mb = proc_status_mb(pid, "VmHWM");
+    eprintln!("{CLIENTS} non-reading clients: resident {before_mb} MB before, peak {peak_mb} MB");
+
+    // Each of them was sent a page of 200, cut at PAGE_MAX_BYTES, with a Link to the rest.
+    for stream in &mut streams {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "the head arrives");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("\r\nlink: </api/issues?"), "{head}");
+        let length: usize = head
+            .split("\r\ncontent-length: ")
+            .nth(1)
+            .and_then(|rest| rest.split("\r\n").next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(length <= 1 << 20 && length > (1 << 20) - 60_000, "a full page within 1 MiB: {length}");
+    }
+    drop(streams);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        peak_mb < NON_READING_CLIENTS_PEAK_RSS_MB,
+        "peak {peak_mb} MB (from {before_mb} MB) with {CLIENTS} clients not reading"
+    );
+}

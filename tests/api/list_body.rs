@@ -35,7 +35,7 @@ async fn the_list_written_from_rows_equals_the_issues_serialized_by_serde() {
     let ctx = TenantContext { org_id: "alpha".into(), user_id: "reader".into(), role: Role::Member };
     let rows = db::issues::list(&app.app_db, &ctx, &Default::default()).await.unwrap();
     assert_eq!(rows.len(), 2);
-    let from_rows = String::from_utf8(rows.to_json().unwrap()).unwrap();
+    let from_rows = String::from_utf8(rows.page().unwrap().json).unwrap();
     let from_issues = serde_json::to_string(&rows.to_issues().unwrap()).unwrap();
     assert_eq!(from_rows, from_issues);
 

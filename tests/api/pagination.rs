@@ -330,3 +330,82 @@ async fn a_forged_cursor_with_the_right_sort_and_filters_but_a_wrong_key_is_refu
     .await;
     assert_eq!(error_fields(&problem), ["cursor"]);
 }
+
+/// Walks a list from `path`, returning each page's raw body and items.
+async fn walk_bodies(app: &TestApp, actor: &Actor, path: &str) -> Vec<(usize, Vec<Value>)> {
+    let mut pages = Vec::new();
+    let mut next = Some(path.to_owned());
+    while let Some(path) = next {
+        let response = app.get(actor, &path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        next = next_link(&response);
+        let body = response.bytes().await.unwrap();
+        let items: Vec<Value> = serde_json::from_slice(&body).unwrap();
+        assert!(!items.is_empty(), "a page is never empty: {path}");
+        pages.push((body.len(), items));
+        assert!(pages.len() <= 500, "the walk ends");
+    }
+    pages
+}
+
+/// PAGE_MAX_BYTES: a page ends at the last whole item whose JSON fits (always at least
+/// one), its Link continues from there, and walking the pages gives every item once, in
+/// order, for the issue list, the feed and one issue's history. Descriptions full of
+/// characters JSON escapes make the serialized size differ from what PostgreSQL stores.
+#[tokio::test]
+async fn pages_end_at_the_last_whole_item_within_page_max_bytes_and_continue_from_there() {
+    let app = spawn_app_with(Mode::ApiLogin, |config| config.page_max_bytes = 0).await;
+    let ann = admin("bulky");
+    for n in 1..=12usize {
+        let description = match n % 3 {
+            0 => "\"quoted\" \\ and\nnew lines ".repeat(n * 12),
+            1 => "ünïcödé 🚀 ".repeat(n * 30),
+            _ => "word ".repeat(n * 60),
+        };
+        let created = app
+            .create(
+                &ann,
+                json!({"title": format!("Bulky {n} \"{}\"", "é".repeat(n)), "description": description}),
+            )
+            .await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        if n % 2 == 0 {
+            let patched = app.patch(&ann, n as i64, json!({"description": "\\".repeat(n * 100)})).await;
+            assert_eq!(patched.status(), StatusCode::OK);
+        }
+    }
+    for n in [3, 7] {
+        assert_eq!(app.delete(&ann, n).await.status(), StatusCode::NO_CONTENT);
+    }
+    assert_eq!(app.restore(&ann, 3).await.status(), StatusCode::OK);
+    let paths = ["/api/issues?limit=200", "/api/activity?limit=200", "/api/issues/4/activity?limit=200"];
+    let mut everything = Vec::new();
+    for path in paths {
+        let pages = walk_bodies(&app, &ann, path).await;
+        assert_eq!(pages.len(), 1, "unbounded, one page: {path}");
+        everything.push(pages.into_iter().next().unwrap());
+    }
+    let item_bytes = |item: &Value| serde_json::to_vec(item).unwrap().len();
+    let largest = everything.iter().flat_map(|(_, items)| items.iter().map(item_bytes)).max().unwrap();
+    let whole = everything.iter().map(|(bytes, _)| *bytes).max().unwrap();
+
+    for max in [1, 2, largest - 1, largest, largest + 2, 3 * largest, whole - 1, whole, 1 << 20] {
+        let bounded =
+            spawn_app_on(&app.database, Mode::ApiLogin, |config| config.page_max_bytes = max as u32).await;
+        for (path, (_, all)) in paths.iter().zip(&everything) {
+            let pages = walk_bodies(&bounded, &ann, path).await;
+            let walked: Vec<Value> = pages.iter().flat_map(|(_, items)| items.clone()).collect();
+            assert_eq!(&walked, all, "every item once, in order: {path} within {max} bytes");
+            let mut seen = 0;
+            for (i, (bytes, items)) in pages.iter().enumerate() {
+                assert!(*bytes <= max || items.len() == 1, "{path} page {i}: {bytes} bytes > {max}");
+                seen += items.len();
+                if i + 1 < pages.len() {
+                    // As full as it may be: the next item would not have fitted.
+                    let next = item_bytes(&all[seen]);
+                    assert!(bytes + 1 + next > max, "{path} page {i} ended early: {bytes} + {next} <= {max}");
+                }
+            }
+        }
+    }
+}
