@@ -8,7 +8,11 @@
 //! 3. Per scenario: wrk against each variant, then pgbench with the service's own SQL text
 //!    (`db::SET_CONTEXT`, `db::issues::*`) in the same transaction shape: begin; the
 //!    set_config statement; the api function; commit.
-//! 4. Prints one Markdown table. Ratios compare numbers taken minutes apart on the same
+//! 4. The hostile scenario (`--scenarios hostile`, part of the default run): a victim
+//!    organization makes one request every 50 ms, first on an idle service, then while one
+//!    MEMBER of another organization runs expensive-but-valid searches flat out (wrk);
+//!    reports the victim's p99 under attack divided by its idle p99 (target: at most 3).
+//! 5. Prints one Markdown table (and the hostile scenario's). Ratios compare numbers taken minutes apart on the same
 //!    machine; compare ratios, not absolute numbers, across machines or runs.
 //!
 //! Organizations "1".."100" hold the seeded issues and serve get-one, list and update;
@@ -52,6 +56,16 @@ const NEW_STATUS: &str = "IN_PROGRESS";
 const NEW_PRIORITY: &str = "HIGH";
 const NEW_ASSIGNEE: &str = "dev-7";
 const STATUSES: [&str; 3] = ["OPEN", "IN_PROGRESS", "DONE"];
+/// The hostile scenario's attacker: one organization whose issues all hold the same ten
+/// words, searched by two-letter prefixes of all ten (every issue matches: each search
+/// reads HOSTILE_ISSUES × 10 term rows, under SEARCH_MAX_CANDIDATES), a page of 200.
+const HOSTILE_ORG: &str = "hostile";
+const HOSTILE_ISSUES: u32 = 1500;
+const HOSTILE_TITLE_WORDS: &str = "alpha bravo charlie delta echo";
+const HOSTILE_DESCRIPTION_WORDS: &str = "foxtrot golf hotel india juliet";
+const HOSTILE_PATH: &str = "/api/issues?limit=200&q=al%20br%20ch%20de%20ec%20fo%20go%20ho%20in%20ju";
+/// How often the victim of the hostile scenario asks for one of its issues.
+const VICTIM_EVERY: Duration = Duration::from_millis(50);
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark the service against pgbench running the same SQL")]
@@ -69,7 +83,7 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     threads: u32,
     /// Scenarios to run, in order.
-    #[arg(long, value_delimiter = ',', default_value = "get-one,list,create,update,mixed")]
+    #[arg(long, value_delimiter = ',', default_value = "get-one,list,create,update,mixed,hostile")]
     scenarios: Vec<Scenario>,
     /// The list request: one page of 100 issues (an organization's all), what pgbench's
     /// list statement selects too.
@@ -99,6 +113,7 @@ enum Scenario {
     Create,
     Update,
     Mixed,
+    Hostile,
 }
 
 impl Scenario {
@@ -109,6 +124,7 @@ impl Scenario {
             Scenario::Create => "create",
             Scenario::Update => "update",
             Scenario::Mixed => "mixed",
+            Scenario::Hostile => "hostile",
         }
     }
 }
@@ -233,6 +249,10 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
     }
     eprintln!("seeding {ORGS} organizations x {ISSUES_PER_ORG} issues through the API ...");
     runtime.block_on(seed(&services[0].address))?;
+    if args.scenarios.contains(&Scenario::Hostile) {
+        eprintln!("seeding organization {HOSTILE_ORG} with {HOSTILE_ISSUES} issues ...");
+        runtime.block_on(seed_hostile(&services[0].address))?;
+    }
     // Warm every variant: fill its pool, prepare its statements.
     let scripts = Scripts::write(args, work)?;
     for service in &services {
@@ -241,7 +261,16 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
     }
 
     let mut rows: Vec<(Scenario, String, Measured, Option<Measured>)> = Vec::new();
+    let mut hostile = Vec::new();
     for &scenario in &args.scenarios {
+        if scenario == Scenario::Hostile {
+            for service in &services {
+                eprintln!("hostile: the victim alone, then under attack, against {} ...", service.name);
+                checkpoint()?;
+                hostile.push((service.name.clone(), hostile_run(&wrk, args, &scripts, service, &runtime)?));
+            }
+            continue;
+        }
         let mut measured = Vec::new();
         for service in &services {
             eprintln!("{}: wrk against {} ...", scenario.name(), service.name);
@@ -270,6 +299,7 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
     drop(services);
 
     print_report(args, &rows, started.elapsed(), load_before, loadavg());
+    print_hostile_report(&hostile);
     Ok(())
 }
 
@@ -407,6 +437,7 @@ impl Scripts {
             Ok(path)
         };
         let mut wrk = BTreeMap::new();
+        wrk.insert(Scenario::Hostile, write("hostile.lua", hostile_wrk_script())?);
         for scenario in
             [Scenario::GetOne, Scenario::List, Scenario::Create, Scenario::Update, Scenario::Mixed]
         {
@@ -431,7 +462,7 @@ impl Scripts {
                 db::issues::LIST,
                 &[
                     "100", "null", "null", "null", "null", "null", "null", "null", "null", "null", "null",
-                    "null",
+                    "null", "1048576",
                 ],
             ),
         };
@@ -504,6 +535,7 @@ fn wrk_script(scenario: Scenario, list_path: &str) -> String {
   elseif r <= 90 then return creates[math.random(#creates)]
   else return updates[math.random(#updates)] end"
         }
+        Scenario::Hostile => unreachable!("the hostile scenario has its own script"),
     };
     format!(
         r#"-- Generated by examples/bench.rs ({scenario}).
@@ -539,14 +571,198 @@ function request()
   {mix}
 end
 
+{WRK_DONE}"#,
+        scenario = scenario.name(),
+    )
+}
+
+/// The `done` of every wrk script: one line wrk_run parses.
+const WRK_DONE: &str = r#"
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("WRK_RESULT %d %d %d %d %d %d %d %d %d\n", summary.requests, summary.duration,
     e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
 end
-"#,
-        scenario = scenario.name(),
+"#;
+
+/// The attacker: one MEMBER of HOSTILE_ORG asking for the same expensive search.
+fn hostile_wrk_script() -> String {
+    format!(
+        r#"-- Generated by examples/bench.rs (hostile).
+local request_text
+function init(args)
+  request_text = wrk.format("GET", "{HOSTILE_PATH}",
+    {{ ["x-organization-id"] = "{HOSTILE_ORG}", ["x-user-id"] = "hoarder", ["x-user-role"] = "MEMBER" }})
+end
+
+function request()
+  return request_text
+end
+{WRK_DONE}"#
     )
+}
+
+/// HOSTILE_ISSUES issues in HOSTILE_ORG, 32 creates at a time.
+async fn seed_hostile(address: &str) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    let failures: Vec<String> = stream::iter(1..=HOSTILE_ISSUES)
+        .map(|n| {
+            let client = &client;
+            async move {
+                let body = json!({
+                    "title": format!("{HOSTILE_TITLE_WORDS} {n}"),
+                    "description": HOSTILE_DESCRIPTION_WORDS,
+                });
+                let response = client
+                    .post(format!("{address}/api/issues"))
+                    .header("x-organization-id", HOSTILE_ORG)
+                    .header("x-user-id", "hoarder")
+                    .header("x-user-role", "MEMBER")
+                    .json(&body)
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status() == reqwest::StatusCode::CREATED => None,
+                    Ok(r) => Some(format!("hostile issue {n}: {}", r.status())),
+                    Err(e) => Some(format!("hostile issue {n}: {e}")),
+                }
+            }
+        })
+        .buffer_unordered(32)
+        .filter_map(|failure| async move { failure })
+        .collect()
+        .await;
+    match failures.first() {
+        None => Ok(()),
+        Some(first) => Err(format!("{} hostile seeding requests failed, first: {first}", failures.len())),
+    }
+}
+
+/// What the victim of the hostile scenario saw.
+#[derive(Debug, Default, Clone)]
+struct VictimLatencies {
+    count: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Answers other than 200, and requests that failed outright.
+    failures: usize,
+}
+
+struct HostileResult {
+    idle: VictimLatencies,
+    attacked: VictimLatencies,
+    attacker: Measured,
+}
+
+/// The victim alone for `--duration` seconds, then again while wrk runs the attacker.
+fn hostile_run(
+    wrk: &Path,
+    args: &Args,
+    scripts: &Scripts,
+    service: &Service,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<HostileResult, String> {
+    let seconds = Duration::from_secs(args.duration);
+    let idle = runtime.block_on(victim(&service.address, seconds));
+    let attack = std::thread::scope(|scope| {
+        let attacker = scope.spawn(|| {
+            wrk_run(wrk, args, &scripts.wrk[&Scenario::Hostile], &service.address, args.duration + 2)
+        });
+        // The attacker at full speed first (wrk connects all its connections at once).
+        let attacked = runtime.block_on(async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            victim(&service.address, seconds).await
+        });
+        attacker.join().expect("the wrk thread").map(|attacker| (attacked, attacker))
+    });
+    let (attacked, attacker) = attack?;
+    Ok(HostileResult { idle, attacked, attacker })
+}
+
+/// One GET of one of its issues every VICTIM_EVERY, from organizations 1..=ORGS in turn.
+async fn victim(address: &str, duration: Duration) -> VictimLatencies {
+    let client = reqwest::Client::new();
+    let mut every = tokio::time::interval(VICTIM_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let end = Instant::now() + duration;
+    let (mut latencies, mut failures) = (Vec::new(), 0);
+    for n in 0u32.. {
+        every.tick().await;
+        if Instant::now() >= end {
+            break;
+        }
+        let (org, id) = (n % ORGS + 1, n * 7 % ISSUES_PER_ORG + 1);
+        let started = Instant::now();
+        let response = client
+            .get(format!("{address}/api/issues/{id}"))
+            .header("x-organization-id", org.to_string())
+            .header("x-user-id", USER)
+            .header("x-user-role", ROLE)
+            .send()
+            .await;
+        let ok = match response {
+            Ok(response) => response.status() == reqwest::StatusCode::OK && response.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        latencies.push(started.elapsed());
+        failures += usize::from(!ok);
+    }
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        let index =
+            ((latencies.len() as f64 * p / 100.0).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
+        latencies.get(index).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    VictimLatencies { count: latencies.len(), p50_ms: percentile(50.0), p99_ms: percentile(99.0), failures }
+}
+
+fn print_hostile_report(results: &[(String, HostileResult)]) {
+    if results.is_empty() {
+        return;
+    }
+    println!(
+        "\nhostile: a victim organization's GET every {} ms, alone, then while one MEMBER of another runs \
+         GET {HOSTILE_PATH} flat out\n",
+        VICTIM_EVERY.as_millis()
+    );
+    println!(
+        "| variant | victim p50 / p99 ms, idle | victim p50 / p99 ms, under attack | p99 under attack ÷ idle | \
+         victim requests | victim failures | attacker req/s | attacker non-2xx |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut misses = Vec::new();
+    for (variant, result) in results {
+        let ratio = result.attacked.p99_ms / result.idle.p99_ms;
+        println!(
+            "| {variant} | {:.2} / {:.2} | {:.2} / {:.2} | {ratio:.2} | {} + {} | {} + {} | {:.0} | {} |",
+            result.idle.p50_ms,
+            result.idle.p99_ms,
+            result.attacked.p50_ms,
+            result.attacked.p99_ms,
+            result.idle.count,
+            result.attacked.count,
+            result.idle.failures,
+            result.attacked.failures,
+            result.attacker.per_second,
+            result.attacker.non_2xx,
+        );
+        if ratio > 3.0 {
+            misses
+                .push(format!("{variant}: the victim's p99 under attack is {ratio:.2} × its idle p99 (> 3)"));
+        }
+        if result.idle.failures + result.attacked.failures > 0 {
+            misses.push(format!("{variant}: the victim had failures"));
+        }
+    }
+    println!();
+    if misses.is_empty() {
+        println!("hostile targets (p99 under attack <= 3 × idle, no victim failure): all met");
+    } else {
+        println!("hostile targets missed:");
+        for miss in misses {
+            println!("- {miss}");
+        }
+    }
 }
 
 fn wrk_run(wrk: &Path, args: &Args, script: &Path, address: &str, seconds: u64) -> Result<Measured, String> {
@@ -758,6 +974,10 @@ fn print_report(
     load_after: String,
 ) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    if rows.is_empty() {
+        println!("\n{cores} cores; load average {load_before} before, {load_after} after");
+        return;
+    }
     println!(
         "\n{} s per run, {} connections, {} threads; {cores} cores; load average {load_before} before, \
          {load_after} after; {:.0} s in all. list: GET {}",
