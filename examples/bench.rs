@@ -397,14 +397,7 @@ async fn seed(address: &str) -> Result<(), String> {
                     ),
                     "priority": priority,
                 });
-                let response = client
-                    .post(format!("{address}/api/issues"))
-                    .header("x-organization-id", org.to_string())
-                    .header("x-user-id", USER)
-                    .header("x-user-role", ROLE)
-                    .json(&body)
-                    .send()
-                    .await;
+                let response = create_retrying(client, address, &org.to_string(), USER, &body).await;
                 match response {
                     Ok(r) if r.status() == reqwest::StatusCode::CREATED => None,
                     Ok(r) => Some(format!("org {org} issue {n}: {}", r.status())),
@@ -419,6 +412,31 @@ async fn seed(address: &str) -> Result<(), String> {
     match failures.first() {
         None => Ok(()),
         Some(first) => Err(format!("{} seeding requests failed, first: {first}", failures.len())),
+    }
+}
+
+/// POST /api/issues, again after a 429 (seeding 32 at a time can exceed one
+/// organization's share of the pool on a busy machine).
+async fn create_retrying(
+    client: &reqwest::Client,
+    address: &str,
+    org: &str,
+    user: &str,
+    body: &serde_json::Value,
+) -> reqwest::Result<reqwest::Response> {
+    loop {
+        let response = client
+            .post(format!("{address}/api/issues"))
+            .header("x-organization-id", org)
+            .header("x-user-id", user)
+            .header("x-user-role", ROLE)
+            .json(body)
+            .send()
+            .await?;
+        if response.status() != reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Ok(response);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -613,14 +631,7 @@ async fn seed_hostile(address: &str) -> Result<(), String> {
                     "title": format!("{HOSTILE_TITLE_WORDS} {n}"),
                     "description": HOSTILE_DESCRIPTION_WORDS,
                 });
-                let response = client
-                    .post(format!("{address}/api/issues"))
-                    .header("x-organization-id", HOSTILE_ORG)
-                    .header("x-user-id", "hoarder")
-                    .header("x-user-role", "MEMBER")
-                    .json(&body)
-                    .send()
-                    .await;
+                let response = create_retrying(client, address, HOSTILE_ORG, "hoarder", &body).await;
                 match response {
                     Ok(r) if r.status() == reqwest::StatusCode::CREATED => None,
                     Ok(r) => Some(format!("hostile issue {n}: {}", r.status())),

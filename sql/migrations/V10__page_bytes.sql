@@ -46,12 +46,9 @@ declare
   pending_at  timestamptz;
   pending_rank bigint;
   rows_read   integer := 0;
-  -- What the page's JSON will weigh, at least and at most (see the loop).
-  least_bytes bigint := 0;
+  -- The most the page's JSON may weigh, and what its rows so far may weigh at most.
+  byte_budget bigint := coalesce(max_bytes, 9223372036854775807);
   most_bytes  bigint := 0;
-  text_bytes  bigint;
-  may_end     boolean;
-  must_end    boolean := false;
 begin
   if org is null then
     return;  -- no tenant, no rows
@@ -117,6 +114,7 @@ begin
   -- $9-$11 cursor, $12-$13 search words, $14 rows to read.
   query := 'select i.id, i.title, i.description, i.status, i.priority, i.assignee_id, '
         || 'i.organization_id, i.created_by, i.created_at, i.updated_at, i.version, '
+        || 'pg_catalog.octet_length(i.title) + coalesce(pg_catalog.octet_length(i.description), 0) as text_bytes, '
         || case when by_time then key_column || ' as sort_at, null::bigint as sort_rank'
                 else 'null::timestamptz as sort_at, ' || key_column || '::bigint as sort_rank' end;
   if words is null then
@@ -169,33 +167,24 @@ begin
 
   -- Read one row more than the page: if it exists, the page's last row gets a cursor.
   -- With max_bytes, the client (the service) ends the page at the last whole row whose
-  -- JSON fits: every row it may end at gets a cursor too. A row's JSON holds its title
-  -- and description bytes at least, and at most 6 times them (each byte escaped as
-  -- \u00XX) plus 1024 for the other fields; the rows are not read past the one that
-  -- cannot fit by any count. The first row is always sent, whatever its size.
+  -- JSON fits, so every row it may end at gets a cursor too. A row's JSON holds its title
+  -- and description bytes (text_bytes) at least, and at most 6 times them (each byte
+  -- escaped as \u00XX) plus 1024 for the other fields; no row is read past the one that
+  -- cannot fit by the least count. The first row is always sent, whatever its size.
   for found_row in execute query
     using org, status, priority, assignee_id, created_by, created_after, created_before,
           updated_after, position.at, position.rank, position.id, words, word_ends, page_size + 1
   loop
     rows_read := rows_read + 1;
-    may_end := rows_read > page_size;
-    if max_bytes is not null and not may_end then
-      text_bytes := pg_catalog.octet_length(found_row.title)
-                    + coalesce(pg_catalog.octet_length(found_row.description), 0);
-      least_bytes := least_bytes + text_bytes;
-      most_bytes := most_bytes + 6 * text_bytes + 1024;
-      -- Could the page have to end before this row (after the pending one)?
-      may_end := rows_read > 1 and most_bytes > max_bytes;
-      must_end := rows_read > 1 and least_bytes > max_bytes;
-    end if;
-    if may_end then
+    most_bytes := most_bytes + 6 * found_row.text_bytes + 1024;
+    if rows_read > page_size or (most_bytes > byte_budget and rows_read > 1) then
       pending.next_cursor := app.encode_cursor(sort_by, fingerprint,
         case when by_time then pg_catalog.to_jsonb(app.json_time(pending_at))
              else pg_catalog.to_jsonb(pending_rank) end,
         pending.id);
-    end if;
-    if rows_read > page_size or must_end then
-      exit;
+      if rows_read > page_size or (most_bytes - 1024 * rows_read) / 6 > byte_budget then
+        exit;
+      end if;
     end if;
     if rows_read > 1 then
       return next pending;
@@ -244,15 +233,12 @@ declare
   fingerprint text;
   position    app.page_position;
   query       text;
-  entry       api.activity_entry;
+  found_entry record;
   pending     api.activity_entry;
   rows_read   integer := 0;
-  -- What the page's JSON will weigh, at least and at most (see the loop).
-  least_bytes bigint := 0;
+  -- The most the page's JSON may weigh, and what its entries so far may weigh at most.
+  byte_budget bigint := coalesce(max_bytes, 9223372036854775807);
   most_bytes  bigint := 0;
-  text_bytes  bigint;
-  may_end     boolean;
-  must_end    boolean := false;
 begin
   if org is null then
     return;
@@ -276,7 +262,9 @@ begin
     'since', app.json_time(since), 'until', app.json_time(until)));
   position := app.decode_cursor(after, order_by, fingerprint);
 
-  query := 'select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at, null::text '
+  query := 'select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at, '
+        || case when max_bytes is null then '0' else 'pg_catalog.octet_length(a.changes::text)' end
+        || ' as text_bytes '
         || 'from app.activity_logs a where a.organization_id = $1'
         || case when actor_id is not null then ' and a.actor_id = $2' else '' end
         || case when pg_catalog.cardinality(action) = 1 then ' and a.action = ($3)[1]'
@@ -290,31 +278,26 @@ begin
 
   -- Read one row more than the page: if it exists, the page's last row gets a cursor.
   -- With max_bytes, as in api.list_issues: every entry the page may end at gets a cursor.
-  -- An entry's JSON holds at least half the bytes of its changes as text (which adds one
-  -- space per ':' and ','), at most all of them plus 1024 for the other fields.
-  for entry in execute query
+  -- An entry's JSON holds at most the bytes of its changes as text (text_bytes) plus 1024
+  -- for the other fields, and at least half of them (the text adds one space per ':' and
+  -- ',').
+  for found_entry in execute query
     using org, actor_id, action, issue_id, since, until, position.id, page_size + 1
   loop
     rows_read := rows_read + 1;
-    may_end := rows_read > page_size;
-    if max_bytes is not null and not may_end then
-      text_bytes := pg_catalog.octet_length(entry.changes::text);
-      least_bytes := least_bytes + text_bytes / 2;
-      most_bytes := most_bytes + text_bytes + 1024;
-      may_end := rows_read > 1 and most_bytes > max_bytes;
-      must_end := rows_read > 1 and least_bytes > max_bytes;
-    end if;
-    if may_end then
+    most_bytes := most_bytes + found_entry.text_bytes + 1024;
+    if rows_read > page_size or (most_bytes > byte_budget and rows_read > 1) then
       pending.next_cursor := app.encode_cursor(order_by, fingerprint,
         pg_catalog.to_jsonb(app.json_time(pending.created_at)), pending.id);
-    end if;
-    if rows_read > page_size or must_end then
-      exit;
+      if rows_read > page_size or (most_bytes - 1024 * rows_read) / 2 > byte_budget then
+        exit;
+      end if;
     end if;
     if rows_read > 1 then
       return next pending;
     end if;
-    pending := entry;
+    pending := row(found_entry.id, found_entry.issue_id, found_entry.actor_id, found_entry.action,
+                   found_entry.changes, found_entry.created_at, null)::api.activity_entry;
   end loop;
   if rows_read > 0 then
     return next pending;
