@@ -63,7 +63,7 @@ impl Error {
     }
 }
 
-/// SQLSTATEs our functions raise on purpose (see the headers of the migrations).
+/// SQLSTATEs our functions raise on purpose (sql/ERRORS.md).
 const NOT_FOUND: &str = "TN404";
 const FORBIDDEN: &str = "TN403";
 const INVALID_INPUT: &str = "TN400";
@@ -72,6 +72,7 @@ const KEY_REUSED: &str = "TN422";
 const CONFLICT: &str = "TN409";
 const QUOTA_EXCEEDED: &str = "TN460";
 const DAILY_QUOTA_EXHAUSTED: &str = "TN429";
+const NO_TENANT: &str = "TN401";
 
 impl From<tokio_postgres::Error> for Error {
     fn from(err: tokio_postgres::Error) -> Self {
@@ -99,6 +100,9 @@ impl From<tokio_postgres::Error> for Error {
             CONFLICT => Error::Conflict(db.message().to_owned()),
             QUOTA_EXCEEDED => Error::QuotaExceeded(db.message().to_owned()),
             DAILY_QUOTA_EXHAUSTED => Error::DailyQuotaExhausted(db.message().to_owned()),
+            // A write reached the database without a tenant: every request sets one, so
+            // this is the service's bug, never the client's fault.
+            NO_TENANT => Error::Internal(err.into()),
             INVALID_INPUT => Error::InvalidInput {
                 column: db.column().map(str::to_owned),
                 message: db.message().to_owned(),
