@@ -24,12 +24,14 @@ use crate::{
         migrate::MigrationError,
     },
     http::{
-        Services,
-        auth::Authenticator,
+        Services, api,
         connections::GuardedAcceptor,
-        jwt::JwtSetupError,
+        extract::{
+            auth::{Authenticator, Gate},
+            jwt::JwtSetupError,
+            preconditions::EntityTags,
+        },
         metrics::Metrics,
-        preconditions::EntityTags,
         rate_limit::{self, RateLimits},
     },
 };
@@ -189,10 +191,11 @@ impl App {
         }
         let configured_etag_key = config.etag_key.as_deref().map(config::decode_key).transpose()?;
         let authenticator = Authenticator::new(config.auth_mode, &config.jwt)?;
+        let routes = Arc::new(api::route_table());
         let services = Arc::new(Services {
-            authenticator,
-            limits: RateLimits::new(&config.rate_limits),
-            metrics: Metrics::new(),
+            gate: Arc::new(Gate { authenticator, limits: RateLimits::new(&config.rate_limits) }),
+            metrics: Metrics::new(&routes),
+            routes,
             request_timeout: config.request_timeout(),
             in_flight: Default::default(),
         });
@@ -315,7 +318,7 @@ async fn forget_idle_rate_limit_keys(services: std::sync::Weak<Services>) {
     loop {
         every.tick().await;
         let Some(services) = services.upgrade() else { return };
-        services.limits.forget_idle();
+        services.gate.limits.forget_idle();
     }
 }
 

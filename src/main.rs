@@ -83,7 +83,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi => {
-            print!("{}", tenantry::http::openapi::document());
+            print!("{}", tenantry::http::openapi_document());
             Ok(())
         }
         Command::Token { org, user, role, ttl_seconds, private_key_file } => {
@@ -128,7 +128,7 @@ fn token(
     let role = Role::parse(role).ok_or("--role must be ADMIN or MEMBER")?;
     let ctx = TenantContext { org_id, user_id, role };
     let ttl = Duration::from_secs(ttl_seconds);
-    println!("{}", tenantry::http::jwt::mint(&config.jwt, private_key_file.as_deref(), &ctx, ttl)?);
+    println!("{}", tenantry::http::extract::jwt::mint(&config.jwt, private_key_file.as_deref(), &ctx, ttl)?);
     Ok(())
 }
 

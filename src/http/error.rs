@@ -18,7 +18,6 @@ use poem_openapi::{
 };
 use serde::Serialize;
 
-use super::openapi;
 use crate::db;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
@@ -370,8 +369,11 @@ pub fn parameter_error(name: &str, reason: &str) -> ApiError {
     ApiError::invalid(name, message)
 }
 
+/// The name of an operation's `index`-th path parameter (from the route table).
+pub type PathParameterNames<'a> = &'a dyn Fn(&str, usize) -> Option<String>;
+
 /// Turns any error that reached the top into a problem response.
-pub fn render(mut err: poem::Error) -> Response {
+pub fn render(mut err: poem::Error, path_parameter: PathParameterNames) -> Response {
     // The whole cause chain goes to the log (observe.rs, with the request id); the client
     // gets the short message. On the error, since poem gives the response its extensions.
     if let Some(cause) = err.downcast_ref::<ApiError>().and_then(ApiError::cause) {
@@ -379,14 +381,18 @@ pub fn render(mut err: poem::Error) -> Response {
     }
     // Keep the operation for the request log.
     let operation = err.data::<OperationId>().copied();
-    let mut response = problem_response(err, operation);
+    let mut response = problem_response(err, operation, path_parameter);
     if let Some(operation) = operation {
         response.set_data(operation);
     }
     response
 }
 
-fn problem_response(err: poem::Error, operation: Option<OperationId>) -> Response {
+fn problem_response(
+    err: poem::Error,
+    operation: Option<OperationId>,
+    path_parameter: PathParameterNames,
+) -> Response {
     if err.is::<ApiError>() {
         return err.into_response();
     }
@@ -398,9 +404,9 @@ fn problem_response(err: poem::Error, operation: Option<OperationId>) -> Respons
             .strip_prefix("param")
             .and_then(|index| index.parse().ok())
             .zip(operation)
-            .and_then(|(index, operation)| openapi::path_parameter(operation.0, index))
-            .unwrap_or(path.name);
-        parameter_error(name, &path.reason)
+            .and_then(|(index, operation)| path_parameter(operation.0, index))
+            .unwrap_or_else(|| path.name.to_owned());
+        parameter_error(&name, &path.reason)
     } else if let Some(content_type) = err.downcast_ref::<ContentTypeError>() {
         ApiError::UnsupportedMediaType(content_type.to_string())
     } else {

@@ -15,7 +15,7 @@ use std::{
 
 use deadpool_postgres::Pool;
 
-use super::openapi;
+use super::routes::RouteTable;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const BUCKETS: [f64; 14] =
@@ -54,40 +54,24 @@ pub struct RouteIndex(usize);
 pub struct Metrics {
     /// The API operations in document order, then [`FIXED_ROUTES`], then `other`.
     routes: Vec<Route>,
+    table: RouteTable,
     operation_ids: Vec<&'static str>,
     rate_limited: [AtomicU64; 2],
     /// `GET /api/issues/{id}` with `If-None-Match`: answered 200, answered 304.
     revalidations: [AtomicU64; 2],
 }
 
-/// Whether `path` is an instance of `template` (`{name}` stands for one non-empty segment).
-fn template_matches(template: &str, path: &str) -> bool {
-    let (mut template, mut path) = (template.split('/'), path.split('/'));
-    loop {
-        match (template.next(), path.next()) {
-            (None, None) => return true,
-            (Some(t), Some(p)) if t.starts_with('{') && t.ends_with('}') && !p.is_empty() => {}
-            (Some(t), Some(p)) if t == p => {}
-            _ => return false,
-        }
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Metrics {
-        let operations = openapi::operations();
-        let mut routes: Vec<Route> = operations.iter().map(|op| Route::new(&op.method, &op.path)).collect();
+    pub fn new(table: &RouteTable) -> Metrics {
+        let operations = table.operations();
+        let mut routes: Vec<Route> =
+            operations.iter().map(|op| Route::new(op.method.as_str(), &op.path)).collect();
         routes.extend(FIXED_ROUTES.iter().map(|path| Route::new("GET", path)));
         routes.push(Route::new("", "other"));
         Metrics {
             routes,
-            operation_ids: operations.iter().map(|op| op.id.as_str()).collect(),
+            table: table.clone(),
+            operation_ids: operations.iter().map(|op| op.id).collect(),
             rate_limited: [AtomicU64::new(0), AtomicU64::new(0)],
             revalidations: [AtomicU64::new(0), AtomicU64::new(0)],
         }
@@ -102,9 +86,10 @@ impl Metrics {
         {
             return RouteIndex(index);
         }
-        let matching = self.routes[..operations].iter().position(|route| {
-            route.method.eq_ignore_ascii_case(method.as_str()) && template_matches(&route.path, path)
-        });
+        let matching = self
+            .table
+            .find(method, path)
+            .and_then(|op| self.operation_ids.iter().position(|known| *known == op.id));
         if let Some(index) = matching {
             return RouteIndex(index);
         }

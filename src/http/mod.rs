@@ -1,46 +1,59 @@
-//! The HTTP surface: routes, middleware, and the pieces they are made of.
+//! The HTTP surface, along the request path: [`connections`] accepts, [`observe`] wraps
+//! every request (id, deadline, metrics, logs), [`extract`] reads who calls and what they
+//! send, [`api`] has the handlers, [`error`] turns every failure into a problem. The
+//! route table ([`routes`]) is made once from the handlers and given to what needs it;
+//! [`spec`] shapes the served OpenAPI document and is imported here only.
 
-pub mod activity;
-pub mod auth;
+pub mod api;
 pub mod connections;
 pub mod error;
-pub mod examples;
-pub mod issues;
-pub mod json;
-pub mod jwt;
+pub mod extract;
 pub mod metrics;
 pub mod observe;
-pub mod openapi;
-mod ops;
-pub mod preconditions;
-pub mod query;
 pub mod rate_limit;
+pub mod routes;
+mod spec;
 
 use std::sync::Arc;
 
 use poem::{Endpoint, EndpointExt, IntoResponse, Route, get, handler, web::WithContentType};
 
 use crate::{config::AuthMode, db::Database};
+use extract::preconditions::EntityTags;
 pub use observe::Services;
-use preconditions::EntityTags;
 
 /// The whole application: `/api/...`, `/openapi.json`, `/docs`, `/healthz`, `/readyz`,
 /// `/metrics`, all inside [`observe::Observe`].
 pub fn routes(db: Database, services: Arc<Services>, tags: EntityTags, mode: AuthMode) -> impl Endpoint {
-    let document = openapi::document_for(mode);
-    let swagger = openapi::swagger_ui_html(mode);
+    let document = spec::document_for(mode);
+    let swagger = spec::swagger_ui_html(mode);
+    let table = services.routes.clone();
 
     let app = Route::new()
-        .nest("/", openapi::service())
+        .nest("/", api::service())
         .at("/openapi.json", get(serve_text.data(StaticBody(document.into(), "application/json"))))
         .at("/docs", get(serve_text.data(StaticBody(swagger.into(), "text/html; charset=utf-8"))))
-        .at("/healthz", get(ops::healthz))
-        .at("/readyz", get(ops::readyz))
-        .at("/metrics", get(ops::metrics))
+        .at("/healthz", get(api::ops::healthz))
+        .at("/readyz", get(api::ops::readyz))
+        .at("/metrics", get(api::ops::metrics))
         .data(db)
         .data(tags)
-        .catch_all_error(|err| async move { error::render(err) });
+        .data(services.clone())
+        .catch_all_error(move |err| {
+            let table = table.clone();
+            async move {
+                error::render(err, &|operation, index| {
+                    table.path_parameter(operation, index).map(str::to_owned)
+                })
+            }
+        });
     observe::Observe { inner: app, services }
+}
+
+/// The OpenAPI document the binary serves in AUTH_MODE=headers (`tenantry openapi`, and
+/// openapi/openapi.json).
+pub fn openapi_document() -> String {
+    spec::document()
 }
 
 #[derive(Clone)]

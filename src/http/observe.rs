@@ -2,15 +2,15 @@
 //! deadline, metrics, the `RateLimit-*` headers, and the request's log lines: the one
 //! line per request and, before it, the cause of a 500 or 503. Both carry the request id.
 //!
-//! Cheap on purpose: one `Arc` per request for the [`RequestScope`] the identity
-//! extractor fills in, atomics for the metrics, no locks, and no tracing span (entered
+//! Cheap on purpose: one `Arc` per request for the [`Admission`] the identity extractor
+//! fills in, atomics for the metrics, no locks, and no tracing span (entered
 //! and left on every poll, it cost more than the log line itself): the log lines are
 //! written here, where the id is known.
 
 use std::{
     panic::AssertUnwindSafe,
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{AtomicU64, Ordering::Relaxed},
     },
     time::{Duration, Instant},
@@ -24,12 +24,12 @@ use poem::{
 use poem_openapi::OperationId;
 
 use super::{
-    auth::Authenticator,
     error::{self, ApiError},
+    extract::auth::{Admission, Gate},
     metrics::Metrics,
-    rate_limit::{Allowance, RateLimits},
+    routes::RouteTable,
 };
-use crate::{db, domain::TenantContext, trace::RequestTrace};
+use crate::{db, trace::RequestTrace};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -38,56 +38,13 @@ const RATE_LIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 /// What lives as long as the server and every request may use.
 pub struct Services {
-    pub authenticator: Authenticator,
-    pub limits: RateLimits,
+    /// Authentication and rate limits, which the identity extractor applies.
+    pub gate: Arc<Gate>,
     pub metrics: Metrics,
+    pub routes: Arc<RouteTable>,
     /// A request without an answer by then gets 503.
     pub request_timeout: Option<Duration>,
     pub in_flight: AtomicU64,
-}
-
-/// One request's share of [`Services`], plus what authentication learns for the log
-/// line and the response headers.
-pub struct RequestScope {
-    services: Arc<Services>,
-    organization: OnceLock<String>,
-    allowance: OnceLock<Allowance>,
-}
-
-impl RequestScope {
-    pub fn of(request: &Request) -> Result<&RequestScope, ApiError> {
-        request
-            .extensions()
-            .get::<Arc<RequestScope>>()
-            .map(|scope| &**scope)
-            .ok_or_else(|| ApiError::Internal("no request scope: http::routes installs it".into()))
-    }
-
-    pub fn services(&self) -> &Services {
-        &self.services
-    }
-
-    pub fn authenticator(&self) -> &Authenticator {
-        &self.services.authenticator
-    }
-
-    /// Notes the authenticated organization and takes the request from its limits.
-    pub fn admit(&self, ctx: &TenantContext) -> Result<(), ApiError> {
-        let _ = self.organization.set(ctx.org_id.clone());
-        match self.services.limits.admit(ctx) {
-            Ok(allowance) => {
-                if let Some(allowance) = allowance {
-                    let _ = self.allowance.set(allowance);
-                }
-                Ok(())
-            }
-            Err(refusal) => {
-                let _ = self.allowance.set(refusal.allowance);
-                self.services.metrics.count_rate_limited(refusal.scope);
-                Err(ApiError::TooManyRequests { scope: refusal.scope, retry_after: refusal.retry_after })
-            }
-        }
-    }
 }
 
 /// The middleware: wraps the whole application.
@@ -106,12 +63,9 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         let _in_flight = InFlight(&services.in_flight);
 
         let request_id = request_id(request.headers());
-        let scope = Arc::new(RequestScope {
-            services: services.clone(),
-            organization: OnceLock::new(),
-            allowance: OnceLock::new(),
-        });
-        request.extensions_mut().insert(scope.clone());
+        let admission = Arc::new(Admission::default());
+        request.extensions_mut().insert(admission.clone());
+        request.extensions_mut().insert(services.gate.clone());
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let conditional = request.headers().contains_key(header::IF_NONE_MATCH);
@@ -119,6 +73,11 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         let trace = RequestTrace::new(request_id.to_str().unwrap_or("-"));
         // Told "client gone" if this future is dropped before it answers.
         let mut unanswered = Unanswered(Some(trace.clone()));
+        let render = |err: poem::Error| {
+            error::render(err, &|operation, index| {
+                services.routes.path_parameter(operation, index).map(str::to_owned)
+            })
+        };
         // A panic in a handler is a 500 for this request alone: the scoped transaction
         // never lets its connection back into the pool after one (see db/scoped.rs).
         let call = AssertUnwindSafe(trace.clone().scope(self.inner.call(request))).catch_unwind();
@@ -128,26 +87,26 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         };
         let mut response = match outcome {
             Ok(Ok(Ok(response))) => response.into_response(),
-            Ok(Ok(Err(err))) => error::render(err),
+            Ok(Ok(Err(err))) => render(err),
             Ok(Err(panic)) => {
                 let message = panic_message(&*panic);
-                error::render(ApiError::Internal(format!("a handler panicked: {message}").into()).into())
+                render(ApiError::Internal(format!("a handler panicked: {message}").into()).into())
             }
             Err(trace) if trace.is_receiving_body() => {
                 trace.abandoned("request body too slow");
-                error::render(ApiError::RequestTimeout.into())
+                render(ApiError::RequestTimeout.into())
             }
             Err(trace) => {
                 trace.abandoned("timed out");
                 let late = db::Error::Unavailable("no answer within REQUEST_TIMEOUT_MS".into());
-                error::render(ApiError::Unavailable(late).into())
+                render(ApiError::Unavailable(late).into())
             }
         };
         unanswered.0 = None;
 
         let headers = response.headers_mut();
         headers.insert(REQUEST_ID_HEADER, request_id.clone());
-        if let Some(allowance) = scope.allowance.get() {
+        if let Some(allowance) = admission.allowance.get() {
             headers.insert(RATE_LIMIT_LIMIT, allowance.limit.into());
             headers.insert(RATE_LIMIT_REMAINING, allowance.remaining.into());
             headers.insert(RATE_LIMIT_RESET, allowance.reset.into());
@@ -157,9 +116,13 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         }
         // RFC 9110: a 405 says which methods the resource has.
         if response.status() == StatusCode::METHOD_NOT_ALLOWED
-            && let Some(allow) = super::openapi::allowed_methods(&path)
+            && let Some(allow) = services.routes.allowed_methods(&path)
+            && let Ok(allow) = HeaderValue::try_from(allow)
         {
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        if let Some(scope) = admission.refused_by.get() {
+            services.metrics.count_rate_limited(scope);
         }
 
         let operation = response.data::<OperationId>().map(|id| id.0);
@@ -188,7 +151,7 @@ impl<E: Endpoint> Endpoint for Observe<E> {
             route,
             status = response.status().as_u16(),
             latency_ms = latency.as_secs_f64() * 1000.0,
-            organization = scope.organization.get().map_or("-", String::as_str),
+            organization = admission.organization.get().map_or("-", String::as_str),
             "request"
         );
         Ok(response)

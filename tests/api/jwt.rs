@@ -10,7 +10,7 @@ use tenantry::{
     App, StartupError,
     config::{AuthMode, Config, JwtConfig},
     domain::{Role, TenantContext},
-    http::jwt::{self, JwtSetupError},
+    http::extract::jwt::{self, JwtSetupError},
 };
 
 use crate::{helpers::*, startup::tempdir};

@@ -20,6 +20,7 @@ mod instances;
 mod isolation;
 mod issues;
 mod jwt;
+mod layout;
 mod list_body;
 mod openapi;
 mod operations;

@@ -209,7 +209,7 @@ fn every_operation_is_documented_completely() {
     }
     assert!(
         missing.is_empty(),
-        "the OpenAPI document is incomplete (examples: src/http/examples.rs; statuses: each \
+        "the OpenAPI document is incomplete (examples: src/http/spec/examples.rs; statuses: each \
          operation's ErrorStatuses; words: the handler's doc comment):\n  {}",
         missing.join("\n  ")
     );
@@ -366,9 +366,11 @@ fn the_documented_text_patterns_accept_exactly_what_the_service_accepts() {
 #[test]
 fn the_query_parameters_each_operation_accepts_are_exactly_the_documented_ones() {
     use tenantry::http::{
-        activity::{FeedParameters, HistoryParameters},
-        issues::IssueListParameters,
-        query::{NoParameters, QuerySpec},
+        api::{
+            activity::{FeedParameters, HistoryParameters},
+            issues::IssueListParameters,
+        },
+        extract::query::{NoParameters, QuerySpec},
     };
     fn accepted<S: QuerySpec>() -> (&'static [&'static str], &'static [&'static str]) {
         (S::PARAMETERS, S::LISTS)

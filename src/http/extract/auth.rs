@@ -6,7 +6,7 @@
 //!   ignored, whatever they say.
 //!
 //! The headers are declared as three API-key security schemes so Swagger UI's Authorize
-//! dialog takes them once, and the token as an HTTP bearer scheme; `openapi.rs` states in
+//! dialog takes them once, and the token as an HTTP bearer scheme; `http::spec` states in
 //! the document that the three headers are required together, or the token.
 
 use poem::{
@@ -18,14 +18,16 @@ use poem_openapi::{
     registry::{MetaSecurityScheme, Registry},
 };
 
-use super::{
-    error::{ApiError, FieldError},
-    jwt::{JwtSetupError, JwtVerifier},
-    observe::RequestScope,
-};
+use std::sync::{Arc, OnceLock};
+
+use super::jwt::{JwtSetupError, JwtVerifier};
 use crate::{
     config::{AuthMode, JwtConfig},
     domain::{Role, TenantContext, rules::is_valid_id},
+    http::{
+        error::{ApiError, FieldError},
+        rate_limit::{Allowance, RateLimits},
+    },
 };
 
 pub const ORGANIZATION_HEADER: &str = "x-organization-id";
@@ -156,12 +158,43 @@ fn register_schemes(registry: &mut Registry) {
     );
 }
 
+/// What identifying a caller needs, for the whole server: how to authenticate, and the
+/// rate limits. The middleware puts it in every request's extensions.
+pub struct Gate {
+    pub authenticator: Authenticator,
+    pub limits: RateLimits,
+}
+
+/// What identification learned about one request, for the middleware: the organization
+/// (for the log line), the caller's allowance (the `RateLimit-*` headers), and the limit
+/// that refused it, if one did (metrics).
+#[derive(Default)]
+pub struct Admission {
+    pub organization: OnceLock<String>,
+    pub allowance: OnceLock<Allowance>,
+    pub refused_by: OnceLock<&'static str>,
+}
+
 /// Authenticates the request and takes it from its rate limits: the one place both happen.
 fn identify(request: &Request) -> Result<TenantContext, ApiError> {
-    let scope = RequestScope::of(request)?;
-    let ctx = scope.authenticator().authenticate(request.headers())?;
-    scope.admit(&ctx)?;
-    Ok(ctx)
+    let installed = || ApiError::Internal("no identification gate: http::routes installs it".into());
+    let gate = request.extensions().get::<Arc<Gate>>().ok_or_else(installed)?;
+    let admission = request.extensions().get::<Arc<Admission>>().ok_or_else(installed)?;
+    let ctx = gate.authenticator.authenticate(request.headers())?;
+    let _ = admission.organization.set(ctx.org_id.clone());
+    match gate.limits.admit(&ctx) {
+        Ok(allowance) => {
+            if let Some(allowance) = allowance {
+                let _ = admission.allowance.set(allowance);
+            }
+            Ok(ctx)
+        }
+        Err(refusal) => {
+            let _ = admission.allowance.set(refusal.allowance);
+            let _ = admission.refused_by.set(refusal.scope);
+            Err(ApiError::TooManyRequests { scope: refusal.scope, retry_after: refusal.retry_after })
+        }
+    }
 }
 
 /// What a MEMBER gets from an operation only an ADMIN may call.

@@ -22,8 +22,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use poem::http::HeaderMap;
 use sha2::Sha256;
 
-use super::error::ApiError;
 use crate::db;
+use crate::http::error::ApiError;
 
 /// Bytes of the HMAC kept in a tag: 128 bits, far beyond guessing.
 const MAC_BYTES: usize = 16;

@@ -4,7 +4,7 @@
 //! body reader, a 401 from the real header check.
 //!
 //! [`for_operation`] holds the per-operation examples; [`problem`] a generic example for
-//! each error status, used where an operation has no example of its own. `openapi.rs`
+//! each error status, used where an operation has no example of its own. `spec/mod.rs`
 //! puts them into the document, and a test lists every operation, status, parameter or
 //! header still without one.
 
@@ -12,11 +12,13 @@ use poem::http::HeaderMap;
 use serde_json::{Map, Value, json};
 use time::macros::datetime;
 
-use super::{
-    auth::{self, ORGANIZATION_HEADER, ROLE_HEADER, USER_HEADER},
+use crate::http::{
     error::{ApiError, parameter_error},
-    json::{FromJsonObject, MAX_BODY_BYTES},
-    preconditions::EntityTags,
+    extract::{
+        auth::{self, ORGANIZATION_HEADER, ROLE_HEADER, USER_HEADER},
+        json::{FromJsonObject, MAX_BODY_BYTES},
+        preconditions::EntityTags,
+    },
 };
 use crate::{
     db,
@@ -295,7 +297,7 @@ pub fn header(name: &str) -> Option<Value> {
         "retry-after" => json!(2),
         "etag" => json!(example_tags().tag("acme", 1, 1)),
         "idempotent-replayed" => json!(true),
-        "www-authenticate" => json!(super::error::HEADERS_CHALLENGE),
+        "www-authenticate" => json!(crate::http::error::HEADERS_CHALLENGE),
         "ratelimit-limit" => json!(1000),
         "ratelimit-remaining" => json!(0),
         "ratelimit-reset" => json!(1),

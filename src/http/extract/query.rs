@@ -15,7 +15,7 @@ use poem_openapi::{
     types::{ParseError, ParseFromParameter, ParseResult, Type},
 };
 
-use super::error::{ApiError, FieldError};
+use crate::http::error::{ApiError, FieldError};
 
 /// The query parameters one operation accepts.
 pub trait QuerySpec: Send + Sync {

@@ -2,11 +2,15 @@
 //! `/healthz` (the process answers), `/readyz` (the database answers the request role and
 //! has this binary's migrations) and `/metrics` (Prometheus).
 
-use poem::{Request, Response, handler, http::StatusCode, web::Data};
+use std::sync::Arc;
+
+use poem::{Response, handler, http::StatusCode, web::Data};
 use serde_json::json;
 
-use super::{error::ApiError, observe::RequestScope};
-use crate::db::{self, Database, migrate::latest_version};
+use crate::{
+    db::{self, Database, migrate::latest_version},
+    http::{error::ApiError, observe::Services},
+};
 
 #[handler]
 pub fn healthz() -> Response {
@@ -38,8 +42,7 @@ pub async fn readyz(db: Data<&Database>) -> poem::Result<Response> {
 }
 
 #[handler]
-pub fn metrics(request: &Request, db: Data<&Database>) -> poem::Result<Response> {
-    let services = RequestScope::of(request)?.services();
+pub fn metrics(services: Data<&Arc<Services>>, db: Data<&Database>) -> poem::Result<Response> {
     let in_flight = services.in_flight.load(std::sync::atomic::Ordering::Relaxed);
     let body = services.metrics.render(db.pool(), in_flight);
     Ok(Response::builder().content_type("text/plain; version=0.0.4; charset=utf-8").body(body))

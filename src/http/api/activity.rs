@@ -8,12 +8,14 @@ use poem_openapi::{
 };
 use time::OffsetDateTime;
 
-use super::{
-    auth::Caller,
+use super::{LIST_BAD_REQUEST, default_page_size};
+use crate::http::{
     error::{ErrorStatuses, Failure, SERVICE_UNAVAILABLE, UNAUTHORIZED},
-    issues::{LIST_BAD_REQUEST, default_page_size},
-    json::ListBody,
-    query::{CheckedQuery, QuerySpec, ValueList, check_timestamps},
+    extract::{
+        auth::Caller,
+        json::ListBody,
+        query::{CheckedQuery, QuerySpec, ValueList, check_timestamps},
+    },
 };
 use crate::{
     db::{self, Database},

@@ -20,7 +20,7 @@ use poem_openapi::{
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::error::{ApiError, FieldError};
+use crate::http::error::{ApiError, FieldError};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

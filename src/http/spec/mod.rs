@@ -10,16 +10,16 @@
 //! whole contract of the API. AUTH_MODE=jwt serves the same document without the
 //! header schemes, so Swagger UI offers only what that server accepts.
 
-use std::{collections::HashMap, sync::OnceLock};
-
 use poem_openapi::OpenApiService;
 use serde_json::{Map, Value};
 
+mod examples;
+
+use examples::Example;
+
 use super::{
-    activity::ActivityApi,
-    auth::{BEARER_SCHEME, HEADER_SCHEMES},
-    examples::{self, Example},
-    issues::IssuesApi,
+    api::{self, Api},
+    extract::auth::{BEARER_SCHEME, HEADER_SCHEMES},
 };
 use crate::{config::AuthMode, domain::rules};
 
@@ -52,10 +52,9 @@ parameters are refused (400), not ignored.
 
 Errors are `application/problem+json` (RFC 9457).";
 
-pub fn service() -> OpenApiService<(IssuesApi, ActivityApi), ()> {
-    OpenApiService::new((IssuesApi, ActivityApi), "tenantry", env!("CARGO_PKG_VERSION"))
-        .description(DESCRIPTION)
-        .license("MIT OR Apache-2.0")
+/// The API's operations with the document's description and license.
+fn service() -> OpenApiService<Api, ()> {
+    api::service().description(DESCRIPTION).license("MIT OR Apache-2.0")
 }
 
 /// The document committed in openapi/openapi.json, served by AUTH_MODE=headers.
@@ -181,33 +180,6 @@ fn require_identity_headers_together(spec: &mut Value) {
     }
 }
 
-/// One operation of the document.
-pub struct Operation {
-    pub id: String,
-    /// Upper case, e.g. `GET`.
-    pub method: String,
-    /// The path template, e.g. `/api/issues/{id}`.
-    pub path: String,
-}
-
-/// Every operation, in document order.
-pub fn operations() -> &'static [Operation] {
-    static OPERATIONS: OnceLock<Vec<Operation>> = OnceLock::new();
-    OPERATIONS.get_or_init(|| {
-        let spec: Value = serde_json::from_str(&document()).expect("our own document");
-        let mut operations = Vec::new();
-        for (path, item) in spec["paths"].as_object().into_iter().flatten() {
-            for (method, operation) in item.as_object().into_iter().flatten() {
-                if let Some(id) = operation["operationId"].as_str() {
-                    let method = method.to_ascii_uppercase();
-                    operations.push(Operation { id: id.to_owned(), method, path: path.clone() });
-                }
-            }
-        }
-        operations
-    })
-}
-
 /// Every operation object in the document, mutable.
 fn operations_mut(spec: &mut Value) -> impl Iterator<Item = &mut Map<String, Value>> {
     let paths = spec.get_mut("paths").and_then(Value::as_object_mut);
@@ -307,57 +279,4 @@ fn canonical_header_names(spec: &mut Value) {
             }
         }
     }
-}
-
-/// The path template of an operation, e.g. `getIssue` -> `/api/issues/{id}`.
-pub fn operation_path(operation_id: &str) -> Option<&'static str> {
-    static PATHS: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
-    PATHS
-        .get_or_init(|| operations().iter().map(|op| (op.id.as_str(), op.path.as_str())).collect())
-        .get(operation_id)
-        .copied()
-}
-
-/// The name of the `index`-th path parameter of an operation (poem-openapi reports path
-/// parameters as `param0`, `param1`, ...).
-pub fn path_parameter(operation_id: &str, index: usize) -> Option<&'static str> {
-    operation_path(operation_id)?
-        .split('/')
-        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-        .nth(index)
-}
-
-/// The `Allow` header for a concrete path, from the document's operations on the path
-/// template it matches (HEAD wherever GET is: poem answers it), or `None` for a path the
-/// document does not have.
-pub fn allowed_methods(path: &str) -> Option<&'static str> {
-    static ALLOW: OnceLock<Vec<(Vec<String>, String)>> = OnceLock::new();
-    let templates = ALLOW.get_or_init(|| {
-        let spec: Value = serde_json::from_str(&document()).expect("our own document");
-        let mut templates = Vec::new();
-        for (template, item) in spec["paths"].as_object().into_iter().flatten() {
-            let mut methods: Vec<String> =
-                item.as_object().into_iter().flat_map(|o| o.keys()).map(|m| m.to_ascii_uppercase()).collect();
-            if methods.iter().any(|m| m == "GET") {
-                methods.push("HEAD".into());
-            }
-            methods.sort();
-            templates.push((template.split('/').map(str::to_owned).collect(), methods.join(", ")));
-        }
-        // Literal segments win over templated ones (`/a/b` before `/a/{id}`).
-        templates.sort_by_key(|(segments, _): &(Vec<String>, String)| {
-            segments.iter().filter(|s| s.starts_with('{')).count()
-        });
-        templates
-    });
-    let segments: Vec<&str> = path.split('/').collect();
-    templates
-        .iter()
-        .find(|(template, _)| {
-            template.len() == segments.len()
-                && template.iter().zip(&segments).all(|(part, segment)| {
-                    if part.starts_with('{') { !segment.is_empty() } else { part == segment }
-                })
-        })
-        .map(|(_, allow)| allow.as_str())
 }

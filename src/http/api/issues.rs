@@ -9,22 +9,25 @@ use poem_openapi::{
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use super::{
-    auth::{AdminCaller, Caller},
+use super::{LIST_BAD_REQUEST, default_page_size};
+use crate::http::{
     error::{
         ApiError, BAD_REQUEST, ErrorStatuses, FORBIDDEN, Failure, FieldError, NOT_FOUND, PAYLOAD_TOO_LARGE,
         PRECONDITION_FAILED, REQUEST_TIMEOUT, SERVICE_UNAVAILABLE, UNAUTHORIZED, UNPROCESSABLE_ENTITY,
         UNSUPPORTED_MEDIA_TYPE,
     },
-    json::{Fields, FromJsonObject, JsonBody, ListBody},
-    preconditions::{EntityTags, IfMatch, IfNoneMatch, refuse_unreadable},
-    query::{CheckedQuery, NoParameters, QuerySpec, ValueList, check_timestamps},
+    extract::{
+        auth::{AdminCaller, Caller},
+        json::{Fields, FromJsonObject, JsonBody, ListBody},
+        preconditions::{EntityTags, IfMatch, IfNoneMatch, refuse_unreadable},
+        query::{CheckedQuery, NoParameters, QuerySpec, ValueList, check_timestamps},
+    },
 };
 use crate::{
     db::{self, Database},
     domain::{
         Issue, IssuePatch, IssueQuery, IssueSort, NewIssue, Priority, Status,
-        page::{DEFAULT_PAGE_SIZE, SEARCH_MAX_CHARS},
+        page::SEARCH_MAX_CHARS,
         rules::{description_problem, is_valid_id, text_problem, title_problem},
     },
 };
@@ -137,12 +140,6 @@ impl ErrorStatuses for CreateErrors {
         SERVICE_UNAVAILABLE,
     ];
 }
-/// 400 of the paged lists.
-pub const LIST_BAD_REQUEST: (u16, &str) = (
-    400,
-    "An unknown query parameter, a parameter sent twice, an invalid value, or a cursor made for \
-     another sort or other filters.",
-);
 
 pub struct ListErrors;
 impl ErrorStatuses for ListErrors {
@@ -183,9 +180,6 @@ impl QuerySpec for IssueListParameters {
     const LISTS: &'static [&'static str] = &["status", "priority"];
 }
 
-pub fn default_page_size() -> i32 {
-    DEFAULT_PAGE_SIZE
-}
 pub struct GetErrors;
 impl ErrorStatuses for GetErrors {
     const STATUSES: &'static [(u16, &'static str)] =
