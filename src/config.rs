@@ -44,11 +44,9 @@ pub struct Config {
     #[arg(long, env = "API_DATABASE_URL", hide_env_values = true)]
     pub api_database_url: Option<String>,
 
-    /// Connections in the request pool. 8 measured best on a 2-core machine shared with
-    /// PostgreSQL (bench/run: 24 gave the same throughput but get-one p99 spikes of
-    /// 50-100 ms, more backends fighting for the cores; 4 lost a tenth of the mixed
-    /// load). A larger database server may want more, as may a workload that often waits
-    /// on row locks.
+    /// Connections in the request pool. The default suits a small database server shared
+    /// with the service (docs/performance.md, "Settings"); a larger server may want more,
+    /// as may a workload that often waits on row locks.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 8)]
     pub pool_size: usize,
 
@@ -242,25 +240,16 @@ pub struct RateLimitConfig {
 }
 
 impl Default for JwtConfig {
+    /// The defaults in the attributes above, ignoring the environment.
     fn default() -> Self {
-        JwtConfig {
-            jwt_secret: None,
-            jwt_public_key_file: None,
-            jwt_audience: None,
-            jwt_audience_optional: false,
-            jwt_max_ttl_seconds: 86_400,
-            jwt_issuer: None,
-            jwt_org_claim: "org".into(),
-            jwt_user_claim: "sub".into(),
-            jwt_role_claim: "role".into(),
-            jwt_leeway_seconds: 30,
-        }
+        defaults_of()
     }
 }
 
 impl Default for RateLimitConfig {
+    /// The defaults in the attributes above, ignoring the environment.
     fn default() -> Self {
-        RateLimitConfig { org_per_second: 1000, org_burst: 2000, user_per_second: 200, user_burst: 400 }
+        defaults_of()
     }
 }
 
@@ -304,42 +293,18 @@ impl Config {
 }
 
 impl Default for Config {
-    /// The defaults above, ignoring the environment (for tests and embedding).
+    /// The defaults written in the attributes above, ignoring the environment (for tests
+    /// and embedding): clap's own, so they are written once.
     fn default() -> Self {
-        Config {
-            port: 5000,
-            host: IpAddr::from([127, 0, 0, 1]),
-            database_url: None,
-            api_database_url: None,
-            pool_size: 8,
-            statements: StatementMode::Prepared,
-            context: ContextMode::SetConfig,
-            activity_partitions_ahead: 3,
-            activity_retention_months: 0,
-            local_pg_dir: PathBuf::from(".tenantry"),
-            local_pg_port: 0,
-            log_format: LogFormat::Text,
-            org_max_transactions: None,
-            org_queue_timeout_ms: 200,
-            search_max_candidates: 20_000,
-            page_max_bytes: 1 << 20,
-            org_max_issues: 1_000_000,
-            org_max_activity_per_day: 1_000_000,
-            pool_timeout_ms: 2000,
-            statement_timeout_ms: 5000,
-            request_timeout_ms: 10_000,
-            max_connections: 4096,
-            header_read_timeout_ms: 5000,
-            idle_timeout_ms: 60_000,
-            shutdown_timeout_seconds: 10,
-            auth_mode: AuthMode::Headers,
-            allow_header_auth_on_network: false,
-            allow_owner_request_login: false,
-            etag_key: None,
-            jwt: JwtConfig::default(),
-            rate_limits: RateLimitConfig::default(),
-        }
+        defaults_of()
     }
+}
+
+/// A settings struct with clap's defaults and no environment variable read.
+fn defaults_of<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("tenantry")).mut_args(|arg| arg.env(None::<&str>));
+    let matches = command.try_get_matches_from(["tenantry"]).expect("every setting has a default");
+    T::from_arg_matches(&matches).expect("the defaults are valid settings")
 }
 
 /// Whether `host` only accepts connections from this machine (127.0.0.0/8, ::1, and their
@@ -393,5 +358,25 @@ mod tests {
         }
         assert!(decode_key(&b64::STANDARD.encode([1u8; 16])).is_err());
         assert!(decode_key("not base64!").is_err());
+    }
+}
+
+#[cfg(test)]
+mod default_tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_claps_without_the_environment() {
+        let config = Config::default();
+        assert_eq!((config.port, config.host), (5000, IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(
+            (config.pool_size, config.page_max_bytes, config.org_max_transactions),
+            (8, 1 << 20, None)
+        );
+        assert_eq!((config.auth_mode, config.statements), (AuthMode::Headers, StatementMode::Prepared));
+        assert_eq!(config.local_pg_dir, PathBuf::from(".tenantry"));
+        assert_eq!(config.rate_limits.org_per_second, 1000);
+        // PATH is set in every test process: no setting reads it, and none read any other.
+        assert!(config.database_url.is_none() && config.jwt.jwt_secret.is_none());
     }
 }

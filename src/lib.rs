@@ -38,10 +38,8 @@ use crate::{
 
 /// Tokio worker threads when TOKIO_WORKER_THREADS is unset: one per core but one, at
 /// least one. The core left over goes to PostgreSQL and the kernel's loopback work, which
-/// usually share the machine in development and small deployments. Measured with
-/// bench/run on 2 cores (README, "Performance"): one worker costs 30 % less service CPU
-/// per request than two (no cross-thread wake-ups) and gives get-one 1.11x pgbench instead
-/// of 0.87x, with the other scenarios within noise.
+/// usually share the machine in development and small deployments; one worker also spares
+/// cross-thread wake-ups (docs/performance.md, "Settings").
 pub fn default_worker_threads(cores: usize) -> usize {
     cores.saturating_sub(1).max(1)
 }
@@ -305,7 +303,7 @@ impl App {
             .await;
         housekeeping.abort();
         partitions.abort();
-        db.pool().close();
+        db.close();
         tracing::info!("request pool closed");
         drop(setup);
         result

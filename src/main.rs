@@ -50,8 +50,8 @@ enum Command {
     },
 }
 
-// mimalloc (without transparent huge pages, which cost 15-20 MB of resident memory): 10-20 %
-// less service CPU per request than glibc's malloc in bench/run, and 13-16 % more get-one.
+// mimalloc, without transparent huge pages (which inflate resident memory): less CPU per
+// request than glibc's malloc (docs/performance.md, "Settings").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

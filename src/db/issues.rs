@@ -217,8 +217,8 @@ fn issue_from_row(row: &Row) -> Result<Issue, Error> {
 
 /// Issues as PostgreSQL returned them, to be written as the API's JSON straight from the
 /// rows' buffers ([`IssueRows::to_json`]): no `String` per field, no intermediate `Issue`,
-/// no serde machinery per field. Lists are the one large body on the hot path; this cut
-/// their service CPU by a fifth (see the note of issue 5).
+/// no serde machinery per field. Lists are the one large body on the hot path
+/// (docs/performance.md, "Settings").
 pub struct IssueRows {
     rows: Vec<Row>,
     /// The page's byte bound, as `api.list_issues` was told.

@@ -21,7 +21,7 @@
 //! prepared once per pooled connection and reused. `StatementMode::Unnamed`
 //! (DATABASE_STATEMENTS=unnamed) sends unnamed statements with their parameter types
 //! instead, so nothing outlives the transaction (transaction-mode poolers); still one
-//! round trip. `tests/api/round_trips.rs` counts the trips in both modes.
+//! round trip. `tests/api/sql/round_trips.rs` counts the trips in both modes.
 //!
 //! Context: by default the settings go in one `select set_config(..., true), ...` with bound
 //! parameters. `ContextMode::SetLocal` (DATABASE_CONTEXT=set_local) sends them as
@@ -205,6 +205,20 @@ impl Database {
         self.role
     }
 
+    /// The pool's connections: how many, how many in use, how many waited for.
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+
+    /// Closes the pool: no new checkouts; idle connections close now, the others when
+    /// their requests end.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    /// The raw pool, for tests that inspect a pooled connection (`test-hooks`; requests
+    /// go through [`Database::call`] only).
+    #[cfg(feature = "test-hooks")]
     pub fn pool(&self) -> &Pool {
         &self.pool
     }

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::Status;
 
 use super::routes::RouteTable;
 
@@ -125,7 +125,7 @@ impl Metrics {
     }
 
     /// The exposition, with the pool's state read now.
-    pub fn render(&self, pool: &Pool, in_flight: u64) -> String {
+    pub fn render(&self, status: Status, in_flight: u64) -> String {
         let mut out = String::with_capacity(8 * 1024);
         out.push_str(
             "# HELP tenantry_http_requests_total HTTP requests answered, by route and status.\n\
@@ -190,7 +190,6 @@ impl Metrics {
             self.revalidations[0].load(Relaxed),
             self.revalidations[1].load(Relaxed),
         );
-        let status = pool.status();
         let in_use = status.size.saturating_sub(status.available);
         let _ = write!(
             out,

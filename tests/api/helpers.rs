@@ -25,7 +25,7 @@ use tenantry::{
 };
 use tokio::sync::oneshot;
 
-use crate::conformance;
+use crate::http::conformance;
 
 const TEMPLATE: &str = "tenantry_template";
 
@@ -203,7 +203,7 @@ pub fn start_pgbouncer(name: &str, pool_size: u32) -> Option<LocalPgBouncer> {
         return None;
     }
     let options = local_pgbouncer::Options {
-        dir: crate::startup::tempdir(&format!("pgbouncer-{name}")),
+        dir: crate::ops::startup::tempdir(&format!("pgbouncer-{name}")),
         pool_size,
         max_clients: 1000,
     };

@@ -44,7 +44,7 @@ pub async fn readyz(db: Data<&Database>) -> poem::Result<Response> {
 #[handler]
 pub fn metrics(services: Data<&Arc<Services>>, db: Data<&Database>) -> poem::Result<Response> {
     let in_flight = services.in_flight.load(std::sync::atomic::Ordering::Relaxed);
-    let body = services.metrics.render(db.pool(), in_flight);
+    let body = services.metrics.render(db.pool_status(), in_flight);
     Ok(Response::builder().content_type("text/plain; version=0.0.4; charset=utf-8").body(body))
 }
 

@@ -4,7 +4,8 @@
 //!   than the cap (413), and the object is read by [`FromJsonObject`], which reports every
 //!   offending field at once, unknown fields included (400).
 //! - Responses: serialized straight to bytes with serde. `Json<T>` builds a
-//!   `serde_json::Value` tree first, which costs about half the throughput of a list.
+//!   `serde_json::Value` tree first, which costs much of a list's throughput
+//!   (docs/performance.md, "Settings").
 //!
 //! The OpenAPI schema still comes from `T`'s poem-openapi derive.
 

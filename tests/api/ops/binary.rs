@@ -12,7 +12,7 @@ use std::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::startup::tempdir;
+use crate::ops::startup::tempdir;
 
 struct Served {
     child: Child,

@@ -229,7 +229,7 @@ fn the_cycle_finder_finds_a_cycle() {
 
 #[test]
 fn the_route_table_has_exactly_the_documents_operations() {
-    let spec: Value = serde_json::from_str(include_str!("../../openapi/openapi.json")).unwrap();
+    let spec: Value = serde_json::from_str(include_str!("../../../openapi/openapi.json")).unwrap();
     let mut documented = BTreeSet::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {

@@ -219,7 +219,7 @@ async fn a_tag_stays_valid_across_a_restart_and_etag_key_replaces_the_databases_
         spawn_app_on(&database, Mode::ApiLogin, |config| config.etag_key = Some(STANDARD.encode(key))).await;
     let fresh = revalidate(&keyed, tag).await.unwrap();
     assert_eq!(fresh.status(), StatusCode::OK, "another key: the old tag is not current");
-    assert_eq!(fresh.headers()["etag"], crate::concurrency::tag_with_key(&key, "acme", 1, 1));
+    assert_eq!(fresh.headers()["etag"], crate::http::concurrency::tag_with_key(&key, "acme", 1, 1));
 
     for bad in ["", "short", &STANDARD.encode([1u8; 31]), &STANDARD.encode([1u8; 33])] {
         let config = tenantry::config::Config { etag_key: Some(bad.to_owned()), ..Default::default() };

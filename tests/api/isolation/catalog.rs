@@ -331,7 +331,7 @@ async fn upgrading_a_database_that_holds_issues_makes_them_searchable() {
     let admin = connect(&cluster().pg.url(SUPERUSER, "postgres")).await;
     admin.batch_execute(&format!("create database {name}")).await.unwrap();
     let owner = connect(&cluster().pg.url(SUPERUSER, name)).await;
-    owner.batch_execute(include_str!("../../sql/migrations/V1__core.sql")).await.unwrap();
+    owner.batch_execute(include_str!("../../../sql/migrations/V1__core.sql")).await.unwrap();
     owner
         .batch_execute(
             "insert into app.issues (organization_id, id, title, description, created_by)
@@ -341,7 +341,7 @@ async fn upgrading_a_database_that_holds_issues_makes_them_searchable() {
         )
         .await
         .unwrap();
-    owner.batch_execute(include_str!("../../sql/migrations/V2__lists_and_activity.sql")).await.unwrap();
+    owner.batch_execute(include_str!("../../../sql/migrations/V2__lists_and_activity.sql")).await.unwrap();
 
     let words: i64 = owner.query_one("select count(*) from app.issue_terms", &[]).await.unwrap().get(0);
     assert_eq!(words, 7 + 5 + 3, "every distinct word of every issue");
@@ -372,11 +372,11 @@ async fn upgrading_a_database_that_holds_activity_partitions_it_and_keeps_every_
         .await
         .unwrap();
     for migration in [
-        include_str!("../../sql/migrations/V1__core.sql"),
-        include_str!("../../sql/migrations/V2__lists_and_activity.sql"),
-        include_str!("../../sql/migrations/V3__production.sql"),
-        include_str!("../../sql/migrations/V4__dba_views.sql"),
-        include_str!("../../sql/migrations/V5__citus_ready.sql"),
+        include_str!("../../../sql/migrations/V1__core.sql"),
+        include_str!("../../../sql/migrations/V2__lists_and_activity.sql"),
+        include_str!("../../../sql/migrations/V3__production.sql"),
+        include_str!("../../../sql/migrations/V4__dba_views.sql"),
+        include_str!("../../../sql/migrations/V5__citus_ready.sql"),
     ] {
         owner.batch_execute(migration).await.unwrap();
     }
@@ -398,7 +398,7 @@ async fn upgrading_a_database_that_holds_activity_partitions_it_and_keeps_every_
         "select polname::text from pg_policy where polrelid = 'app.activity_logs'::regclass order by 1";
     let policies_before: Vec<String> = first_column(&owner, policies, &[]).await;
 
-    owner.batch_execute(include_str!("../../sql/migrations/V6__partitioned_activity.sql")).await.unwrap();
+    owner.batch_execute(include_str!("../../../sql/migrations/V6__partitioned_activity.sql")).await.unwrap();
 
     assert_eq!(rows(owner.query(entries, &[]).await.unwrap()), before, "every entry, unchanged");
     let row = owner

@@ -41,8 +41,8 @@ async fn without_subqueries_the_policies_keep_every_tenant_apart() {
     assert!(again.is_empty(), "running it again changes nothing: {again:?}");
 
     let app = spawn_app_on(&database, Mode::ApiLogin, |_| {}).await;
-    crate::isolation::an_organization_cannot_read_list_update_or_delete_anothers_issue(&app).await;
-    crate::isolation::twenty_organizations_creating_at_once_each_list_exactly_their_own(&app).await;
+    crate::isolation::http::an_organization_cannot_read_list_update_or_delete_anothers_issue(&app).await;
+    crate::isolation::http::twenty_organizations_creating_at_once_each_list_exactly_their_own(&app).await;
 
     // As the API role in SQL: no tenant, nothing; a tenant, only its rows; a MEMBER's
     // update matches no row (the admin policy).

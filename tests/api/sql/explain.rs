@@ -11,7 +11,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::helpers::*;
 
-const SEED: &str = include_str!("../../sql/seed/organizations.sql");
+const SEED: &str = include_str!("../../../sql/seed/organizations.sql");
 /// The organization whose pages are examined, among 200 small ones.
 const BIG: &str = "big";
 const BIG_ISSUES: i64 = 3000;

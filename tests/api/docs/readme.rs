@@ -10,7 +10,7 @@ use std::{
 
 use crate::helpers::*;
 
-const README: &str = include_str!("../../README.md");
+const README: &str = include_str!("../../../README.md");
 
 /// The text of a `## ` section, up to the next one.
 fn section<'a>(heading: &str) -> &'a str {
@@ -43,7 +43,7 @@ fn require_program(name: &str) {
 /// Runs `script` through one psql session, stdout and stderr interleaved as on a
 /// terminal (psql flushes its output before each error).
 fn psql(url: &str, script: &str) -> String {
-    let dir = crate::startup::tempdir("readme-psql");
+    let dir = crate::ops::startup::tempdir("readme-psql");
     let output_path = dir.join("output");
     let output = File::create(&output_path).unwrap();
     let mut child = Command::new("psql")
@@ -139,7 +139,7 @@ async fn the_readme_curl_tour_and_dba_walkthrough_run_as_written() {
 
 #[test]
 fn every_setting_is_in_the_readmes_configuration_table() {
-    let config = include_str!("../../src/config.rs");
+    let config = include_str!("../../../src/config.rs");
     let settings: Vec<&str> =
         config.split("env = \"").skip(1).map(|rest| &rest[..rest.find('"').unwrap()]).collect();
     assert!(settings.len() > 20 && settings.contains(&"DATABASE_CONTEXT"), "{settings:?}");

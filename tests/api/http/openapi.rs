@@ -7,7 +7,7 @@ use tenantry::domain::rules;
 
 use crate::helpers::*;
 
-const COMMITTED: &str = include_str!("../../openapi/openapi.json");
+const COMMITTED: &str = include_str!("../../../openapi/openapi.json");
 
 #[tokio::test]
 async fn the_committed_document_is_exactly_what_the_server_serves() {
@@ -217,7 +217,7 @@ fn every_operation_is_documented_completely() {
 
 #[test]
 fn every_example_in_the_document_matches_its_schema() {
-    let spec = crate::conformance::spec();
+    let spec = crate::http::conformance::spec();
     // (where, schema, example, the status a problem example must state)
     let mut examples: Vec<(String, &Value, &Value, Option<u64>)> = Vec::new();
     for (name, operation) in operations(spec) {
@@ -265,7 +265,7 @@ fn every_example_in_the_document_matches_its_schema() {
     }
     let mut wrong = Vec::new();
     for (at, schema, value, status) in &examples {
-        crate::conformance::validate(spec, schema, value, at, &mut wrong);
+        crate::http::conformance::validate(spec, schema, value, at, &mut wrong);
         if status.is_some_and(|status| value["status"] != status) {
             wrong.push(format!("{at}: states status {}", value["status"]));
         }
@@ -297,7 +297,7 @@ fn spec_validator() -> Option<std::path::PathBuf> {
 }
 
 fn run_validator(validator: &std::path::Path, document: &str) -> (bool, String) {
-    let dir = crate::startup::tempdir("openapi-validator");
+    let dir = crate::ops::startup::tempdir("openapi-validator");
     let file = dir.join("openapi.json");
     std::fs::write(&file, document).unwrap();
     let output =
@@ -324,7 +324,7 @@ fn the_committed_document_passes_a_real_openapi_validator() {
 #[test]
 fn the_documented_text_patterns_accept_exactly_what_the_service_accepts() {
     let spec: Value = serde_json::from_str(COMMITTED).unwrap();
-    let mut samples = crate::schema::samples();
+    let mut samples = crate::isolation::catalog::samples();
     samples.extend(
         [
             "\u{1680}",

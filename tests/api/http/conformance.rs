@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Map, Value, json};
 
-pub const COMMITTED: &str = include_str!("../../openapi/openapi.json");
+pub const COMMITTED: &str = include_str!("../../../openapi/openapi.json");
 
 /// Paths served outside the document: the document itself and Swagger UI.
 const UNDOCUMENTED_PATHS: &[&str] = &["/openapi.json", "/docs"];

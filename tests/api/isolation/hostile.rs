@@ -398,7 +398,7 @@ async fn a_body_that_trickles_in_is_a_408_that_closes_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_an_outage_requests_get_503_at_once_and_reconnects_back_off() {
     use tenantry::db::local_postgres::{LocalPostgres, Options, SUPERUSER};
-    let dir = crate::startup::tempdir("backoff");
+    let dir = crate::ops::startup::tempdir("backoff");
     let options = Options { dir: dir.clone(), port: 0, ephemeral: true, owner_socket: false };
     let pg = tokio::task::block_in_place(|| LocalPostgres::start(&options)).unwrap();
     let options = Options { port: pg.port(), ..options };
@@ -617,7 +617,7 @@ async fn clients_that_never_read_huge_pages_pin_bounded_memory_and_others_are_se
         ("ORG_QUEUE_TIMEOUT_MS", "60000"),
         ("REQUEST_TIMEOUT_MS", "60000"),
     ];
-    let (mut child, address, _lines, _) = crate::binary::serve_json_logs_with(&database, 5, &env);
+    let (mut child, address, _lines, _) = crate::ops::binary::serve_json_logs_with(&database, 5, &env);
     let pid = child.id();
     let client = reqwest::Client::new();
     let as_org = |r: reqwest::RequestBuilder, org: &str| {

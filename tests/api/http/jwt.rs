@@ -13,7 +13,7 @@ use tenantry::{
     http::extract::jwt::{self, JwtSetupError},
 };
 
-use crate::{helpers::*, startup::tempdir};
+use crate::{helpers::*, ops::startup::tempdir};
 
 const SECRET: &str = "a test secret that is long enough for HS256";
 

@@ -83,11 +83,18 @@ impl Driver {
             eprintln!("SKIPPED: {message}");
             return None;
         };
-        // This run's artifacts only.
-        let _ = std::fs::remove_dir_all(artifacts_dir());
-        std::fs::create_dir_all(artifacts_dir()).unwrap();
+        // This run's artifacts only (cleared once: the browser tests run at the same time).
+        static CLEARED: std::sync::Once = std::sync::Once::new();
+        CLEARED.call_once(|| {
+            let _ = std::fs::remove_dir_all(artifacts_dir());
+            std::fs::create_dir_all(artifacts_dir()).unwrap();
+        });
+        // Each driver its own log and browser profile: a shared profile directory, cleared
+        // by the next test to start, closed the other test's browser.
+        static DRIVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = DRIVERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = artifacts_dir().join("chromedriver.log");
+        let log = artifacts_dir().join(format!("chromedriver-{n}.log"));
         let process = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
@@ -96,7 +103,7 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
-        let profile = crate::startup::tempdir("chromium-profile");
+        let profile = crate::ops::startup::tempdir(&format!("chromium-profile-{n}"));
         let driver = Driver { process, url: format!("http://127.0.0.1:{port}"), profile };
         // Ready when its status endpoint says so.
         let client = reqwest::Client::new();
@@ -286,7 +293,7 @@ async fn swagger_ui_authorizes_creates_lists_and_shows_a_members_403_in_a_real_b
     }
     let _ = browser.close().await;
     if let Err(panic) = outcome {
-        eprintln!("screenshots and chromedriver.log: {}", artifacts_dir().display());
+        eprintln!("screenshots and chromedriver logs: {}", artifacts_dir().display());
         std::panic::resume_unwind(panic);
     }
 }
@@ -343,7 +350,7 @@ async fn switching_organization_in_swagger_ui_never_shows_the_previous_organizat
     }
     let _ = browser.close().await;
     if let Err(panic) = outcome {
-        eprintln!("screenshots and chromedriver.log: {}", artifacts_dir().display());
+        eprintln!("screenshots and chromedriver logs: {}", artifacts_dir().display());
         std::panic::resume_unwind(panic);
     }
 }

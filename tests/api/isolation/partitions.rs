@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use tenantry::db::local_postgres::SUPERUSER;
 use tenantry::db::maintenance::{ActivityUpkeep, run_once};
 
-use crate::explain::{ExplainingSession, nodes};
 use crate::helpers::*;
+use crate::sql::explain::{ExplainingSession, nodes};
 
 /// The partitions of app.activity_logs, oldest first.
 async fn partitions(sql: &tokio_postgres::Client) -> Vec<String> {
