@@ -16,13 +16,11 @@ use poem::{
     listener::{Acceptor, TcpAcceptor},
 };
 
+use pg_sandbox::postgres::{self as local_postgres, LocalPostgres, LocalPostgresError};
+
 use crate::{
     config::{AuthMode, Config},
-    db::{
-        ConnectionTarget, Database, PoolSettings, RoleProblem,
-        local_postgres::{self, LocalPostgres, LocalPostgresError},
-        migrate::MigrationError,
-    },
+    db::{ConnectionTarget, Database, PoolSettings, RoleProblem, migrate::MigrationError},
     http::{
         Services, api,
         connections::GuardedAcceptor,
@@ -106,7 +104,7 @@ impl DatabaseSetup {
                     dir: config.local_pg_dir.clone(),
                     port: config.local_pg_port,
                     ephemeral: false,
-                    owner_socket: false,
+                    socket_rejecting: None,
                 };
                 let local = tokio::task::block_in_place(|| LocalPostgres::start(&options))?;
                 create_local_database(&local).await?;

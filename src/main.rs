@@ -6,7 +6,10 @@ use clap::{Parser, Subcommand};
 use tenantry::{
     App, DatabaseSetup,
     config::Config,
-    domain::{Role, TenantContext, rules::is_valid_id},
+    domain::{
+        Role, TenantContext,
+        rules::{ID_RULE, is_valid_id},
+    },
 };
 
 #[derive(Parser)]
@@ -82,10 +85,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Openapi => {
-            print!("{}", tenantry::http::openapi_document());
-            Ok(())
-        }
+        Command::Openapi => write_stdout(&tenantry::http::openapi_document()),
         Command::Token { org, user, role, ttl_seconds, private_key_file } => {
             token(&cli.config, org, user, &role, ttl_seconds, private_key_file)
         }
@@ -123,13 +123,22 @@ fn token(
     private_key_file: Option<PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     if !is_valid_id(&org_id) || !is_valid_id(&user_id) {
-        return Err("--org and --user must be 1-64 characters of A-Z a-z 0-9 . _ : @ -".into());
+        return Err(format!("--org and --user must be {ID_RULE}").into());
     }
     let role = Role::parse(role).ok_or("--role must be ADMIN or MEMBER")?;
     let ctx = TenantContext { org_id, user_id, role };
     let ttl = Duration::from_secs(ttl_seconds);
     println!("{}", tenantry::http::extract::jwt::mint(&config.jwt, private_key_file.as_deref(), &ctx, ttl)?);
     Ok(())
+}
+
+/// Writes `text` to standard output; a reader that stops early (`| head`) is not an error.
+fn write_stdout(text: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
+    }
 }
 
 async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {

@@ -3,10 +3,7 @@
 
 use tokio_postgres::{Row, types::Type};
 
-use super::{
-    Database, Error, Sql,
-    page::{self, PageBody},
-};
+use super::{Database, Error, Sql};
 use crate::domain::{Action, ActivityEntry, ActivityQuery, TenantContext};
 
 /// The entry columns, then `next_cursor` (column 6).
@@ -38,7 +35,7 @@ const HISTORY: Sql = Sql {
 };
 
 /// One page of the organization's activity, newest first.
-pub async fn feed(db: &Database, ctx: &TenantContext, query: &ActivityQuery) -> Result<PageBody, Error> {
+pub async fn feed(db: &Database, ctx: &TenantContext, query: &ActivityQuery) -> Result<ActivityRows, Error> {
     let actions: Vec<&str> = query.actions.iter().map(|a| a.as_str()).collect();
     let actions = (!actions.is_empty()).then_some(actions);
     let rows = db
@@ -57,7 +54,7 @@ pub async fn feed(db: &Database, ctx: &TenantContext, query: &ActivityQuery) -> 
             ],
         )
         .await?;
-    page(&rows, db.page_max_bytes())
+    page(rows, db.page_max_bytes())
 }
 
 /// One page of one issue's history, oldest first (also of a deleted issue).
@@ -67,16 +64,32 @@ pub async fn history(
     issue_id: i64,
     limit: i32,
     cursor: Option<&str>,
-) -> Result<PageBody, Error> {
+) -> Result<ActivityRows, Error> {
     let max_bytes = db.page_max_bytes();
-    page(&db.call(ctx, &HISTORY, &[&issue_id, &limit, &cursor, &max_bytes]).await?, max_bytes)
+    page(db.call(ctx, &HISTORY, &[&issue_id, &limit, &cursor, &max_bytes]).await?, max_bytes)
 }
 
-/// The JSON array of `ActivityEntry` the API sends, ended at the byte bound.
-fn page(rows: &[Row], max_bytes: Option<i32>) -> Result<PageBody, Error> {
-    page::write(rows, 6, max_bytes, |out, row| {
-        serde_json::to_writer(out, &entry_from_row(row)?).map_err(|err| Error::Internal(err.into()))
-    })
+fn page(rows: Vec<Row>, max_bytes: Option<i32>) -> Result<ActivityRows, Error> {
+    Ok(ActivityRows { rows, max_bytes })
+}
+
+/// A page of activity entries as PostgreSQL returned them.
+pub struct ActivityRows {
+    rows: Vec<Row>,
+    max_bytes: Option<i32>,
+}
+
+impl ActivityRows {
+    /// The page's byte bound (PAGE_MAX_BYTES), as in [`super::issues::IssueRows::max_bytes`].
+    pub fn max_bytes(&self) -> Option<i32> {
+        self.max_bytes
+    }
+
+    /// Each entry, with the cursor of the page after it (set on the entries the page may
+    /// end at).
+    pub fn items(&self) -> impl Iterator<Item = Result<(ActivityEntry, Option<&str>), Error>> {
+        self.rows.iter().map(|row| Ok((entry_from_row(row)?, row.try_get(6)?)))
+    }
 }
 
 fn entry_from_row(row: &Row) -> Result<ActivityEntry, Error> {

@@ -3,14 +3,10 @@
 //! [`IssueRows`]).
 
 use serde_json::{Map, Value};
-use time::OffsetDateTime;
 use tokio_postgres::{Row, types::Type};
 
-use super::{
-    Database, Error, Sql,
-    page::{self, PageBody},
-};
-use crate::domain::{Issue, IssuePatch, IssueQuery, NewIssue, Priority, Status, TenantContext, timestamp};
+use super::{Database, Error, Sql};
+use crate::domain::{Issue, IssuePatch, IssueQuery, IssueRef, NewIssue, Priority, Status, TenantContext};
 
 /// The columns of `api.issue`, in the order [`issue_from_row`] reads them.
 macro_rules! issue_sql {
@@ -215,10 +211,8 @@ fn issue_from_row(row: &Row) -> Result<Issue, Error> {
     })
 }
 
-/// Issues as PostgreSQL returned them, to be written as the API's JSON straight from the
-/// rows' buffers ([`IssueRows::to_json`]): no `String` per field, no intermediate `Issue`,
-/// no serde machinery per field. Lists are the one large body on the hot path
-/// (docs/performance.md, "Settings").
+/// A page of issues as PostgreSQL returned them: the API writes its JSON from the rows'
+/// buffers ([`IssueRows::items`]), with no `String` per field and no intermediate `Issue`.
 pub struct IssueRows {
     rows: Vec<Row>,
     /// The page's byte bound, as `api.list_issues` was told.
@@ -234,141 +228,39 @@ impl IssueRows {
         self.rows.is_empty()
     }
 
+    /// The page's byte bound (PAGE_MAX_BYTES): the page ends at the last whole issue
+    /// within it, and `api.list_issues` put a cursor on each issue it may end at.
+    pub fn max_bytes(&self) -> Option<i32> {
+        self.max_bytes
+    }
+
+    /// Each issue, borrowed from its row, with the cursor of the page after it (set on the
+    /// issues the page may end at).
+    pub fn items(&self) -> impl Iterator<Item = Result<(IssueRef<'_>, Option<&str>), Error>> {
+        self.rows.iter().map(|row| Ok((issue_ref(row)?, row.try_get(11)?)))
+    }
+
     /// The same rows as [`Issue`]s.
     pub fn to_issues(&self) -> Result<Vec<Issue>, Error> {
         self.rows.iter().map(issue_from_row).collect()
     }
-
-    /// The page the API sends: the JSON array of `Issue`, byte for byte what serde_json
-    /// writes for `Vec<Issue>` (tested) but written by hand, ended at the byte bound.
-    pub fn page(&self) -> Result<PageBody, Error> {
-        page::write(&self.rows, 11, self.max_bytes, write_issue)
-    }
 }
 
-/// One issue, fields in `Issue`'s order and spelling (`version` is not part of the body).
-fn write_issue(out: &mut Vec<u8>, row: &Row) -> Result<(), Error> {
+fn issue_ref(row: &Row) -> Result<IssueRef<'_>, Error> {
     let status: &str = row.try_get(3)?;
     let priority: &str = row.try_get(4)?;
-    // Known values only: they need no escaping.
-    let status =
-        Status::parse(status).ok_or_else(|| Error::Internal(format!("unknown status {status:?}").into()))?;
-    let priority = Priority::parse(priority)
-        .ok_or_else(|| Error::Internal(format!("unknown priority {priority:?}").into()))?;
-    let id: i64 = row.try_get(0)?;
-    let assignee: Option<&str> = row.try_get(5)?;
-
-    out.extend_from_slice(b"{\"id\":");
-    out.extend_from_slice(id.to_string().as_bytes());
-    out.extend_from_slice(b",\"title\":");
-    write_json_string(out, row.try_get(1)?);
-    out.extend_from_slice(b",\"description\":");
-    write_json_string(out, row.try_get(2)?);
-    out.extend_from_slice(b",\"status\":\"");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"priority\":\"");
-    out.extend_from_slice(priority.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"assigneeId\":");
-    match assignee {
-        Some(assignee) => write_json_string(out, assignee),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"organizationId\":");
-    write_json_string(out, row.try_get(6)?);
-    out.extend_from_slice(b",\"createdBy\":");
-    write_json_string(out, row.try_get(7)?);
-    out.extend_from_slice(b",\"createdAt\":\"");
-    out.extend_from_slice(&timestamp::digits(row.try_get::<_, OffsetDateTime>(8)?));
-    out.extend_from_slice(b"\",\"updatedAt\":\"");
-    out.extend_from_slice(&timestamp::digits(row.try_get::<_, OffsetDateTime>(9)?));
-    out.extend_from_slice(b"\"}");
-    Ok(())
-}
-
-/// A JSON string exactly as serde_json writes one: `"` and `\` escaped, control characters
-/// as `\b \t \n \f \r` or `\u00xx`, everything else (non-ASCII too) as it is. Eight bytes
-/// at a time while none of them needs escaping, which is nearly always.
-fn write_json_string(out: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = text.as_bytes();
-    out.push(b'"');
-    let (mut start, mut i) = (0, 0);
-    while i < bytes.len() {
-        if let Some(word) = bytes.get(i..i + 8)
-            && !word_needs_escape(u64::from_le_bytes(word.try_into().expect("eight bytes")))
-        {
-            i += 8;
-            continue;
-        }
-        let escaped: &[u8] = match bytes[i] {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            control @ 0x00..=0x1f => {
-                &[b'\\', b'u', b'0', b'0', HEX[usize::from(control >> 4)], HEX[usize::from(control & 0xf)]]
-            }
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escaped);
-        i += 1;
-        start = i;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
-}
-
-/// Whether any of the eight bytes is below 0x20, `"` or `\` (the classic SWAR tests for a
-/// byte below n and for a zero byte).
-fn word_needs_escape(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-    let below = |n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word;
-    let equal = |c: u8| {
-        let x = word ^ (ONES * u64::from(c));
-        x.wrapping_sub(ONES) & !x
-    };
-    (below(0x20) | equal(b'"') | equal(b'\\')) & HIGH_BITS != 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::write_json_string;
-
-    fn written(text: &str) -> String {
-        let mut out = Vec::new();
-        write_json_string(&mut out, text);
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
-        let every_ascii: String = (0u8..=0x7f).map(char::from).collect();
-        let samples = [
-            "",
-            "plain",
-            "exactly8",
-            "sixteen bytes!!!",
-            "\"",
-            "a\\b",
-            "tab\there and\nthere\r",
-            "ünïcödé 🚀 \u{2028} </script>",
-            "quote after eight bytes: \"",
-            &every_ascii,
-        ];
-        for sample in samples {
-            assert_eq!(written(sample), serde_json::to_string(sample).unwrap(), "{sample:?}");
-        }
-        for byte in 0u8..=0x7f {
-            let text = format!("01234567{}89", char::from(byte));
-            assert_eq!(written(&text), serde_json::to_string(&text).unwrap(), "{byte:#x}");
-        }
-    }
+    Ok(IssueRef {
+        id: row.try_get(0)?,
+        title: row.try_get(1)?,
+        description: row.try_get(2)?,
+        status: Status::parse(status)
+            .ok_or_else(|| Error::Internal(format!("unknown status {status:?}").into()))?,
+        priority: Priority::parse(priority)
+            .ok_or_else(|| Error::Internal(format!("unknown priority {priority:?}").into()))?,
+        assignee_id: row.try_get(5)?,
+        organization_id: row.try_get(6)?,
+        created_by: row.try_get(7)?,
+        created_at: row.try_get(8)?,
+        updated_at: row.try_get(9)?,
+    })
 }

@@ -92,6 +92,25 @@ pub struct Issue {
     pub version: i64,
 }
 
+/// An [`Issue`] borrowed from where it was read (a database row): the same JSON, with no
+/// copy of its text. List pages are written from these.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssueRef<'a> {
+    pub id: i64,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub status: Status,
+    pub priority: Priority,
+    pub assignee_id: Option<&'a str>,
+    pub organization_id: &'a str,
+    pub created_by: &'a str,
+    #[serde(with = "crate::domain::issue::timestamp")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "crate::domain::issue::timestamp")]
+    pub updated_at: OffsetDateTime,
+}
+
 /// A new issue. Only these fields are accepted: the organization comes from
 /// `x-organization-id` and the creator from `x-user-id`, never from the body.
 #[derive(Object, Debug, Clone, PartialEq)]

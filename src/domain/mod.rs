@@ -10,5 +10,5 @@ pub mod rules;
 
 pub use activity::{Action, ActivityEntry};
 pub use context::{Role, TenantContext};
-pub use issue::{Issue, IssuePatch, NewIssue, Priority, Status, timestamp};
+pub use issue::{Issue, IssuePatch, IssueRef, NewIssue, Priority, Status, timestamp};
 pub use page::{ActivityQuery, IssueQuery, IssueSort};

@@ -31,8 +31,22 @@ pub fn timestamp_in_range(value: time::OffsetDateTime) -> bool {
     (FIRST..=LAST).contains(&value)
 }
 
-/// Organization and user ids: 1 to 64 characters of `A-Z a-z 0-9 . _ : @ -`
-/// (SQL: `app.is_valid_id`).
+/// The id rule in words, for messages and descriptions: a macro, so `concat!` can put it
+/// in constants.
+macro_rules! id_rule {
+    () => {
+        "1-64 characters of A-Z a-z 0-9 . _ : @ -"
+    };
+}
+pub(crate) use id_rule;
+
+/// The id rule in words.
+pub const ID_RULE: &str = id_rule!();
+/// The id rule as the OpenAPI document's `pattern` (poem-openapi's validator attributes
+/// take literals: a test checks every id pattern of the document is this one).
+pub const ID_PATTERN: &str = r"^[A-Za-z0-9._:@-]{1,64}$";
+
+/// Organization and user ids: [`ID_RULE`] (SQL: `app.is_valid_id`).
 pub fn is_valid_id(value: &str) -> bool {
     (1..=ID_MAX_CHARS).contains(&value.len())
         && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))

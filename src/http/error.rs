@@ -18,7 +18,7 @@ use poem_openapi::{
 };
 use serde::Serialize;
 
-use crate::db;
+use crate::{db, domain::rules::id_rule};
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
@@ -268,7 +268,7 @@ const CONSTRAINTS: &[(&str, &str, &str)] = &[
     ),
     ("issues_status_check", "status", "must be one of OPEN, IN_PROGRESS, DONE"),
     ("issues_priority_check", "priority", "must be one of LOW, MEDIUM, HIGH"),
-    ("issues_assignee_id_check", "assigneeId", "must be 1-64 characters of A-Z a-z 0-9 . _ : @ -"),
+    ("issues_assignee_id_check", "assigneeId", concat!("must be ", id_rule!())),
 ];
 
 /// Database column names as API field names.
@@ -346,9 +346,9 @@ const PARAMETER_RULES: &[(&str, &str)] = &[
         "action",
         "must be created, updated, deleted or restored (repeat the parameter or separate values with commas)",
     ),
-    ("assigneeId", "must be none or a user id: 1-64 characters of A-Z a-z 0-9 . _ : @ -"),
-    ("createdBy", "must be a user id: 1-64 characters of A-Z a-z 0-9 . _ : @ -"),
-    ("actorId", "must be a user id: 1-64 characters of A-Z a-z 0-9 . _ : @ -"),
+    ("assigneeId", concat!("must be none or a user id: ", id_rule!())),
+    ("createdBy", concat!("must be a user id: ", id_rule!())),
+    ("actorId", concat!("must be a user id: ", id_rule!())),
     ("issueId", "must be a positive 64-bit integer"),
     ("createdAfter", TIMESTAMP_RULE),
     ("createdBefore", TIMESTAMP_RULE),

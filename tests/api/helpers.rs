@@ -9,6 +9,10 @@ use std::{
     },
 };
 
+use pg_sandbox::{
+    pgbouncer::{self as local_pgbouncer, LocalPgBouncer},
+    postgres::{LocalPostgres, Options, SUPERUSER},
+};
 use reqwest::{
     Method, RequestBuilder, Response, StatusCode,
     header::{HeaderName, HeaderValue},
@@ -17,11 +21,7 @@ use serde_json::Value;
 use tenantry::{
     App,
     config::Config,
-    db::{
-        self, ContextMode, StatementMode,
-        local_pgbouncer::{self, LocalPgBouncer},
-        local_postgres::{LocalPostgres, Options, SUPERUSER},
-    },
+    db::{self, ContextMode, StatementMode},
 };
 use tokio::sync::oneshot;
 
@@ -43,8 +43,13 @@ pub fn cluster() -> &'static TestCluster {
         std::thread::spawn(|| {
             remove_stale_test_dirs();
             let dir = std::env::temp_dir().join(format!("tenantry-test-{}", std::process::id()));
-            let pg = LocalPostgres::start(&Options { dir, port: 0, ephemeral: true, owner_socket: true })
-                .expect("starting the test PostgreSQL");
+            let pg = LocalPostgres::start(&Options {
+                dir,
+                port: 0,
+                ephemeral: true,
+                socket_rejecting: Some(tenantry::db::API_ROLE.into()),
+            })
+            .expect("starting the test PostgreSQL");
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -206,6 +211,7 @@ pub fn start_pgbouncer(name: &str, pool_size: u32) -> Option<LocalPgBouncer> {
         dir: crate::ops::startup::tempdir(&format!("pgbouncer-{name}")),
         pool_size,
         max_clients: 1000,
+        users: vec![db::API_ROLE.into()],
     };
     Some(LocalPgBouncer::start(&cluster().pg, &options).expect("PgBouncer starts"))
 }

@@ -120,8 +120,9 @@ impl ActivityApi {
             until: until.0,
         };
         let page = db::activity::feed(&db, &caller.0, &request).await?;
-        let link = page.next_cursor.map(|cursor| query.next_link(&cursor));
-        Ok(ActivityPage::Ok(ListBody::new(page.json), link))
+        let (body, next) = ListBody::page(page.items(), page.max_bytes())?;
+        let link = next.map(|cursor| query.next_link(&cursor));
+        Ok(ActivityPage::Ok(body, link))
     }
 
     /// An issue's history
@@ -147,7 +148,8 @@ impl ActivityApi {
         cursor: Query<Option<String>>,
     ) -> Result<ActivityPage, Failure<HistoryErrors>> {
         let page = db::activity::history(&db, &caller.0, id.0, limit.0, cursor.as_deref()).await?;
-        let link = page.next_cursor.map(|cursor| query.next_link(&cursor));
-        Ok(ActivityPage::Ok(ListBody::new(page.json), link))
+        let (body, next) = ListBody::page(page.items(), page.max_bytes())?;
+        let link = next.map(|cursor| query.next_link(&cursor));
+        Ok(ActivityPage::Ok(body, link))
     }
 }

@@ -28,7 +28,7 @@ use crate::{
     domain::{
         Issue, IssuePatch, IssueQuery, IssueSort, NewIssue, Priority, Status,
         page::SEARCH_MAX_CHARS,
-        rules::{description_problem, is_valid_id, text_problem, title_problem},
+        rules::{ID_RULE, description_problem, is_valid_id, text_problem, title_problem},
     },
 };
 
@@ -324,9 +324,10 @@ impl IssuesApi {
             search: q.0,
             sort: sort.0,
         };
-        let page = db::issues::list(&db, &caller.0, &request).await?.page()?;
-        let link = page.next_cursor.map(|cursor| query.next_link(&cursor));
-        Ok(IssueList::Ok(ListBody::new(page.json), link))
+        let rows = db::issues::list(&db, &caller.0, &request).await?;
+        let (body, next) = ListBody::page(rows.items(), rows.max_bytes())?;
+        let link = next.map(|cursor| query.next_link(&cursor));
+        Ok(IssueList::Ok(body, link))
     }
 
     /// Get an issue
@@ -457,7 +458,7 @@ impl IssuesApi {
 }
 
 fn assignee_problem(value: &str) -> Option<String> {
-    (!is_valid_id(value)).then(|| "must be 1-64 characters of A-Z a-z 0-9 . _ : @ -".to_owned())
+    (!is_valid_id(value)).then(|| format!("must be {ID_RULE}"))
 }
 
 impl FromJsonObject for NewIssue {

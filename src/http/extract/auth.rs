@@ -23,7 +23,10 @@ use std::sync::{Arc, OnceLock};
 use super::jwt::{JwtSetupError, JwtVerifier};
 use crate::{
     config::{AuthMode, JwtConfig},
-    domain::{Role, TenantContext, rules::is_valid_id},
+    domain::{
+        Role, TenantContext,
+        rules::{id_rule, is_valid_id},
+    },
     http::{
         error::{ApiError, FieldError},
         rate_limit::{Allowance, RateLimits},
@@ -39,13 +42,9 @@ pub const HEADER_SCHEMES: [(&str, &str, &str); 3] = [
     (
         "organizationId",
         ORGANIZATION_HEADER,
-        "AUTH_MODE=headers (development): the organization (tenant) to act in, 1-64 characters of A-Z a-z 0-9 . _ : @ -",
+        concat!("AUTH_MODE=headers (development): the organization (tenant) to act in, ", id_rule!()),
     ),
-    (
-        "userId",
-        USER_HEADER,
-        "AUTH_MODE=headers (development): the acting user, 1-64 characters of A-Z a-z 0-9 . _ : @ -",
-    ),
+    ("userId", USER_HEADER, concat!("AUTH_MODE=headers (development): the acting user, ", id_rule!())),
     (
         "userRole",
         ROLE_HEADER,
@@ -114,7 +113,7 @@ pub fn tenant_from_headers(headers: &HeaderMap) -> Result<TenantContext, ApiErro
         errors.push(FieldError::new(name, problem));
         None
     };
-    let id_rule = "must be 1-64 characters of A-Z a-z 0-9 . _ : @ -";
+    let id_rule = concat!("must be ", id_rule!());
     let org_id = read(ORGANIZATION_HEADER, id_rule, &is_valid_id);
     let user_id = read(USER_HEADER, id_rule, &is_valid_id);
     let role = read(ROLE_HEADER, "must be ADMIN or MEMBER", &|v| Role::parse(v).is_some());

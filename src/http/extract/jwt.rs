@@ -13,7 +13,10 @@ use super::json::parse_object;
 
 use crate::{
     config::JwtConfig,
-    domain::{Role, TenantContext, rules::is_valid_id},
+    domain::{
+        Role, TenantContext,
+        rules::{ID_RULE, is_valid_id},
+    },
 };
 
 /// HS256 secrets shorter than the hash (256 bits) weaken it (RFC 7518 §3.2).
@@ -128,9 +131,9 @@ impl JwtVerifier {
             Some(Value::String(value)) if valid(value) => Ok(value.clone()),
             Some(_) => Err(format!("the token's {name} claim {rule}")),
         };
-        let id_rule = "must be 1-64 characters of A-Z a-z 0-9 . _ : @ -";
-        let org_id = text(&self.org_claim, id_rule, &is_valid_id)?;
-        let user_id = text(&self.user_claim, id_rule, &is_valid_id)?;
+        let id_rule = format!("must be {ID_RULE}");
+        let org_id = text(&self.org_claim, &id_rule, &is_valid_id)?;
+        let user_id = text(&self.user_claim, &id_rule, &is_valid_id)?;
         let role = text(&self.role_claim, "must be ADMIN or MEMBER", &|v| Role::parse(v).is_some())?;
         let role = Role::parse(&role).expect("checked above");
         Ok(TenantContext { org_id, user_id, role })

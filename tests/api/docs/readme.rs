@@ -119,7 +119,7 @@ async fn the_readme_curl_tour_and_dba_walkthrough_run_as_written() {
     let marker = |i: usize| format!("@@ README step {i} @@");
     let script: String =
         steps.iter().enumerate().map(|(i, (sql, _))| format!("\\echo '{}'\n{sql}", marker(i))).collect();
-    let url = cluster().pg.url(tenantry::db::local_postgres::SUPERUSER, &app.database);
+    let url = cluster().pg.url(pg_sandbox::postgres::SUPERUSER, &app.database);
     let output = tokio::task::spawn_blocking(move || psql(&url, &script)).await.unwrap();
 
     let mut differences = Vec::new();

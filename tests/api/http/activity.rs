@@ -3,9 +3,9 @@
 
 use std::process::Command;
 
+use pg_sandbox::postgres::SUPERUSER;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tenantry::db::local_postgres::SUPERUSER;
 
 use crate::helpers::*;
 

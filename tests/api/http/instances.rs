@@ -167,12 +167,12 @@ async fn a_change_through_one_instance_is_what_the_other_reads_and_guards_agains
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_starting_together_on_an_empty_database_migrate_it_once() {
     let database = format!("empty_{}", std::process::id());
-    let admin = connect(&cluster().pg.url(tenantry::db::local_postgres::SUPERUSER, "postgres")).await;
+    let admin = connect(&cluster().pg.url(pg_sandbox::postgres::SUPERUSER, "postgres")).await;
     admin.batch_execute(&format!("create database {database}")).await.unwrap();
     let starts = (0..3).map(|_| {
         let config = tenantry::config::Config {
             port: 0,
-            database_url: Some(cluster().pg.url(tenantry::db::local_postgres::SUPERUSER, &database)),
+            database_url: Some(cluster().pg.url(pg_sandbox::postgres::SUPERUSER, &database)),
             pool_size: 2,
             context: context_mode(),
             ..Default::default()
@@ -182,7 +182,7 @@ async fn instances_starting_together_on_an_empty_database_migrate_it_once() {
     for started in join_all(starts).await {
         started.expect("every instance starts");
     }
-    let owner = connect(&cluster().pg.url(tenantry::db::local_postgres::SUPERUSER, &database)).await;
+    let owner = connect(&cluster().pg.url(pg_sandbox::postgres::SUPERUSER, &database)).await;
     let applied: Vec<(i32, i64)> = owner
         .query("select version, count(*) from refinery_schema_history group by version order by 1", &[])
         .await

@@ -1,10 +1,11 @@
-//! The list body is written by hand straight from the rows (`db::issues::IssueRows`): it
-//! must be byte for byte what serde gives for the same rows as `Issue`s.
+//! The list body is written by hand from the rows (`db::issues::IssueRows`, borrowed as
+//! `IssueRef`s): it must be byte for byte what serde gives for the same rows as `Issue`s.
 
 use serde_json::json;
 use tenantry::{
     db,
     domain::{Role, TenantContext},
+    http::extract::json::ListBody,
 };
 
 use crate::helpers::*;
@@ -35,7 +36,8 @@ async fn the_list_written_from_rows_equals_the_issues_serialized_by_serde() {
     let ctx = TenantContext { org_id: "alpha".into(), user_id: "reader".into(), role: Role::Member };
     let rows = db::issues::list(&app.app_db, &ctx, &Default::default()).await.unwrap();
     assert_eq!(rows.len(), 2);
-    let from_rows = String::from_utf8(rows.page().unwrap().json).unwrap();
+    let (body, _) = ListBody::<tenantry::domain::Issue>::page(rows.items(), None).unwrap();
+    let from_rows = String::from_utf8(body.json().to_vec()).unwrap();
     let from_issues = serde_json::to_string(&rows.to_issues().unwrap()).unwrap();
     assert_eq!(from_rows, from_issues);
 

@@ -454,3 +454,36 @@ fn the_paged_lists_document_their_link_header_and_the_activity_schema() {
         assert!(restore[status].is_object(), "restore documents {status}");
     }
 }
+
+/// The id rule is written once (`domain::rules`): poem-openapi's validator attributes need
+/// literal patterns, so every id pattern of the document must be exactly that rule.
+#[test]
+fn every_id_pattern_of_the_document_is_the_one_id_rule() {
+    use tenantry::domain::rules::ID_PATTERN;
+    let inner = ID_PATTERN.trim_start_matches('^').trim_end_matches('$');
+    let mut found = 0;
+    let mut wrong = Vec::new();
+    fn walk(value: &Value, visit: &mut dyn FnMut(&str)) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(pattern)) = map.get("pattern") {
+                    visit(pattern);
+                }
+                map.values().for_each(|v| walk(v, visit));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, visit)),
+            _ => {}
+        }
+    }
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    walk(&spec, &mut |pattern| {
+        if pattern.contains("A-Za-z0-9.") || pattern.contains("{1,64}") {
+            found += 1;
+            if pattern != ID_PATTERN && pattern != format!("^(none|{inner})$") {
+                wrong.push(pattern.to_owned());
+            }
+        }
+    });
+    assert!(found >= 5, "the document's id patterns: {found}");
+    assert!(wrong.is_empty(), "id patterns other than {ID_PATTERN}: {wrong:?}");
+}

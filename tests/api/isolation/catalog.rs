@@ -1,7 +1,8 @@
 //! The catalog, checked: the invariants a DBA should be able to trust, and the same value
 //! rules in SQL as in Rust.
 
-use tenantry::{db::local_postgres::SUPERUSER, domain::rules};
+use pg_sandbox::postgres::SUPERUSER;
+use tenantry::domain::rules;
 
 use crate::helpers::*;
 

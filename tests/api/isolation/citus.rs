@@ -4,7 +4,7 @@
 //! second pass, together with DATABASE_CONTEXT=set_local); the catalog check on keys is
 //! in `schema.rs`.
 
-use tenantry::db::local_postgres::SUPERUSER;
+use pg_sandbox::postgres::SUPERUSER;
 
 use crate::helpers::*;
 

@@ -397,9 +397,9 @@ async fn a_body_that_trickles_in_is_a_408_that_closes_the_connection() {
 /// counts connection attempts and closes each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_an_outage_requests_get_503_at_once_and_reconnects_back_off() {
-    use tenantry::db::local_postgres::{LocalPostgres, Options, SUPERUSER};
+    use pg_sandbox::postgres::{LocalPostgres, Options, SUPERUSER};
     let dir = crate::ops::startup::tempdir("backoff");
-    let options = Options { dir: dir.clone(), port: 0, ephemeral: true, owner_socket: false };
+    let options = Options { dir: dir.clone(), port: 0, ephemeral: true, socket_rejecting: None };
     let pg = tokio::task::block_in_place(|| LocalPostgres::start(&options)).unwrap();
     let options = Options { port: pg.port(), ..options };
     connect(&pg.url(SUPERUSER, "postgres")).await.batch_execute("create database backoff").await.unwrap();
@@ -600,7 +600,7 @@ async fn clients_that_never_read_huge_pages_pin_bounded_memory_and_others_are_se
     raise_file_limit(4096);
     let database = fresh_database().await;
     let pg = &cluster().pg;
-    let owner = connect(&pg.url(db::local_postgres::SUPERUSER, &database)).await;
+    let owner = connect(&pg.url(pg_sandbox::postgres::SUPERUSER, &database)).await;
     owner
         .batch_execute(
             "insert into app.organization_counters (organization_id, last_issue_id) values ('hoarder', 200);

@@ -5,8 +5,8 @@
 use std::process::Command;
 use std::str::FromStr;
 
+use pg_sandbox::postgres::SUPERUSER;
 use serde_json::{Value, json};
-use tenantry::db::local_postgres::SUPERUSER;
 use tenantry::db::maintenance::{ActivityUpkeep, run_once};
 
 use crate::helpers::*;

@@ -5,7 +5,8 @@
 //! setting does leak; and why the service sends unnamed statements to a PgBouncer older
 //! than 1.21. (`isolation.rs` runs the isolation tests through PgBouncer too.)
 
-use tenantry::db::{self, ContextMode, local_pgbouncer};
+use pg_sandbox::pgbouncer as local_pgbouncer;
+use tenantry::db::{self, ContextMode};
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::helpers::*;

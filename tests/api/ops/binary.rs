@@ -134,7 +134,7 @@ pub(crate) fn serve_json_logs_with(
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .env_remove("TOKIO_WORKER_THREADS")
         .envs(env.iter().copied())
-        .env("DATABASE_URL", pg.url(tenantry::db::local_postgres::SUPERUSER, database))
+        .env("DATABASE_URL", pg.url(pg_sandbox::postgres::SUPERUSER, database))
         .env("API_DATABASE_URL", pg.url(tenantry::db::API_ROLE, database))
         .env("PORT", "0")
         .env("LOG_FORMAT", "json")
@@ -188,8 +188,7 @@ async fn on_sigterm_it_stops_accepting_finishes_requests_in_flight_and_closes_th
 
     // A PATCH held inside PostgreSQL behind a row lock: in flight when SIGTERM comes.
     let pg = &crate::helpers::cluster().pg;
-    let mut owner =
-        crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, &database)).await;
+    let mut owner = crate::helpers::connect(&pg.url(pg_sandbox::postgres::SUPERUSER, &database)).await;
     let blocker = owner.transaction().await.unwrap();
     blocker.execute("select 1 from app.issues where id = 1 for update", &[]).await.unwrap();
     let in_flight = tokio::spawn(
@@ -198,7 +197,7 @@ async fn on_sigterm_it_stops_accepting_finishes_requests_in_flight_and_closes_th
             .json(&json!({"status": "DONE"}))
             .send(),
     );
-    let watcher = crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, "postgres")).await;
+    let watcher = crate::helpers::connect(&pg.url(pg_sandbox::postgres::SUPERUSER, "postgres")).await;
     crate::helpers::wait_for_lock_waiters(&watcher, &database, 1).await;
 
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -274,12 +273,11 @@ async fn on_sigint_a_request_stuck_past_the_shutdown_deadline_does_not_keep_it_r
         .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     let pg = &crate::helpers::cluster().pg;
-    let mut owner =
-        crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, &database)).await;
+    let mut owner = crate::helpers::connect(&pg.url(pg_sandbox::postgres::SUPERUSER, &database)).await;
     let blocker = owner.transaction().await.unwrap();
     blocker.execute("select 1 from app.issues where id = 1 for update", &[]).await.unwrap();
     let stuck = tokio::spawn(admin(client.delete(format!("{address}/api/issues/1"))).send());
-    let watcher = crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, "postgres")).await;
+    let watcher = crate::helpers::connect(&pg.url(pg_sandbox::postgres::SUPERUSER, "postgres")).await;
     crate::helpers::wait_for_lock_waiters(&watcher, &database, 1).await;
 
     let signalled = std::time::Instant::now();
@@ -332,8 +330,7 @@ async fn request_lines_arrive_while_it_runs_and_a_503_cause_is_logged_with_the_r
 
     // A PATCH behind a row lock, past DATABASE_STATEMENT_TIMEOUT_MS: 503.
     let pg = &crate::helpers::cluster().pg;
-    let mut owner =
-        crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, &database)).await;
+    let mut owner = crate::helpers::connect(&pg.url(pg_sandbox::postgres::SUPERUSER, &database)).await;
     let blocker = owner.transaction().await.unwrap();
     blocker.execute("select 1 from app.issues where id = 1 for update", &[]).await.unwrap();
     let patched = admin(client.patch(format!("{address}/api/issues/1")))
@@ -433,8 +430,7 @@ async fn an_abandoned_write_keeps_its_connection_until_it_commits_and_the_log_sa
     };
 
     let pg = &crate::helpers::cluster().pg;
-    let mut owner =
-        crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, &database)).await;
+    let mut owner = crate::helpers::connect(&pg.url(pg_sandbox::postgres::SUPERUSER, &database)).await;
     let blocker = owner.transaction().await.unwrap();
     blocker.execute("select 1 from app.issues where id = 1 for update", &[]).await.unwrap();
     let late = tokio::spawn(
@@ -444,7 +440,7 @@ async fn an_abandoned_write_keeps_its_connection_until_it_commits_and_the_log_sa
             .send(),
     );
     // Its transaction reaches the lock (well before the request's time-out) ...
-    let watcher = crate::helpers::connect(&pg.url(tenantry::db::local_postgres::SUPERUSER, "postgres")).await;
+    let watcher = crate::helpers::connect(&pg.url(pg_sandbox::postgres::SUPERUSER, "postgres")).await;
     crate::helpers::wait_for_lock_waiters(&watcher, &database, 1).await;
     // ... the request is answered at REQUEST_TIMEOUT_MS, and the transaction still waits for
     // the lock, on a connection it still holds.

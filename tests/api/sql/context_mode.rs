@@ -4,8 +4,9 @@
 //! through (ids are checked there) and prove they arrive as data, never as SQL. The rest
 //! of the suite runs in this mode too with `DATABASE_CONTEXT=set_local cargo test`.
 
+use pg_sandbox::postgres::SUPERUSER;
 use tenantry::{
-    db::{self, ContextMode, Sql, local_postgres::SUPERUSER, push_literal},
+    db::{self, ContextMode, Sql, push_literal},
     domain::{Role, TenantContext},
 };
 

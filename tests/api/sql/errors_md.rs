@@ -28,7 +28,7 @@ async fn every_sqlstate_of_errors_md_is_raised_by_the_migrations_and_mapped_as_t
     }
     assert_eq!(listed, raised, "sql/ERRORS.md lists exactly the codes the migrations raise");
 
-    let sql = connect(&cluster().pg.url(db::local_postgres::SUPERUSER, "postgres")).await;
+    let sql = connect(&cluster().pg.url(pg_sandbox::postgres::SUPERUSER, "postgres")).await;
     for row in &rows {
         let [sqlstate, _, _, rust, http] = &row[..] else { panic!("five columns: {row:?}") };
         let sqlstate = sqlstate.trim_matches('`');

@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use pg_sandbox::postgres::SUPERUSER;
 use serde_json::Value;
-use tenantry::db::local_postgres::SUPERUSER;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::helpers::*;

@@ -15,7 +15,7 @@ use crate::helpers::*;
 /// A superuser session that loaded auto_explain, explains every statement (nested ones
 /// too) as a notice, has sequential scans priced out, and runs as the API role.
 async fn explaining_session(app: &TestApp) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<String>) {
-    let url = cluster().pg.url(tenantry::db::local_postgres::SUPERUSER, &app.database);
+    let url = cluster().pg.url(pg_sandbox::postgres::SUPERUSER, &app.database);
     let config = tokio_postgres::Config::from_str(&url).unwrap();
     let (client, mut connection) = config.connect(NoTls).await.unwrap();
     let (notices, received) = mpsc::unbounded_channel();

@@ -5,7 +5,8 @@
 
 use std::{collections::BTreeMap, path::Path, process::Command};
 
-use tenantry::db::{self, local_postgres::SUPERUSER};
+use pg_sandbox::postgres::SUPERUSER;
+use tenantry::db;
 
 use crate::helpers::*;
 

@@ -5,8 +5,7 @@
 //!   newest `/usr/lib/postgresql/*/bin` (Debian and Ubuntu keep them there).
 //! - PostgreSQL refuses to run as root; as root we run it as the `postgres` user.
 //! - The server listens on 127.0.0.1 only and trusts it (a development cluster).
-//! - The server is our child and dies with us: it gets SIGINT (fast shutdown) when the
-//!   thread that started it ends, which a dedicated thread makes "when we exit".
+//! - The server is our child and dies with us (SIGINT, its fast shutdown; see `child`).
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -15,10 +14,11 @@ use std::{
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Command, ExitStatus, Stdio},
-    sync::{Mutex, mpsc},
     thread,
     time::{Duration, Instant},
 };
+
+use crate::child::Supervised;
 
 /// The superuser initdb creates.
 pub const SUPERUSER: &str = "postgres";
@@ -46,7 +46,7 @@ pub enum LocalPostgresError {
     Exited { status: ExitStatus, log: String, tail: String },
 }
 
-pub(super) fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> LocalPostgresError {
+pub(crate) fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> LocalPostgresError {
     let action = action.into();
     move |source| LocalPostgresError::Io { action, source }
 }
@@ -60,9 +60,9 @@ pub struct Options {
     pub port: u16,
     /// Trade durability for speed (fsync off, ...): for throw-away test clusters.
     pub ephemeral: bool,
-    /// Also listen on a Unix socket in `dir/socket` on which tenantry_api may not log in:
-    /// for tests of a DATABASE_URL whose derived API login fails.
-    pub owner_socket: bool,
+    /// Also listen on a Unix socket in `dir/socket` on which this role may not log in
+    /// (its first pg_hba.conf line rejects it): for tests of a login that fails.
+    pub socket_rejecting: Option<String>,
 }
 
 /// A running cluster; stopped (fast shutdown) when dropped.
@@ -71,10 +71,7 @@ pub struct LocalPostgres {
     data_dir: PathBuf,
     log: PathBuf,
     port: u16,
-    pid: libc::pid_t,
-    /// Receives the exit status once; `None` after it was received (the pid may then
-    /// belong to another process: never signal it again).
-    exited: Mutex<Option<mpsc::Receiver<io::Result<ExitStatus>>>>,
+    server: Supervised,
     bin_dir: PathBuf,
     socket_dir: Option<PathBuf>,
 }
@@ -119,13 +116,13 @@ impl LocalPostgres {
             .open(&log)
             .map_err(io_error(format!("opening {}", log.display())))?;
         let log_start = log_file.metadata().map(|m| m.len()).unwrap_or(0);
-        let socket_dir = options.owner_socket.then(|| dir.join("socket"));
-        let sockets = match &socket_dir {
-            Some(socket_dir) => {
-                prepare_owner_socket(socket_dir, &data_dir, run_as)?;
+        let socket_dir = options.socket_rejecting.as_ref().map(|_| dir.join("socket"));
+        let sockets = match (&socket_dir, &options.socket_rejecting) {
+            (Some(socket_dir), Some(role)) => {
+                prepare_socket(socket_dir, &data_dir, run_as, role)?;
                 format!("unix_socket_directories={}", socket_dir.display())
             }
-            None => "unix_socket_directories=".into(),
+            _ => "unix_socket_directories=".into(),
         };
         let mut command = Command::new(bin_dir.join("postgres"));
         command
@@ -143,11 +140,10 @@ impl LocalPostgres {
             }
         }
         as_user(&mut command, run_as);
-        // SIGINT is PostgreSQL's fast shutdown.
-        let (pid, exited) = spawn_tied_to_process(command, libc::SIGINT)?;
-
-        let exited = Mutex::new(Some(exited));
-        let server = LocalPostgres { data_dir, log, port, pid, exited, bin_dir, socket_dir };
+        // SIGINT is PostgreSQL's fast shutdown: disconnect clients, checkpoint, exit.
+        let server = Supervised::spawn(command, libc::SIGINT, Duration::from_secs(30))
+            .map_err(io_error("starting postgres"))?;
+        let server = LocalPostgres { data_dir, log, port, server, bin_dir, socket_dir };
         server.wait_until_ready(log_start)?;
         Ok(server)
     }
@@ -169,7 +165,7 @@ impl LocalPostgres {
         format!("postgresql://{user}@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// A connection URL through the owner socket ([`Options::owner_socket`]), if any.
+    /// A connection URL through the Unix socket ([`Options::socket_rejecting`]), if any.
     pub fn socket_url(&self, user: &str, database: &str) -> Option<String> {
         let dir = self.socket_dir.as_ref()?;
         Some(format!("postgresql://{user}@/{database}?host={}&port={}", dir.display(), self.port))
@@ -182,7 +178,7 @@ impl LocalPostgres {
         let deadline = Instant::now() + waited;
         let pid_file = self.data_dir.join("postmaster.pid");
         loop {
-            if let Some(status) = self.try_exit_status() {
+            if let Some(status) = self.server.try_exit_status() {
                 return Err(LocalPostgresError::Exited {
                     status,
                     log: self.log.display().to_string(),
@@ -191,7 +187,7 @@ impl LocalPostgres {
             }
             if let Ok(text) = fs::read_to_string(&pid_file) {
                 let lines: Vec<&str> = text.lines().collect();
-                if lines.first().and_then(|p| p.trim().parse().ok()) == Some(self.pid)
+                if lines.first().and_then(|p| p.trim().parse().ok()) == Some(self.server.pid())
                     && lines.get(7).is_some_and(|status| status.trim() == "ready")
                 {
                     return Ok(());
@@ -207,75 +203,6 @@ impl LocalPostgres {
             thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-impl LocalPostgres {
-    /// The exit status if the server has exited (and the pid is no longer ours).
-    fn try_exit_status(&self) -> Option<ExitStatus> {
-        let mut exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
-        let status = exited.as_ref()?.try_recv().ok()?;
-        *exited = None;
-        Some(status.unwrap_or_default())
-    }
-}
-
-impl Drop for LocalPostgres {
-    fn drop(&mut self) {
-        let Some(exited) = self.exited.get_mut().unwrap_or_else(|e| e.into_inner()).take() else {
-            return;
-        };
-        // SIGINT is PostgreSQL's fast shutdown: disconnect clients, checkpoint, exit.
-        unsafe { libc::kill(self.pid, libc::SIGINT) };
-        if exited.recv_timeout(Duration::from_secs(30)).is_err() {
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            let _ = exited.recv_timeout(Duration::from_secs(5));
-        }
-    }
-}
-
-/// Starts `command` from a thread that lives exactly as long as the child, with the
-/// child set to get `death_signal` when that thread ends: so also when this process ends,
-/// however it ends. Returns the pid and a receiver of the exit status.
-pub(super) fn spawn_tied_to_process(
-    mut command: Command,
-    death_signal: libc::c_int,
-) -> Result<(libc::pid_t, mpsc::Receiver<io::Result<ExitStatus>>), LocalPostgresError> {
-    let parent = std::process::id() as libc::pid_t;
-    let program =
-        Path::new(command.get_program()).file_name().unwrap_or_default().to_string_lossy().into_owned();
-    // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid).
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect.
-            if libc::getppid() != parent {
-                return Err(io::Error::other("parent exited during start-up"));
-            }
-            Ok(())
-        });
-    }
-    let (started_tx, started_rx) = mpsc::channel();
-    let (exited_tx, exited_rx) = mpsc::channel();
-    thread::Builder::new()
-        .name("local-server-keeper".into())
-        .spawn(move || match command.spawn() {
-            Ok(mut child) => {
-                let _ = started_tx.send(Ok(child.id() as libc::pid_t));
-                let _ = exited_tx.send(child.wait());
-            }
-            Err(err) => {
-                let _ = started_tx.send(Err(err));
-            }
-        })
-        .map_err(io_error(format!("starting the {program} keeper thread")))?;
-    let pid = started_rx
-        .recv()
-        .map_err(|_| io::Error::other("keeper thread ended"))
-        .and_then(|started| started)
-        .map_err(io_error(format!("starting {program}")))?;
-    Ok((pid, exited_rx))
 }
 
 fn init_cluster(
@@ -314,28 +241,30 @@ fn init_cluster(
 }
 
 /// The socket directory (the server's user must create the socket there) and the
-/// pg_hba.conf line, first of all, that refuses tenantry_api on it.
-fn prepare_owner_socket(
+/// pg_hba.conf line, first of all, that refuses `rejected_role` on it.
+fn prepare_socket(
     socket_dir: &Path,
     data_dir: &Path,
     run_as: Option<(u32, u32)>,
+    rejected_role: &str,
 ) -> Result<(), LocalPostgresError> {
     fs::create_dir_all(socket_dir).map_err(io_error(format!("creating {}", socket_dir.display())))?;
     if let Some((uid, gid)) = run_as {
         std::os::unix::fs::chown(socket_dir, Some(uid), Some(gid))
             .map_err(io_error(format!("giving {} to the postgres user", socket_dir.display())))?;
     }
-    const LINE: &str = "local all tenantry_api reject\n";
+    let line = format!("local all {rejected_role} reject\n");
+    let line = line.as_str();
     let hba = data_dir.join("pg_hba.conf");
     let current = fs::read_to_string(&hba).map_err(io_error(format!("reading {}", hba.display())))?;
-    if !current.starts_with(LINE) {
-        fs::write(&hba, format!("{LINE}{current}"))
+    if !current.starts_with(line) {
+        fs::write(&hba, format!("{line}{current}"))
             .map_err(io_error(format!("writing {}", hba.display())))?;
     }
     Ok(())
 }
 
-pub(super) fn as_user(command: &mut Command, run_as: Option<(u32, u32)>) {
+pub(crate) fn as_user(command: &mut Command, run_as: Option<(u32, u32)>) {
     if let Some((uid, gid)) = run_as {
         // std drops root's supplementary groups when it switches uid.
         command.uid(uid).gid(gid).current_dir("/");
@@ -343,7 +272,7 @@ pub(super) fn as_user(command: &mut Command, run_as: Option<(u32, u32)>) {
 }
 
 /// As root: the `postgres` user's uid and gid. Otherwise none: run as ourselves.
-pub(super) fn unprivileged_user() -> Result<Option<(u32, u32)>, LocalPostgresError> {
+pub(crate) fn unprivileged_user() -> Result<Option<(u32, u32)>, LocalPostgresError> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
@@ -388,12 +317,12 @@ pub fn find_bin_dir() -> Option<PathBuf> {
     )
 }
 
-pub(super) fn free_port() -> io::Result<u16> {
+pub(crate) fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// The log written since `from`, at most its last 4 KiB.
-pub(super) fn log_tail(log: &Path, from: u64) -> String {
+pub(crate) fn log_tail(log: &Path, from: u64) -> String {
     let mut text = String::new();
     if let Ok(mut file) = File::open(log) {
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);

@@ -6,7 +6,7 @@
 //! - Binary: `pgbouncer` on PATH, else Debian's `/usr/sbin/pgbouncer`.
 //! - PgBouncer refuses to run as root, like PostgreSQL: as root it runs as `postgres`.
 //! - It listens on 127.0.0.1 and trusts it (as the cluster does), and dies with us
-//!   (SIGTERM, its immediate shutdown, when the thread that started it ends).
+//!   (SIGTERM, its immediate shutdown; see `child`).
 //! - `pool_mode = transaction`: a server connection serves one client for one
 //!   transaction, then the next client. Only transaction-local state is safe there.
 //!   PgBouncer before 1.21 does not track named prepared statements, so clients must send
@@ -14,18 +14,20 @@
 
 use std::{
     fs,
-    io::{self, Write},
+    io::Write,
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Command, ExitStatus, Stdio},
-    sync::{Mutex, mpsc},
     thread,
     time::{Duration, Instant},
 };
 
-use super::local_postgres::{
-    LocalPostgres, LocalPostgresError, SUPERUSER, as_user, free_port, io_error, log_tail,
-    spawn_tied_to_process, unprivileged_user,
+use crate::{
+    child::Supervised,
+    postgres::{
+        LocalPostgres, LocalPostgresError, SUPERUSER, as_user, free_port, io_error, log_tail,
+        unprivileged_user,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,15 +52,16 @@ pub struct Options {
     pub pool_size: u32,
     /// Client connections it accepts (`max_client_conn`).
     pub max_clients: u32,
+    /// The roles that may log in through it, besides the superuser.
+    pub users: Vec<String>,
 }
 
 /// A running PgBouncer; stopped when dropped.
 #[derive(Debug)]
 pub struct LocalPgBouncer {
     port: u16,
-    pid: libc::pid_t,
     log: PathBuf,
-    exited: Mutex<Option<mpsc::Receiver<io::Result<ExitStatus>>>>,
+    bouncer: Supervised,
 }
 
 /// The installed PgBouncer, if any.
@@ -98,7 +101,9 @@ impl LocalPgBouncer {
         let log = dir.join("pgbouncer.log");
         let config = dir.join("pgbouncer.ini");
         let users = dir.join("userlist.txt");
-        write(&users, &format!("\"{}\" \"\"\n\"{SUPERUSER}\" \"\"\n", super::API_ROLE))?;
+        let allowed: String =
+            options.users.iter().chain([&SUPERUSER.to_owned()]).map(|u| format!("\"{u}\" \"\"\n")).collect();
+        write(&users, &allowed)?;
         let prepared = match version() {
             // Named statements are tracked per client and re-prepared where needed.
             Some(version) if supports_prepared_statements(version) => "max_prepared_statements = 200\n",
@@ -146,8 +151,9 @@ impl LocalPgBouncer {
         raise_open_files_limit(options.max_clients as u64 + options.pool_size as u64 + 64);
         as_user(&mut command, run_as);
         // SIGTERM: PgBouncer's immediate shutdown (SIGINT would wait for clients).
-        let (pid, exited) = spawn_tied_to_process(command, libc::SIGTERM)?;
-        let bouncer = LocalPgBouncer { port, pid, log, exited: Mutex::new(Some(exited)) };
+        let bouncer = Supervised::spawn(command, libc::SIGTERM, Duration::from_secs(10))
+            .map_err(io_error("starting pgbouncer"))?;
+        let bouncer = LocalPgBouncer { port, log, bouncer };
         bouncer.wait_until_listening(log_start)?;
         Ok(bouncer)
     }
@@ -170,7 +176,7 @@ impl LocalPgBouncer {
         let waited = Duration::from_secs(20);
         let deadline = Instant::now() + waited;
         loop {
-            if let Some(status) = self.try_exit_status() {
+            if let Some(status) = self.bouncer.try_exit_status() {
                 let log = self.log.display().to_string();
                 return Err(LocalPgBouncerError::Exited {
                     status,
@@ -190,26 +196,6 @@ impl LocalPgBouncer {
                 });
             }
             thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn try_exit_status(&self) -> Option<ExitStatus> {
-        let mut exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
-        let status = exited.as_ref()?.try_recv().ok()?;
-        *exited = None;
-        Some(status.unwrap_or_default())
-    }
-}
-
-impl Drop for LocalPgBouncer {
-    fn drop(&mut self) {
-        let Some(exited) = self.exited.get_mut().unwrap_or_else(|e| e.into_inner()).take() else {
-            return;
-        };
-        unsafe { libc::kill(self.pid, libc::SIGTERM) };
-        if exited.recv_timeout(Duration::from_secs(10)).is_err() {
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            let _ = exited.recv_timeout(Duration::from_secs(5));
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Shared by the benchmark drivers (`#[path]`-included; not an example of its own).
+//! Stopping the service processes the drivers start.
 
 use std::{
     process::Child,

@@ -3,7 +3,7 @@
 //! activity feed, with 10,000 issues in total and with 10,000 organizations holding
 //! 1,000,000 issues (plus their activity). The target: large at most 1.5x small.
 //!
-//!     cargo run --release --example list_benchmark
+//!     cargo run --release -p tenantry-bench --bin list_benchmark
 //!
 //! It starts its own PostgreSQL (kept in `target/list-benchmark`, so a second run skips
 //! the seeding), seeds both datasets in SQL as the owner (`sql/seed/organizations.sql`),
@@ -24,16 +24,10 @@ use std::{
 };
 
 use clap::Parser;
-use tenantry::{
-    App,
-    config::Config,
-    db::{
-        self,
-        local_postgres::{LocalPostgres, Options, SUPERUSER},
-    },
-};
+use pg_sandbox::postgres::{LocalPostgres, Options, SUPERUSER};
+use tenantry::{App, config::Config, db};
 
-const SEED: &str = include_str!("../sql/seed/organizations.sql");
+const SEED: &str = include_str!("../../../sql/seed/organizations.sql");
 
 #[derive(Parser)]
 #[command(about = "Latency of list pages: 10,000 issues vs 1,000,000 issues in 10,000 organizations")]
@@ -167,7 +161,7 @@ async fn main() {
             dir: args.dir.clone(),
             port: 0,
             ephemeral: true,
-            owner_socket: false,
+            socket_rejecting: None,
         })
     })
     .expect("starting PostgreSQL");

@@ -16,9 +16,6 @@
 //! Load generator, service and PostgreSQL share the machine: compare rows of one run,
 //! not absolute numbers across machines. Each figure is the median of `--runs` runs.
 
-#[path = "support/process.rs"]
-mod process;
-
 use std::{
     fmt::Write as _,
     fs,
@@ -31,14 +28,15 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use tenantry_bench::process;
 
 use clap::{Parser, Subcommand};
-use serde_json::{Value, json};
-use tenantry::db::{
-    self,
-    local_pgbouncer::{self, LocalPgBouncer},
-    local_postgres::{self, LocalPostgres},
+use pg_sandbox::{
+    pgbouncer::{self as local_pgbouncer, LocalPgBouncer},
+    postgres::{self as local_postgres, LocalPostgres},
 };
+use serde_json::{Value, json};
+use tenantry::db;
 
 #[derive(Parser, Debug)]
 #[command(about = "Scaling runs: PgBouncer with 10,000 organizations, and latency as data grows")]
@@ -146,6 +144,7 @@ async fn pgbouncer(args: &Args, run: &PgbouncerArgs, work: &Path) -> Result<(), 
             dir: work.join("pgbouncer"),
             pool_size: run.server_connections,
             max_clients: run.clients as u32 + 64,
+            users: vec![db::API_ROLE.into()],
         },
     )
     .map_err(|e| e.to_string())?;
@@ -478,8 +477,12 @@ impl Cluster {
     /// A private PostgreSQL with durable settings (as `tenantry serve` runs it), checkpoints
     /// only when asked (before each run), and the empty database.
     async fn start(work: &Path) -> Result<Cluster, String> {
-        let options =
-            local_postgres::Options { dir: work.join("pg"), port: 0, ephemeral: false, owner_socket: false };
+        let options = local_postgres::Options {
+            dir: work.join("pg"),
+            port: 0,
+            ephemeral: false,
+            socket_rejecting: None,
+        };
         let pg = tokio::task::spawn_blocking(move || LocalPostgres::start(&options))
             .await
             .unwrap()
