@@ -192,21 +192,18 @@ fn one_issue(rows: &[Row]) -> Result<Issue, Error> {
 }
 
 fn issue_from_row(row: &Row) -> Result<Issue, Error> {
-    let status: &str = row.try_get(3)?;
-    let priority: &str = row.try_get(4)?;
+    let issue = issue_ref(row)?;
     Ok(Issue {
-        id: row.try_get(0)?,
-        title: row.try_get(1)?,
-        description: row.try_get(2)?,
-        status: Status::parse(status)
-            .ok_or_else(|| Error::Internal(format!("unknown status {status:?}").into()))?,
-        priority: Priority::parse(priority)
-            .ok_or_else(|| Error::Internal(format!("unknown priority {priority:?}").into()))?,
-        assignee_id: row.try_get(5)?,
-        organization_id: row.try_get(6)?,
-        created_by: row.try_get(7)?,
-        created_at: row.try_get(8)?,
-        updated_at: row.try_get(9)?,
+        id: issue.id,
+        title: issue.title.to_owned(),
+        description: issue.description.to_owned(),
+        status: issue.status,
+        priority: issue.priority,
+        assignee_id: issue.assignee_id.map(str::to_owned),
+        organization_id: issue.organization_id.to_owned(),
+        created_by: issue.created_by.to_owned(),
+        created_at: issue.created_at,
+        updated_at: issue.updated_at,
         version: row.try_get(10)?,
     })
 }

@@ -18,7 +18,10 @@ use poem_openapi::{
 };
 use serde::Serialize;
 
-use crate::{db, domain::rules::id_rule};
+use crate::{
+    db,
+    domain::rules::{DESCRIPTION_MAX_CHARS, ID_RULE, TITLE_MAX_CHARS, id_rule},
+};
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
@@ -257,19 +260,28 @@ fn seconds_to_utc_midnight() -> u64 {
     midnight.map_or(86_400, |midnight| (midnight - now).whole_seconds().max(1) as u64)
 }
 
-/// Which API field a database column or constraint is about, and the rule it states.
-/// Reached only if SQL and Rust rules drift apart (Rust checks first); kept exact anyway.
-const CONSTRAINTS: &[(&str, &str, &str)] = &[
-    ("issues_title_check", "title", "must be 1-255 characters, not blank, without control characters"),
-    (
-        "issues_description_check",
-        "description",
-        "must be 1-50000 characters, not blank, without control characters other than tab and line breaks",
-    ),
-    ("issues_status_check", "status", "must be one of OPEN, IN_PROGRESS, DONE"),
-    ("issues_priority_check", "priority", "must be one of LOW, MEDIUM, HIGH"),
-    ("issues_assignee_id_check", "assigneeId", concat!("must be ", id_rule!())),
-];
+/// Which API field a CHECK constraint is about, and the rule it states (from
+/// `domain::rules`). Reached only if SQL and Rust rules drift apart (Rust checks first);
+/// kept exact anyway.
+fn constraint_rule(constraint: &str) -> Option<(&'static str, String)> {
+    Some(match constraint {
+        "issues_title_check" => (
+            "title",
+            format!("must be 1-{TITLE_MAX_CHARS} characters, not blank, without control characters"),
+        ),
+        "issues_description_check" => (
+            "description",
+            format!(
+                "must be 1-{DESCRIPTION_MAX_CHARS} characters, not blank, without control characters other \
+                 than tab and line breaks"
+            ),
+        ),
+        "issues_status_check" => ("status", "must be one of OPEN, IN_PROGRESS, DONE".into()),
+        "issues_priority_check" => ("priority", "must be one of LOW, MEDIUM, HIGH".into()),
+        "issues_assignee_id_check" => ("assigneeId", format!("must be {ID_RULE}")),
+        _ => return None,
+    })
+}
 
 /// Database column names as API field names.
 fn api_field(column: &str) -> String {
@@ -304,12 +316,10 @@ impl From<db::Error> for ApiError {
             db::Error::InvalidInput { column: None, message } => {
                 ApiError::Invalid { detail: message, errors: vec![] }
             }
-            db::Error::CheckViolation { constraint } => {
-                match CONSTRAINTS.iter().find(|(name, ..)| *name == constraint) {
-                    Some((_, field, rule)) => ApiError::invalid(*field, *rule),
-                    None => ApiError::Invalid { detail: "a value breaks a rule".into(), errors: vec![] },
-                }
-            }
+            db::Error::CheckViolation { constraint } => match constraint_rule(&constraint) {
+                Some((field, rule)) => ApiError::invalid(field, rule),
+                None => ApiError::Invalid { detail: "a value breaks a rule".into(), errors: vec![] },
+            },
             db::Error::Conflict(message) => ApiError::Conflict(message),
             // The handler adds the current tag (it knows the organization and the issue).
             db::Error::Stale { message, .. } => ApiError::PreconditionFailed { detail: message, etag: None },

@@ -378,26 +378,36 @@ fn start_service(
 
 /// 100 organizations × 100 issues through POST /api/issues, 32 at a time.
 async fn seed(address: &str) -> Result<(), String> {
-    let client = reqwest::Client::new();
     let jobs = (1..=ORGS).flat_map(|org| (1..=ISSUES_PER_ORG).map(move |n| (org, n)));
-    let failures: Vec<String> = stream::iter(jobs)
-        .map(|(org, n)| {
+    let creates = jobs.map(|(org, n)| {
+        let priority = ["LOW", "MEDIUM", "HIGH"][n as usize % 3];
+        let body = json!({
+            "title": format!("Issue {n} of organization {org}: search results miss archived items"),
+            "description": format!(
+                "Searching for an archived project by name returns nothing (seed {org}/{n}). \
+                 Expected: archived items listed after active ones, greyed out."
+            ),
+            "priority": priority,
+        });
+        (org.to_string(), USER, body)
+    });
+    create_all(address, creates).await
+}
+
+/// Every create, 32 at a time; fails with the first failure's cause.
+async fn create_all(
+    address: &str,
+    creates: impl Iterator<Item = (String, &'static str, serde_json::Value)>,
+) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    let failures: Vec<String> = stream::iter(creates)
+        .map(|(org, user, body)| {
             let client = &client;
             async move {
-                let priority = ["LOW", "MEDIUM", "HIGH"][n as usize % 3];
-                let body = json!({
-                    "title": format!("Issue {n} of organization {org}: search results miss archived items"),
-                    "description": format!(
-                        "Searching for an archived project by name returns nothing (seed {org}/{n}). \
-                         Expected: archived items listed after active ones, greyed out."
-                    ),
-                    "priority": priority,
-                });
-                let response = create_retrying(client, address, &org.to_string(), USER, &body).await;
-                match response {
+                match create_retrying(client, address, &org, user, &body).await {
                     Ok(r) if r.status() == reqwest::StatusCode::CREATED => None,
-                    Ok(r) => Some(format!("org {org} issue {n}: {}", r.status())),
-                    Err(e) => Some(format!("org {org} issue {n}: {e}")),
+                    Ok(r) => Some(format!("org {org} {}: {}", body["title"], r.status())),
+                    Err(e) => Some(format!("org {org} {}: {e}", body["title"])),
                 }
             }
         })
@@ -618,31 +628,12 @@ end
 
 /// HOSTILE_ISSUES issues in HOSTILE_ORG, 32 creates at a time.
 async fn seed_hostile(address: &str) -> Result<(), String> {
-    let client = reqwest::Client::new();
-    let failures: Vec<String> = stream::iter(1..=HOSTILE_ISSUES)
-        .map(|n| {
-            let client = &client;
-            async move {
-                let body = json!({
-                    "title": format!("{HOSTILE_TITLE_WORDS} {n}"),
-                    "description": HOSTILE_DESCRIPTION_WORDS,
-                });
-                let response = create_retrying(client, address, HOSTILE_ORG, "hoarder", &body).await;
-                match response {
-                    Ok(r) if r.status() == reqwest::StatusCode::CREATED => None,
-                    Ok(r) => Some(format!("hostile issue {n}: {}", r.status())),
-                    Err(e) => Some(format!("hostile issue {n}: {e}")),
-                }
-            }
-        })
-        .buffer_unordered(32)
-        .filter_map(|failure| async move { failure })
-        .collect()
-        .await;
-    match failures.first() {
-        None => Ok(()),
-        Some(first) => Err(format!("{} hostile seeding requests failed, first: {first}", failures.len())),
-    }
+    let creates = (1..=HOSTILE_ISSUES).map(|n| {
+        let body =
+            json!({"title": format!("{HOSTILE_TITLE_WORDS} {n}"), "description": HOSTILE_DESCRIPTION_WORDS});
+        (HOSTILE_ORG.to_owned(), "hoarder", body)
+    });
+    create_all(address, creates).await
 }
 
 /// What the victim of the hostile scenario saw.
