@@ -8,6 +8,7 @@
 -- Roles (cluster-wide; created by migration 1, not dumped by pg_dump):
 -- tenantry_api: LOGIN NOINHERIT NOBYPASSRLS (The role every HTTP request runs as: owns nothing, cannot bypass row-level security, reaches tenant rows only for the organization in app.org_id. The service refuses to start if this role could bypass RLS.)
 -- tenantry_dba: NOLOGIN INHERIT NOBYPASSRLS (Read-only inspection role for DBAs: SELECT on the tenant tables through a policy that shows every organization. Grant it to a person's login role; it cannot write.)
+-- tenantry_tenant_view: NOLOGIN NOINHERIT NOBYPASSRLS (Read-only view of one organization, the way the API sees it: SELECT on the tenant tables and no read policy of its own, so the tenant policies (app.org_id) decide. Granted to tenantry_dba; used through dba.as_tenant(org) inside a transaction.)
 
 -- ======================================================================================
 -- Schemas
@@ -439,6 +440,33 @@ COMMENT ON COLUMN dba.activity_per_organization.first_entry_at IS 'Its first act
 
 COMMENT ON COLUMN dba.activity_per_organization.last_entry_at IS 'Its latest activity entry.';
 
+-- Name: functions; Type: VIEW; Schema: dba; Owner: -
+
+CREATE VIEW dba.functions WITH (security_invoker='true') AS
+ SELECT n.nspname AS schema,
+    ((p.oid)::regprocedure)::text AS function,
+    split_part(obj_description(p.oid, 'pg_proc'::name), '. '::text, 1) AS summary
+   FROM (pg_proc p
+     JOIN pg_namespace n ON ((n.oid = p.pronamespace)))
+  WHERE (n.nspname = ANY (ARRAY['api'::name, 'app'::name, 'dba'::name]))
+  ORDER BY n.nspname, p.proname, ((p.oid)::regprocedure)::text;
+
+-- Name: VIEW functions; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON VIEW dba.functions IS 'One line per function of api (what the service calls), app (helpers) and dba: its signature and the first sentence of its comment. \sf <function> shows a body.';
+
+-- Name: COLUMN functions.schema; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON COLUMN dba.functions.schema IS 'api, app or dba.';
+
+-- Name: COLUMN functions.function; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON COLUMN dba.functions.function IS 'Name and argument types, as \sf and \df take them.';
+
+-- Name: COLUMN functions.summary; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON COLUMN dba.functions.summary IS 'The first sentence of the function''s comment.';
+
 -- Name: issues_per_organization; Type: VIEW; Schema: dba; Owner: -
 
 CREATE VIEW dba.issues_per_organization WITH (security_invoker='true') AS
@@ -538,6 +566,86 @@ COMMENT ON COLUMN dba.largest_organizations.data_size IS 'Size of its issue and 
 -- Name: COLUMN largest_organizations.rank; Type: COMMENT; Schema: dba; Owner: -
 
 COMMENT ON COLUMN dba.largest_organizations.rank IS '1 for the largest; ties share a rank.';
+
+-- Name: organizations; Type: VIEW; Schema: dba; Owner: -
+
+CREATE VIEW dba.organizations WITH (security_invoker='true') AS
+ SELECT c.organization_id AS id,
+    c.live_issues AS issues,
+    c.last_activity_id AS activity_entries,
+    ( SELECT a.created_at
+           FROM app.activity_logs a
+          WHERE ((a.organization_id = c.organization_id) AND (a.id = c.last_activity_id))) AS last_activity_at
+   FROM app.organization_counters c
+  ORDER BY c.organization_id;
+
+-- Name: VIEW organizations; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON VIEW dba.organizations IS 'Every organization (one that has created something), with its issues now and when it last changed something.';
+
+-- Name: COLUMN organizations.id; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON COLUMN dba.organizations.id IS 'The organization (tenant), as x-organization-id names it.';
+
+-- Name: COLUMN organizations.issues; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON COLUMN dba.organizations.issues IS 'Issues it has now (deleted ones not counted).';
+
+-- Name: COLUMN organizations.activity_entries; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON COLUMN dba.organizations.activity_entries IS 'Activity entries it has written (its last entry number).';
+
+-- Name: COLUMN organizations.last_activity_at; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON COLUMN dba.organizations.last_activity_at IS 'When its last change was made (NULL if its activity was dropped by retention).';
+
+-- Name: policies; Type: VIEW; Schema: dba; Owner: -
+
+CREATE VIEW dba.policies WITH (security_invoker='true') AS
+ SELECT ((c.oid)::regclass)::text AS "table",
+    p.polname AS policy,
+        CASE p.polcmd
+            WHEN 'r'::"char" THEN 'SELECT'::text
+            WHEN 'a'::"char" THEN 'INSERT'::text
+            WHEN 'w'::"char" THEN 'UPDATE'::text
+            WHEN 'd'::"char" THEN 'DELETE'::text
+            ELSE 'ALL'::text
+        END AS command,
+        CASE
+            WHEN (p.polroles = '{0}'::oid[]) THEN 'every role'::text
+            ELSE ( SELECT string_agg((r.rolname)::text, ', '::text) AS string_agg
+               FROM pg_roles r
+              WHERE (r.oid = ANY (p.polroles)))
+        END AS applies_to,
+    obj_description(p.oid, 'pg_policy'::name) AS meaning
+   FROM (pg_policy p
+     JOIN pg_class c ON ((c.oid = p.polrelid)))
+  WHERE (NOT c.relispartition)
+  ORDER BY ((c.oid)::regclass)::text, p.polname;
+
+-- Name: VIEW policies; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON VIEW dba.policies IS 'Every row-level security policy on the tables (partitions left out: they copy their table''s), what it applies to and what it means (its comment). \d+ <table> shows the expressions.';
+
+-- Name: COLUMN policies."table"; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON COLUMN dba.policies."table" IS 'The table the policy is on.';
+
+-- Name: COLUMN policies.policy; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON COLUMN dba.policies.policy IS 'The policy''s name.';
+
+-- Name: COLUMN policies.command; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON COLUMN dba.policies.command IS 'SELECT, INSERT, UPDATE, DELETE or ALL.';
+
+-- Name: COLUMN policies.applies_to; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON COLUMN dba.policies.applies_to IS 'The roles it applies to ("every role", or the roles named).';
+
+-- Name: COLUMN policies.meaning; Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON COLUMN dba.policies.meaning IS 'The policy''s comment: what it allows, in words.';
 
 -- Name: recent_activity; Type: VIEW; Schema: dba; Owner: -
 
@@ -2100,6 +2208,18 @@ $$;
 
 COMMENT ON FUNCTION app.require_context() IS 'Raises TN401 unless app.org_id and app.user_id are set: writes always name a tenant and an actor.';
 
+-- Name: reset_tenant_data(); Type: FUNCTION; Schema: app; Owner: -
+
+CREATE FUNCTION app.reset_tenant_data() RETURNS void
+    LANGUAGE sql
+    AS $$
+    truncate app.issue_terms, app.idempotency_keys, app.activity_logs, app.issues, app.organization_counters;
+  $$;
+
+-- Name: FUNCTION reset_tenant_data(); Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON FUNCTION app.reset_tenant_data() IS 'Deletes the data of every organization (issues, search words, activity, counters, idempotency keys): `tenantry reset --yes`. Owner only. The service''s key in secrets.keys stays.';
+
 -- Name: search_terms(text, text); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.search_terms(title text, description text) RETURNS TABLE(term text, weight integer)
@@ -2217,6 +2337,26 @@ $$;
 
 COMMENT ON FUNCTION app.use_policies_without_subqueries() IS 'For Citus: rewrites every policy of the app schema from (select app.current_org_id()) (and the user and role helpers) to a direct call, which Citus accepts on distributed tables, and returns the policies it changed. Same rules; on plain PostgreSQL the role check of the admin policies is then evaluated per row instead of once per statement. Raises on a policy holding any other sub-query. Run as the owner, once, before create_distributed_table (docs/citus.md). Not executable by the API role.';
 
+-- Name: as_tenant(text); Type: FUNCTION; Schema: dba; Owner: -
+
+CREATE FUNCTION dba.as_tenant(org text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if not app.is_valid_id(org) then
+    raise exception 'organization ids are 1-64 characters of A-Z a-z 0-9 . _ : @ -' using errcode = 'TN400';
+  end if;
+  perform pg_catalog.set_config('role', 'tenantry_tenant_view', true),
+          pg_catalog.set_config('app.org_id', org, true);
+  return pg_catalog.format('until this transaction ends: role tenantry_tenant_view (reads only), '
+                           'seeing organization %s as the API does', org);
+end
+$$;
+
+-- Name: FUNCTION as_tenant(org text); Type: COMMENT; Schema: dba; Owner: -
+
+COMMENT ON FUNCTION dba.as_tenant(org text) IS 'Switches to role tenantry_tenant_view and organization org for the rest of the transaction: what the API would show that organization, with no right to write. Use inside begin; ... rollback;';
+
 -- ======================================================================================
 -- Grants
 -- ======================================================================================
@@ -2229,6 +2369,7 @@ GRANT USAGE ON SCHEMA api TO tenantry_api;
 
 GRANT USAGE ON SCHEMA app TO tenantry_api;
 GRANT USAGE ON SCHEMA app TO tenantry_dba;
+GRANT USAGE ON SCHEMA app TO tenantry_tenant_view;
 
 -- Name: SCHEMA dba; Type: ACL; Schema: -; Owner: -
 
@@ -2321,18 +2462,21 @@ REVOKE ALL ON FUNCTION app.create_activity_partitions(months_ahead integer, sinc
 REVOKE ALL ON FUNCTION app.current_org_id() FROM PUBLIC;
 GRANT ALL ON FUNCTION app.current_org_id() TO tenantry_api;
 GRANT ALL ON FUNCTION app.current_org_id() TO tenantry_dba;
+GRANT ALL ON FUNCTION app.current_org_id() TO tenantry_tenant_view;
 
 -- Name: FUNCTION current_user_id(); Type: ACL; Schema: app; Owner: -
 
 REVOKE ALL ON FUNCTION app.current_user_id() FROM PUBLIC;
 GRANT ALL ON FUNCTION app.current_user_id() TO tenantry_api;
 GRANT ALL ON FUNCTION app.current_user_id() TO tenantry_dba;
+GRANT ALL ON FUNCTION app.current_user_id() TO tenantry_tenant_view;
 
 -- Name: FUNCTION current_user_role(); Type: ACL; Schema: app; Owner: -
 
 REVOKE ALL ON FUNCTION app.current_user_role() FROM PUBLIC;
 GRANT ALL ON FUNCTION app.current_user_role() TO tenantry_api;
 GRANT ALL ON FUNCTION app.current_user_role() TO tenantry_dba;
+GRANT ALL ON FUNCTION app.current_user_role() TO tenantry_tenant_view;
 
 -- Name: FUNCTION decode_cursor(cursor text, sort text, fingerprint text); Type: ACL; Schema: app; Owner: -
 
@@ -2367,6 +2511,7 @@ GRANT ALL ON FUNCTION app.is_blank(value text) TO tenantry_api;
 
 REVOKE ALL ON FUNCTION app.is_valid_id(value text) FROM PUBLIC;
 GRANT ALL ON FUNCTION app.is_valid_id(value text) TO tenantry_api;
+GRANT ALL ON FUNCTION app.is_valid_id(value text) TO tenantry_dba;
 
 -- Name: FUNCTION is_valid_idempotency_key(value text); Type: ACL; Schema: app; Owner: -
 
@@ -2377,6 +2522,7 @@ GRANT ALL ON FUNCTION app.is_valid_idempotency_key(value text) TO tenantry_api;
 
 GRANT SELECT,INSERT,DELETE ON TABLE app.issues TO tenantry_api;
 GRANT SELECT ON TABLE app.issues TO tenantry_dba;
+GRANT SELECT ON TABLE app.issues TO tenantry_tenant_view;
 
 -- Name: COLUMN issues.title; Type: ACL; Schema: app; Owner: -
 
@@ -2415,6 +2561,7 @@ GRANT ALL ON FUNCTION app.issue_json(i app.issues) TO tenantry_api;
 
 REVOKE ALL ON FUNCTION app.issue_was_deleted(organization_id text, issue_id bigint, created_by text) FROM PUBLIC;
 GRANT ALL ON FUNCTION app.issue_was_deleted(organization_id text, issue_id bigint, created_by text) TO tenantry_api;
+GRANT ALL ON FUNCTION app.issue_was_deleted(organization_id text, issue_id bigint, created_by text) TO tenantry_tenant_view;
 
 -- Name: FUNCTION json_time(t timestamp with time zone); Type: ACL; Schema: app; Owner: -
 
@@ -2455,6 +2602,10 @@ GRANT ALL ON FUNCTION app.require_admin(action text) TO tenantry_api;
 REVOKE ALL ON FUNCTION app.require_context() FROM PUBLIC;
 GRANT ALL ON FUNCTION app.require_context() TO tenantry_api;
 
+-- Name: FUNCTION reset_tenant_data(); Type: ACL; Schema: app; Owner: -
+
+REVOKE ALL ON FUNCTION app.reset_tenant_data() FROM PUBLIC;
+
 -- Name: FUNCTION search_terms(title text, description text); Type: ACL; Schema: app; Owner: -
 
 REVOKE ALL ON FUNCTION app.search_terms(title text, description text) FROM PUBLIC;
@@ -2473,15 +2624,22 @@ GRANT ALL ON FUNCTION app.to_api_issue(i app.issues) TO tenantry_api;
 
 REVOKE ALL ON FUNCTION app.use_policies_without_subqueries() FROM PUBLIC;
 
+-- Name: FUNCTION as_tenant(org text); Type: ACL; Schema: dba; Owner: -
+
+REVOKE ALL ON FUNCTION dba.as_tenant(org text) FROM PUBLIC;
+GRANT ALL ON FUNCTION dba.as_tenant(org text) TO tenantry_dba;
+
 -- Name: TABLE activity_logs; Type: ACL; Schema: app; Owner: -
 
 GRANT SELECT,INSERT ON TABLE app.activity_logs TO tenantry_api;
 GRANT SELECT ON TABLE app.activity_logs TO tenantry_dba;
+GRANT SELECT ON TABLE app.activity_logs TO tenantry_tenant_view;
 
 -- Name: TABLE idempotency_keys; Type: ACL; Schema: app; Owner: -
 
 GRANT SELECT,INSERT,DELETE ON TABLE app.idempotency_keys TO tenantry_api;
 GRANT SELECT ON TABLE app.idempotency_keys TO tenantry_dba;
+GRANT SELECT ON TABLE app.idempotency_keys TO tenantry_tenant_view;
 
 -- Name: COLUMN idempotency_keys.fingerprint; Type: ACL; Schema: app; Owner: -
 
@@ -2503,11 +2661,13 @@ GRANT UPDATE(expires_at) ON TABLE app.idempotency_keys TO tenantry_api;
 
 GRANT SELECT ON TABLE app.issue_terms TO tenantry_api;
 GRANT SELECT ON TABLE app.issue_terms TO tenantry_dba;
+GRANT SELECT ON TABLE app.issue_terms TO tenantry_tenant_view;
 
 -- Name: TABLE organization_counters; Type: ACL; Schema: app; Owner: -
 
 GRANT SELECT,INSERT ON TABLE app.organization_counters TO tenantry_api;
 GRANT SELECT ON TABLE app.organization_counters TO tenantry_dba;
+GRANT SELECT ON TABLE app.organization_counters TO tenantry_tenant_view;
 
 -- Name: COLUMN organization_counters.last_issue_id; Type: ACL; Schema: app; Owner: -
 
@@ -2533,6 +2693,10 @@ GRANT UPDATE(activity_today) ON TABLE app.organization_counters TO tenantry_api;
 
 GRANT SELECT ON TABLE dba.activity_per_organization TO tenantry_dba;
 
+-- Name: TABLE functions; Type: ACL; Schema: dba; Owner: -
+
+GRANT SELECT ON TABLE dba.functions TO tenantry_dba;
+
 -- Name: TABLE issues_per_organization; Type: ACL; Schema: dba; Owner: -
 
 GRANT SELECT ON TABLE dba.issues_per_organization TO tenantry_dba;
@@ -2540,6 +2704,14 @@ GRANT SELECT ON TABLE dba.issues_per_organization TO tenantry_dba;
 -- Name: TABLE largest_organizations; Type: ACL; Schema: dba; Owner: -
 
 GRANT SELECT ON TABLE dba.largest_organizations TO tenantry_dba;
+
+-- Name: TABLE organizations; Type: ACL; Schema: dba; Owner: -
+
+GRANT SELECT ON TABLE dba.organizations TO tenantry_dba;
+
+-- Name: TABLE policies; Type: ACL; Schema: dba; Owner: -
+
+GRANT SELECT ON TABLE dba.policies TO tenantry_dba;
 
 -- Name: TABLE recent_activity; Type: ACL; Schema: dba; Owner: -
 

@@ -55,6 +55,8 @@ pub enum StartupError {
     Connect(#[source] tokio_postgres::Error),
     #[error("could not create the database {LOCAL_DATABASE}: {0}")]
     CreateDatabase(#[source] tokio_postgres::Error),
+    #[error("could not delete the tenant data: {0}")]
+    Reset(#[source] tokio_postgres::Error),
     #[error("migrations failed: {0}")]
     Migrate(#[from] MigrationError),
     #[error("refusing to serve: {0}")]
@@ -130,6 +132,31 @@ impl DatabaseSetup {
             None => (ConnectionTarget::api_login_on(owner), local.is_none()),
         };
         Ok(DatabaseSetup { target, local, derived_api_login })
+    }
+
+    /// Like [`DatabaseSetup::prepare`], for a command that runs next to a serving instance
+    /// (`tenantry reset`, `migrate`, `maintain`): a private cluster another process runs is
+    /// used as it is (and left running).
+    pub async fn prepare_alongside(config: &Config) -> Result<DatabaseSetup, StartupError> {
+        if config.database_url.is_none()
+            && let Some(port) = local_postgres::running_port(&config.local_pg_dir)
+        {
+            let url = format!("postgresql://{}@127.0.0.1:{port}/{LOCAL_DATABASE}", local_postgres::SUPERUSER);
+            tracing::info!(url, "the private PostgreSQL is already running; using it");
+            let owner = tokio_postgres::Config::from_str(&url).expect("our own URL parses");
+            let target = ConnectionTarget::api_login_on(owner);
+            return Ok(DatabaseSetup { target, local: None, derived_api_login: false });
+        }
+        Self::prepare(config).await
+    }
+
+    /// Deletes every organization's data (`app.reset_tenant_data`) as the owner, after
+    /// applying pending migrations; the schema and the service's key stay. Requests running
+    /// meanwhile wait for it, then see no data.
+    pub async fn reset_tenant_data(&self) -> Result<(), StartupError> {
+        let mut owner = db::connect_owner(&self.target.owner).await.map_err(StartupError::Connect)?;
+        db::migrate::run(&mut owner).await?;
+        owner.batch_execute("select app.reset_tenant_data()").await.map_err(StartupError::Reset)
     }
 
     /// Applies pending migrations as the owner; returns what was applied.

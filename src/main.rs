@@ -32,6 +32,13 @@ enum Command {
     /// One round of activity-log upkeep as the owner (partitions ahead, retention), then
     /// exit: for cron, when no instance of the service runs.
     Maintain,
+    /// Delete every organization's data (issues, activity, counters, idempotency keys) as
+    /// the owner, also while the server runs; the schema and the service's key stay.
+    Reset {
+        /// Required: nothing brings the data back.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print a JWT for AUTH_MODE=jwt, signed with JWT_SECRET (HS256) or a private key,
     /// with the configured claim names, audience and issuer.
     Token {
@@ -90,6 +97,7 @@ async fn run(cli: Cli) -> ExitCode {
             token(&cli.config, org, user, &role, ttl_seconds, private_key_file)
         }
         Command::Migrate => migrate(&cli.config).await,
+        Command::Reset { yes } => reset(&cli.config, yes).await,
         Command::Maintain => maintain(&cli.config).await,
         Command::Serve => serve(&cli.config).await,
     };
@@ -141,15 +149,26 @@ fn write_stdout(text: &str) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+async fn reset(config: &Config, yes: bool) -> Result<(), Box<dyn std::error::Error>> {
+    if !yes {
+        return Err(
+            "reset deletes the data of every organization, for good: run `tenantry reset --yes`".into()
+        );
+    }
+    DatabaseSetup::prepare_alongside(config).await?.reset_tenant_data().await?;
+    println!("reset: every organization's issues and activity are deleted");
+    Ok(())
+}
+
 async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
-    let setup = DatabaseSetup::prepare(config).await?;
+    let setup = DatabaseSetup::prepare_alongside(config).await?;
     let applied = setup.migrate().await?;
     tracing::info!(applied = applied.len(), "migrations are current");
     Ok(())
 }
 
 async fn maintain(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
-    let setup = DatabaseSetup::prepare(config).await?;
+    let setup = DatabaseSetup::prepare_alongside(config).await?;
     let done = tenantry::db::maintenance::run_once(&setup.target.owner, config.activity_upkeep()).await?;
     for action in &done {
         println!("{action}");

@@ -29,8 +29,17 @@ pub fn routes(db: Database, services: Arc<Services>, tags: EntityTags, mode: Aut
     let swagger = spec::swagger_ui_html(mode);
     let table = services.routes.clone();
 
+    // `/api` itself is the index, answered before the operations see it (the nest owns
+    // that path too).
+    let operations = api::service().around(|operations, request| async move {
+        if request.uri().path() == "/api" && request.method() == poem::http::Method::GET {
+            return Ok(api::ops::index_response());
+        }
+        operations.call(request).await.map(IntoResponse::into_response)
+    });
     let app = Route::new()
-        .nest("/", api::service())
+        .at("/", get(api::ops::index))
+        .nest_no_strip("/api", operations)
         .at("/openapi.json", get(serve_text.data(StaticBody(document.into(), "application/json"))))
         .at("/docs", get(serve_text.data(StaticBody(swagger.into(), "text/html; charset=utf-8"))))
         .at("/healthz", get(api::ops::healthz))

@@ -56,7 +56,7 @@ pub(crate) fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> L
 pub struct Options {
     /// Holds `pgdata/` (the cluster, reused when present) and `postgres.log`.
     pub dir: PathBuf,
-    /// Port on 127.0.0.1; 0 picks a free one.
+    /// Port on 127.0.0.1; 0: the one kept in `dir/port`, chosen once (a free one).
     pub port: u16,
     /// Trade durability for speed (fsync off, ...): for throw-away test clusters.
     pub ephemeral: bool,
@@ -85,20 +85,14 @@ impl LocalPostgres {
         // Absolute: the server runs with another working directory.
         let wanted = std::path::absolute(&options.dir)
             .map_err(io_error(format!("resolving {}", options.dir.display())))?;
-        let dir = match run_as {
-            // As root in a directory the postgres user cannot reach (say, under /root),
-            // keep the cluster where it can, one directory per project.
-            Some((uid, gid)) if !reachable_by(&wanted, uid, gid) => {
-                let fallback = std::env::temp_dir().join(stable_name(&wanted));
-                tracing::warn!(
-                    wanted = %wanted.display(),
-                    using = %fallback.display(),
-                    "the postgres user cannot reach the data directory; using another"
-                );
-                fallback
-            }
-            _ => wanted,
-        };
+        let dir = cluster_dir(&wanted, run_as);
+        if dir != wanted {
+            tracing::warn!(
+                wanted = %wanted.display(),
+                using = %dir.display(),
+                "the postgres user cannot reach the data directory; using another"
+            );
+        }
         let data_dir = dir.join("pgdata");
         let log = dir.join("postgres.log");
         fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
@@ -106,7 +100,7 @@ impl LocalPostgres {
             init_cluster(&bin_dir, &data_dir, run_as, options.ephemeral)?;
         }
         let port = match options.port {
-            0 => free_port().map_err(io_error("finding a free port"))?,
+            0 => stable_port(&dir)?,
             port => port,
         };
 
@@ -315,6 +309,48 @@ pub fn find_bin_dir() -> Option<PathBuf> {
             bin_dir.join("postgres").is_file().then_some(bin_dir)
         },
     )
+}
+
+/// Where the cluster of `wanted` lives: there, or, as root in a directory the postgres
+/// user cannot reach (say, under /root), in one it can, one per project.
+fn cluster_dir(wanted: &Path, run_as: Option<(u32, u32)>) -> PathBuf {
+    match run_as {
+        Some((uid, gid)) if !reachable_by(wanted, uid, gid) => std::env::temp_dir().join(stable_name(wanted)),
+        _ => wanted.to_owned(),
+    }
+}
+
+/// The cluster's port, chosen once and kept in `dir/port`, so a `psql` URL keeps working
+/// across restarts; when it is taken, another is chosen, kept and logged.
+fn stable_port(dir: &Path) -> Result<u16, LocalPostgresError> {
+    let file = dir.join("port");
+    let stored = fs::read_to_string(&file).ok().and_then(|text| text.trim().parse::<u16>().ok());
+    if let Some(port) = stored
+        && TcpListener::bind(("127.0.0.1", port)).is_ok()
+    {
+        return Ok(port);
+    }
+    let port = free_port().map_err(io_error("finding a free port"))?;
+    if let Some(taken) = stored {
+        tracing::warn!(taken, port, "the private cluster's port is in use; it uses another from now on");
+    }
+    fs::write(&file, format!("{port}\n")).map_err(io_error(format!("writing {}", file.display())))?;
+    Ok(port)
+}
+
+/// The port of the cluster kept in `dir` when a server runs on it now (its postmaster.pid
+/// names a live process that says it is ready): for a tool that works next to a running
+/// instance, such as `tenantry reset`.
+pub fn running_port(dir: &Path) -> Option<u16> {
+    let wanted = std::path::absolute(dir).ok()?;
+    let dir = cluster_dir(&wanted, unprivileged_user().ok()?);
+    let text = fs::read_to_string(dir.join("pgdata").join("postmaster.pid")).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let pid: libc::pid_t = lines.first()?.trim().parse().ok()?;
+    let port = lines.get(3)?.trim().parse().ok()?;
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    (alive && lines.get(7).is_some_and(|status| status.trim() == "ready")).then_some(port)
 }
 
 pub(crate) fn free_port() -> io::Result<u16> {

@@ -1,4 +1,5 @@
-//! For orchestrators and monitoring, outside the API and its authentication:
+//! Outside the API and its authentication: `/` and `/api` (an index of what is here), and
+//! for orchestrators and monitoring:
 //! `/healthz` (the process answers), `/readyz` (the database answers the request role and
 //! has this binary's migrations) and `/metrics` (Prometheus).
 
@@ -11,6 +12,27 @@ use crate::{
     db::{self, Database, migrate::latest_version},
     http::{error::ApiError, observe::Services},
 };
+
+/// `/` and `/api`: where to go from here.
+#[handler]
+pub fn index() -> Response {
+    index_response()
+}
+
+pub fn index_response() -> Response {
+    json_response(
+        StatusCode::OK,
+        json!({
+            "name": "tenantry",
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "api": "/api/issues",
+            "health": "/healthz",
+            "ready": "/readyz",
+            "metrics": "/metrics",
+        }),
+    )
+}
 
 #[handler]
 pub fn healthz() -> Response {

@@ -46,20 +46,35 @@ pub struct CheckedQuery<S> {
 impl<S: QuerySpec> CheckedQuery<S> {
     fn check(path: &str, query: &str) -> Result<Self, ApiError> {
         let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        // Every offending parameter, each named once, in one 400.
         let mut seen = HashSet::new();
+        let mut named = HashSet::new();
+        let mut errors = Vec::new();
         for (name, _) in &pairs {
-            if !S::PARAMETERS.contains(&name.as_str()) {
-                let known = match S::PARAMETERS {
+            let problem = if !S::PARAMETERS.contains(&name.as_str()) {
+                Some(match S::PARAMETERS {
                     [] => "this operation takes no query parameters".to_owned(),
                     known => format!("not a parameter of this operation (known: {})", known.join(", ")),
-                };
-                return Err(ApiError::invalid(name.as_str(), known));
-            }
-            if !seen.insert(name.as_str()) && !S::LISTS.contains(&name.as_str()) {
-                return Err(ApiError::invalid(name.as_str(), "must be given at most once"));
+                })
+            } else if !seen.insert(name.as_str()) && !S::LISTS.contains(&name.as_str()) {
+                Some("must be given at most once".to_owned())
+            } else {
+                None
+            };
+            if let Some(problem) = problem
+                && named.insert(name.as_str())
+            {
+                errors.push(FieldError::new(name.as_str(), problem));
             }
         }
-        Ok(CheckedQuery { path: path.to_owned(), pairs, spec: PhantomData })
+        match errors.len() {
+            0 => Ok(CheckedQuery { path: path.to_owned(), pairs, spec: PhantomData }),
+            1 => {
+                let error = errors.remove(0);
+                Err(ApiError::invalid(error.field, error.message))
+            }
+            _ => Err(ApiError::invalid_fields(errors)),
+        }
     }
 
     /// The URL of the next page: this path and query, with `cursor` set to `cursor`.
@@ -166,6 +181,17 @@ mod tests {
         assert_eq!(field(CheckedQuery::<Spec>::check("/x", "limit=5&stauts=OPEN")), "stauts");
         assert_eq!(field(CheckedQuery::<Spec>::check("/x", "limit=5&limit=6")), "limit");
         assert_eq!(field(CheckedQuery::<Spec>::check("/x", "q%20x=1")), "q x");
+    }
+
+    #[test]
+    fn every_unknown_parameter_is_named_once_in_one_refusal() {
+        let Err(ApiError::Invalid { errors, .. }) =
+            CheckedQuery::<Spec>::check("/x", "stauts=OPEN&limt=5&limit=1&limit=2&stauts=DONE&sort=x")
+        else {
+            panic!("refused")
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["stauts", "limt", "limit", "sort"]);
     }
 
     #[test]

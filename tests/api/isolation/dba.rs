@@ -3,11 +3,14 @@
 
 use crate::helpers::*;
 
-const VIEWS: [&str; 4] = [
+const VIEWS: [&str; 7] = [
+    "dba.organizations",
     "dba.issues_per_organization",
     "dba.activity_per_organization",
     "dba.recent_activity",
     "dba.largest_organizations",
+    "dba.functions",
+    "dba.policies",
 ];
 
 async fn seeded() -> TestApp {
@@ -151,4 +154,133 @@ async fn the_services_keys_are_readable_by_the_owner_only() {
     let key: Vec<u8> =
         owner.query_one("select key from secrets.keys where name = 'etag'", &[]).await.unwrap().get(0);
     assert_eq!(key.len(), 32);
+}
+
+/// A person's login, a member of tenantry_dba only (as the docs tell a DBA to set up).
+async fn dba_person(app: &TestApp) -> tokio_postgres::Client {
+    let owner = app.owner_sql().await;
+    owner
+        .batch_execute(
+            "do $$ begin
+               if not exists (select from pg_roles where rolname = 'dba_person') then
+                 create role dba_person login in role tenantry_dba;
+               end if;
+             end $$",
+        )
+        .await
+        .unwrap();
+    connect(&cluster().pg.url("dba_person", &app.database)).await
+}
+
+/// tenantry_dba sees every organization whatever app.org_id says; dba.as_tenant shows one
+/// organization the way the API does, for the rest of the transaction, with no right to
+/// write, and everything is back after the transaction.
+#[tokio::test]
+async fn as_tenant_shows_one_organization_as_the_api_does_and_cannot_write() {
+    let app = seeded().await;
+    let mut dba = dba_person(&app).await;
+    async fn count(dba: &tokio_postgres::Client, sql: &str) -> i64 {
+        dba.query_one(sql, &[]).await.unwrap().get(0)
+    }
+    dba.batch_execute("select set_config('app.org_id', 'acme', false)").await.unwrap();
+    assert_eq!(
+        count(&dba, "select count(*) from app.issues").await,
+        3,
+        "app.org_id alone changes nothing for tenantry_dba"
+    );
+    dba.batch_execute("reset app.org_id").await.unwrap();
+
+    let tx = dba.transaction().await.unwrap();
+    let said: String = tx.query_one("select dba.as_tenant('acme')", &[]).await.unwrap().get(0);
+    assert!(said.contains("acme") && said.contains("tenantry_tenant_view"), "{said}");
+    let seen: Vec<String> = tx
+        .query("select title from app.issues order by id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seen, ["acme 1", "acme 2"]);
+    let activity: i64 = tx.query_one("select count(*) from app.activity_logs", &[]).await.unwrap().get(0);
+    assert_eq!(activity, 2);
+    let write = tx
+        .execute("insert into app.issues (organization_id, id, title, description, created_by) values ('acme', 99, 't', 'd', 'x')", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&write), "42501", "{write}");
+    tx.rollback().await.unwrap();
+    assert_eq!(count(&dba, "select count(*) from app.issues").await, 3, "back to every organization");
+
+    for statement in ["update app.issues set title = 'x'", "delete from app.issues", "truncate app.issues"] {
+        let tx = dba.transaction().await.unwrap();
+        tx.query_one("select dba.as_tenant('acme')", &[]).await.unwrap();
+        let err = tx.execute(statement, &[]).await.unwrap_err();
+        assert_eq!(sqlstate(&err), "42501", "{statement}: {err}");
+        tx.rollback().await.unwrap();
+    }
+    let bad = dba.query_one("select dba.as_tenant('no spaces allowed')", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&bad), "TN400");
+
+    // The role writes nothing anywhere, and is not the API role.
+    let owner = app.owner_sql().await;
+    let rights: Vec<(String, bool, bool)> = owner
+        .query(
+            "select c.relname,
+                    has_table_privilege('tenantry_tenant_view', c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE'),
+                    pg_has_role('tenantry_tenant_view', 'tenantry_api', 'MEMBER')
+             from pg_class c where c.relnamespace = 'app'::regnamespace and c.relkind in ('r', 'p')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(!rights.is_empty() && rights.iter().all(|(_, write, api)| !write && !api), "{rights:?}");
+}
+
+/// The views a DBA starts from: the organizations, one line per function, every policy in words.
+#[tokio::test]
+async fn the_dba_views_list_organizations_functions_and_policies_in_a_terminal_width() {
+    let app = seeded().await;
+    app.delete(&admin("acme"), 2).await;
+    let dba = dba_person(&app).await;
+    let organizations: Vec<(String, i64, i64, bool)> = dba
+        .query(
+            "select id, issues, activity_entries, last_activity_at is not null from dba.organizations",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(organizations, [("acme".to_owned(), 1, 3, true), ("globex".to_owned(), 1, 1, true)]);
+
+    let functions: Vec<(String, Option<String>)> = dba
+        .query("select function, summary from dba.functions where schema = 'api'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(functions.iter().any(|(f, _)| f.starts_with("api.list_issues(")), "{functions:?}");
+    for (function, summary) in &functions {
+        let summary = summary.as_deref().unwrap_or_default();
+        assert!(!summary.is_empty() && !summary.contains('\n'), "{function}: {summary:?}");
+    }
+    let policies: Vec<(String, String, String, String)> = dba
+        .query("select \"table\", policy, applies_to, meaning from dba.policies", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let tenant_select =
+        policies.iter().find(|(t, p, ..)| t == "app.issues" && p == "issues_tenant_select").unwrap();
+    assert_eq!(tenant_select.2, "every role");
+    assert!(tenant_select.3.contains("app.org_id"), "{tenant_select:?}");
+    let dba_read = policies.iter().find(|(_, p, ..)| p == "issues_dba_read").unwrap();
+    assert_eq!(dba_read.2, "tenantry_dba");
+    assert!(!policies.iter().any(|(t, ..)| t.contains("activity_logs_y")), "partitions left out");
 }

@@ -101,20 +101,41 @@ async fn the_binary_runs_its_own_postgres_keeps_its_data_and_stops_it() {
     // The printed psql command works, and shows what RLS hides from the API role.
     assert_eq!(psql(&first.psql_url, "select title from app.issues"), "Persisted");
     assert_eq!(psql(&first.psql_url, "set role tenantry_api; select count(*) from app.issues"), "0");
+    let first_psql_url = first.psql_url.clone();
     first.stop();
     let pid_file = dir.join("pgdata/postmaster.pid");
     assert!(!pid_file.exists(), "PostgreSQL stopped with the server");
 
     let second = serve(&dir);
-    let listed: Vec<Value> = headers(client.get(format!("{}/api/issues", second.address)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(
+        second.psql_url, first_psql_url,
+        "the private cluster keeps its port, so yesterday's psql URL works"
+    );
+    let list = || async {
+        let listed: Vec<Value> = headers(client.get(format!("{}/api/issues", second.address)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        listed
+    };
+    let listed = list().await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["title"], "Persisted");
+
+    // `tenantry reset --yes` next to the running server: it uses the running cluster.
+    let reset = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["reset", "--yes"])
+        .env_remove("DATABASE_URL")
+        .env_remove("API_DATABASE_URL")
+        .env("LOCAL_PG_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    assert!(String::from_utf8_lossy(&reset.stdout).starts_with("reset: "));
+    assert!(list().await.is_empty(), "the running server sees the reset");
     second.stop();
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -479,4 +500,77 @@ async fn watcher_lock_waiters(watcher: &tokio_postgres::Client, database: &str) 
         .await
         .unwrap()
         .get(0)
+}
+
+/// `tenantry reset` refuses without `--yes`; with it, it deletes every organization's data
+/// through DATABASE_URL while the server runs, and numbering starts over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_needs_yes_then_empties_every_organization_while_the_server_runs() {
+    let database = crate::helpers::fresh_database().await;
+    let (mut child, address, _lines) = serve_json_logs(&database, 5);
+    let client = reqwest::Client::new();
+    let as_org = |r: reqwest::RequestBuilder, org: &str| {
+        r.header("x-organization-id", org).header("x-user-id", "ann").header("x-user-role", "ADMIN")
+    };
+    for org in ["acme", "globex"] {
+        let created = as_org(client.post(format!("{address}/api/issues")), org)
+            .json(&json!({"title": "before the reset", "description": "d"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+    }
+    let pg = &crate::helpers::cluster().pg;
+    let reset = |yes: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantry"));
+        command.arg("reset");
+        if yes {
+            command.arg("--yes");
+        }
+        command
+            .env("DATABASE_URL", pg.url(pg_sandbox::postgres::SUPERUSER, &database))
+            .env_remove("API_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let count = || async {
+        let listed: Vec<Value> = as_org(client.get(format!("{address}/api/issues")), "acme")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        listed.len()
+    };
+
+    let refused = reset(false);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("tenantry reset --yes"), "{refused:?}");
+    assert_eq!(count().await, 1, "nothing deleted without --yes");
+
+    let done = reset(true);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert_eq!(count().await, 0);
+    let feed: Vec<Value> = as_org(client.get(format!("{address}/api/activity")), "globex")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(feed.is_empty());
+    let again = as_org(client.post(format!("{address}/api/issues")), "acme")
+        .json(&json!({"title": "after the reset", "description": "d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], 1, "numbering starts over");
+    // The service's ETag key is not tenant data: it stays.
+    let owner = crate::helpers::connect(&pg.url(pg_sandbox::postgres::SUPERUSER, &database)).await;
+    let keys: i64 = owner.query_one("select count(*) from secrets.keys", &[]).await.unwrap().get(0);
+    assert_eq!(keys, 1);
+    let _ = child.kill();
+    let _ = child.wait();
 }

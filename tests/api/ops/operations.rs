@@ -153,3 +153,27 @@ async fn a_timed_out_request_keeps_its_method_and_route_in_the_metrics() {
     );
     assert!(!metrics.contains("route=\"other\",status=\"503\""), "{metrics}");
 }
+
+/// `/` and `/api` point a newcomer to the docs and the document, without identity; every
+/// unknown query parameter of a request is named in its one 400.
+#[tokio::test]
+async fn the_root_and_api_paths_point_to_the_docs_and_every_unknown_parameter_is_named() {
+    let app = spawn_app().await;
+    for path in ["/", "/api"] {
+        let index = plain_get(&app, path).await;
+        assert_eq!(index.status(), StatusCode::OK, "{path}");
+        let body: Value = index.json().await.unwrap();
+        assert_eq!((body["docs"].as_str(), body["openapi"].as_str()), (Some("/docs"), Some("/openapi.json")));
+        for link in ["docs", "openapi", "health"] {
+            let target = plain_get(&app, body[link].as_str().unwrap()).await;
+            assert_eq!(target.status(), StatusCode::OK, "{path} -> {link}");
+        }
+    }
+    let metrics = plain_get(&app, "/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("route=\"/\",status=\"200\""), "/ counts as its own route");
+    assert!(metrics.contains("route=\"/api\",status=\"200\""));
+
+    let refused = app.get(&member("acme"), "/api/issues?stauts=OPEN&limt=5&limit=1&limit=2").await;
+    let problem = assert_problem(refused, StatusCode::BAD_REQUEST).await;
+    assert_eq!(error_fields(&problem), ["stauts", "limt", "limit"]);
+}
