@@ -147,3 +147,11 @@ fn every_setting_is_in_the_readmes_configuration_table() {
     let missing: Vec<&&str> = settings.iter().filter(|name| !table.contains(&format!("`{name}`"))).collect();
     assert!(missing.is_empty(), "settings missing from the README's Configuration table: {missing:?}");
 }
+
+/// The README's `/readyz` example names the newest migration.
+#[test]
+fn the_readyz_example_names_the_newest_migration() {
+    let latest = tenantry::db::migrate::latest_version();
+    let example = format!("\"schemaVersion\": {latest}, \"expectedSchemaVersion\": {latest}");
+    assert!(README.contains(&example), "README.md's /readyz example should say {example}");
+}

@@ -284,3 +284,20 @@ async fn the_dba_views_list_organizations_functions_and_policies_in_a_terminal_w
     assert_eq!(dba_read.2, "tenantry_dba");
     assert!(!policies.iter().any(|(t, ..)| t.contains("activity_logs_y")), "partitions left out");
 }
+
+/// Only the owner empties the database, and only tenantry_dba switches to the tenant view.
+#[tokio::test]
+async fn neither_the_api_role_nor_the_dba_role_can_reset_and_the_api_role_cannot_use_as_tenant() {
+    let app = seeded().await;
+    let api = app.api_role_sql().await;
+    let dba = dba_person(&app).await;
+    for (who, client) in [("tenantry_api", &api), ("tenantry_dba", &dba)] {
+        let err = client.batch_execute("select app.reset_tenant_data()").await.unwrap_err();
+        assert_eq!(sqlstate(&err), "42501", "{who}: {err}");
+    }
+    let err = api.batch_execute("select dba.as_tenant('acme')").await.unwrap_err();
+    assert_eq!(sqlstate(&err), "42501", "{err}");
+    let err = api.batch_execute("set role tenantry_tenant_view").await.unwrap_err();
+    assert_eq!(sqlstate(&err), "42501", "{err}");
+    assert_eq!(count(&app, "select count(*) from app.issues").await, 3, "nothing was deleted");
+}
