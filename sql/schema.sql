@@ -1271,18 +1271,20 @@ begin
 
   -- Read one row more than the page: if it exists, the page's last row gets a cursor.
   -- With max_bytes, as in api.list_issues: every entry the page may end at gets a cursor.
-  -- An entry's JSON holds at most the bytes of its changes as text (text_bytes) plus 1024
-  -- for the other fields, and at least half of them (the text adds one space per ':' and
-  -- ',').
+  -- An entry's JSON holds at most twice the bytes of its changes as text (text_bytes)
+  -- plus 1024 for the other fields (strings are escaped alike; a number may come out
+  -- longer, e.g. 12345678901234567.0 as 1.2345678901234566e+16), and about half of them
+  -- (the text adds one space per ':' and ','; a long number may come out shorter, which
+  -- only ends a page early).
   for found_entry in execute query
     using org, actor_id, action, issue_id, since, until, position.id, page_size + 1
   loop
     rows_read := rows_read + 1;
-    most_bytes := most_bytes + found_entry.text_bytes + 1024;
+    most_bytes := most_bytes + 2 * found_entry.text_bytes + 1024;
     if rows_read > page_size or (most_bytes > byte_budget and rows_read > 1) then
       pending.next_cursor := app.encode_cursor(order_by, fingerprint,
         pg_catalog.to_jsonb(app.json_time(pending.created_at)), pending.id);
-      if rows_read > page_size or (most_bytes - 1024 * rows_read) / 2 > byte_budget then
+      if rows_read > page_size or (most_bytes - 1024 * rows_read) / 4 > byte_budget then
         exit;
       end if;
     end if;
@@ -2211,14 +2213,42 @@ COMMENT ON FUNCTION app.require_context() IS 'Raises TN401 unless app.org_id and
 -- Name: reset_tenant_data(); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.reset_tenant_data() RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
-    truncate app.issue_terms, app.idempotency_keys, app.activity_logs, app.issues, app.organization_counters;
-  $$;
+declare
+  attempts integer := 0;
+begin
+  -- Every table at once or none: requests lock these tables in different orders (a
+  -- create numbers first, an update locks its issue first), so waiting for one table
+  -- while holding another could deadlock with them. NOWAIT never waits: retry instead.
+  loop
+    begin
+      lock table app.issues, app.organization_counters, app.activity_logs, app.issue_terms,
+                 app.idempotency_keys in access exclusive mode nowait;
+      exit;
+    exception when lock_not_available then
+      attempts := attempts + 1;
+      if attempts >= 600 then
+        raise exception 'the tenant tables stayed busy for 30 s; try again' using errcode = '55P03';
+      end if;
+      perform pg_catalog.pg_sleep(0.05);
+    end;
+  end loop;
+  truncate app.issue_terms, app.idempotency_keys, app.activity_logs, app.issues, app.organization_counters;
+  -- Numbers start again at 1: a new key, so that entity tags of the old issues never match
+  -- the new ones (a server running now keeps the key it read at start until it restarts).
+  update secrets.keys
+     set key = pg_catalog.sha256(pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                                 || pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                                 || pg_catalog.uuid_send(pg_catalog.gen_random_uuid())),
+         created_at = pg_catalog.now()
+   where name = 'etag';
+end
+$$;
 
 -- Name: FUNCTION reset_tenant_data(); Type: COMMENT; Schema: app; Owner: -
 
-COMMENT ON FUNCTION app.reset_tenant_data() IS 'Deletes the data of every organization (issues, search words, activity, counters, idempotency keys): `tenantry reset --yes`. Owner only. The service''s key in secrets.keys stays.';
+COMMENT ON FUNCTION app.reset_tenant_data() IS 'Deletes the data of every organization (issues, search words, activity, counters, idempotency keys) and makes a new entity-tag key: `tenantry reset --yes`. Owner only. Takes every table at once without waiting (retrying for up to 30 s), so it never deadlocks with requests.';
 
 -- Name: search_terms(text, text); Type: FUNCTION; Schema: app; Owner: -
 

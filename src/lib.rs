@@ -57,6 +57,8 @@ pub enum StartupError {
     CreateDatabase(#[source] tokio_postgres::Error),
     #[error("could not delete the tenant data: {0}")]
     Reset(#[source] tokio_postgres::Error),
+    #[error("{0}")]
+    LocalCluster(String),
     #[error("migrations failed: {0}")]
     Migrate(#[from] MigrationError),
     #[error("refusing to serve: {0}")]
@@ -139,11 +141,26 @@ impl DatabaseSetup {
     /// used as it is (and left running).
     pub async fn prepare_alongside(config: &Config) -> Result<DatabaseSetup, StartupError> {
         if config.database_url.is_none()
-            && let Some(port) = local_postgres::running_port(&config.local_pg_dir)
+            && let Some((port, data_dir)) = local_postgres::running(&config.local_pg_dir)
         {
             let url = format!("postgresql://{}@127.0.0.1:{port}/{LOCAL_DATABASE}", local_postgres::SUPERUSER);
-            tracing::info!(url, "the private PostgreSQL is already running; using it");
             let owner = tokio_postgres::Config::from_str(&url).expect("our own URL parses");
+            // The server on that port must be this cluster (not another that took the port
+            // after a crash left the pid file behind).
+            let client = db::connect_owner(&owner).await.map_err(StartupError::Connect)?;
+            let serving: String = client
+                .query_one("select current_setting('data_directory')", &[])
+                .await
+                .map_err(StartupError::Connect)?
+                .get(0);
+            if std::path::Path::new(&serving) != data_dir {
+                return Err(StartupError::LocalCluster(format!(
+                    "{} names port {port}, but the server there keeps {serving}: stop it, or remove the \
+                     stale pid file",
+                    data_dir.join("postmaster.pid").display()
+                )));
+            }
+            tracing::info!(url, "the private PostgreSQL is already running; using it");
             let target = ConnectionTarget::api_login_on(owner);
             return Ok(DatabaseSetup { target, local: None, derived_api_login: false });
         }

@@ -278,18 +278,20 @@ begin
 
   -- Read one row more than the page: if it exists, the page's last row gets a cursor.
   -- With max_bytes, as in api.list_issues: every entry the page may end at gets a cursor.
-  -- An entry's JSON holds at most the bytes of its changes as text (text_bytes) plus 1024
-  -- for the other fields, and at least half of them (the text adds one space per ':' and
-  -- ',').
+  -- An entry's JSON holds at most twice the bytes of its changes as text (text_bytes)
+  -- plus 1024 for the other fields (strings are escaped alike; a number may come out
+  -- longer, e.g. 12345678901234567.0 as 1.2345678901234566e+16), and about half of them
+  -- (the text adds one space per ':' and ','; a long number may come out shorter, which
+  -- only ends a page early).
   for found_entry in execute query
     using org, actor_id, action, issue_id, since, until, position.id, page_size + 1
   loop
     rows_read := rows_read + 1;
-    most_bytes := most_bytes + found_entry.text_bytes + 1024;
+    most_bytes := most_bytes + 2 * found_entry.text_bytes + 1024;
     if rows_read > page_size or (most_bytes > byte_budget and rows_read > 1) then
       pending.next_cursor := app.encode_cursor(order_by, fingerprint,
         pg_catalog.to_jsonb(app.json_time(pending.created_at)), pending.id);
-      if rows_read > page_size or (most_bytes - 1024 * rows_read) / 2 > byte_budget then
+      if rows_read > page_size or (most_bytes - 1024 * rows_read) / 4 > byte_budget then
         exit;
       end if;
     end if;

@@ -115,9 +115,37 @@ grant execute on function dba.as_tenant(text) to tenantry_dba;
 grant execute on function app.is_valid_id(text) to tenantry_dba;
 
 create function app.reset_tenant_data() returns void
-  language sql volatile
+  language plpgsql volatile
   as $$
-    truncate app.issue_terms, app.idempotency_keys, app.activity_logs, app.issues, app.organization_counters;
-  $$;
+declare
+  attempts integer := 0;
+begin
+  -- Every table at once or none: requests lock these tables in different orders (a
+  -- create numbers first, an update locks its issue first), so waiting for one table
+  -- while holding another could deadlock with them. NOWAIT never waits: retry instead.
+  loop
+    begin
+      lock table app.issues, app.organization_counters, app.activity_logs, app.issue_terms,
+                 app.idempotency_keys in access exclusive mode nowait;
+      exit;
+    exception when lock_not_available then
+      attempts := attempts + 1;
+      if attempts >= 600 then
+        raise exception 'the tenant tables stayed busy for 30 s; try again' using errcode = '55P03';
+      end if;
+      perform pg_catalog.pg_sleep(0.05);
+    end;
+  end loop;
+  truncate app.issue_terms, app.idempotency_keys, app.activity_logs, app.issues, app.organization_counters;
+  -- Numbers start again at 1: a new key, so that entity tags of the old issues never match
+  -- the new ones (a server running now keeps the key it read at start until it restarts).
+  update secrets.keys
+     set key = pg_catalog.sha256(pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                                 || pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                                 || pg_catalog.uuid_send(pg_catalog.gen_random_uuid())),
+         created_at = pg_catalog.now()
+   where name = 'etag';
+end
+$$;
 comment on function app.reset_tenant_data() is
-  'Deletes the data of every organization (issues, search words, activity, counters, idempotency keys): `tenantry reset --yes`. Owner only. The service''s key in secrets.keys stays.';
+  'Deletes the data of every organization (issues, search words, activity, counters, idempotency keys) and makes a new entity-tag key: `tenantry reset --yes`. Owner only. Takes every table at once without waiting (retrying for up to 30 s), so it never deadlocks with requests.';

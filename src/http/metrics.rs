@@ -20,8 +20,9 @@ use super::routes::RouteTable;
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const BUCKETS: [f64; 14] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-/// Routes that are not API operations, by exact path.
-const FIXED_ROUTES: [&str; 7] = ["/", "/api", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
+/// Routes that are not API operations, by exact path (all GET, and so HEAD).
+pub const FIXED_ROUTES: [&str; 7] =
+    ["/", "/api", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
 /// Status codes 100-599, one slot each.
 const STATUSES: usize = 500;
 

@@ -32,8 +32,14 @@ pub fn routes(db: Database, services: Arc<Services>, tags: EntityTags, mode: Aut
     // `/api` itself is the index, answered before the operations see it (the nest owns
     // that path too).
     let operations = api::service().around(|operations, request| async move {
-        if request.uri().path() == "/api" && request.method() == poem::http::Method::GET {
-            return Ok(api::ops::index_response());
+        if request.uri().path() == "/api" {
+            return match *request.method() {
+                poem::http::Method::GET | poem::http::Method::HEAD => Ok(api::ops::index_response()),
+                _ => Err(error::ApiError::MethodNotAllowed(
+                    "this method is not allowed on this resource".into(),
+                )
+                .into()),
+            };
         }
         operations.call(request).await.map(IntoResponse::into_response)
     });

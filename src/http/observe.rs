@@ -26,7 +26,7 @@ use poem_openapi::OperationId;
 use super::{
     error::{self, ApiError},
     extract::auth::{Admission, Gate},
-    metrics::Metrics,
+    metrics::{self, Metrics},
     routes::RouteTable,
 };
 use crate::{db, trace::RequestTrace};
@@ -116,7 +116,10 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         }
         // RFC 9110: a 405 says which methods the resource has.
         if response.status() == StatusCode::METHOD_NOT_ALLOWED
-            && let Some(allow) = services.routes.allowed_methods(&path)
+            && let Some(allow) = services
+                .routes
+                .allowed_methods(&path)
+                .or_else(|| metrics::FIXED_ROUTES.contains(&path.as_str()).then(|| "GET, HEAD".to_owned()))
             && let Ok(allow) = HeaderValue::try_from(allow)
         {
             response.headers_mut().insert(header::ALLOW, allow);

@@ -338,10 +338,11 @@ fn stable_port(dir: &Path) -> Result<u16, LocalPostgresError> {
     Ok(port)
 }
 
-/// The port of the cluster kept in `dir` when a server runs on it now (its postmaster.pid
-/// names a live process that says it is ready): for a tool that works next to a running
-/// instance, such as `tenantry reset`.
-pub fn running_port(dir: &Path) -> Option<u16> {
+/// The port and data directory of the cluster kept in `dir` when a server runs on it now
+/// (its postmaster.pid names a live process that says it is ready): for a tool that works
+/// next to a running instance, such as `tenantry reset`. A pid file left by a crash may
+/// name a process that reused the pid: check `data_directory` once connected.
+pub fn running(dir: &Path) -> Option<(u16, PathBuf)> {
     let wanted = std::path::absolute(dir).ok()?;
     let dir = cluster_dir(&wanted, unprivileged_user().ok()?);
     let text = fs::read_to_string(dir.join("pgdata").join("postmaster.pid")).ok()?;
@@ -350,7 +351,8 @@ pub fn running_port(dir: &Path) -> Option<u16> {
     let port = lines.get(3)?.trim().parse().ok()?;
     // SAFETY: signal 0 only checks that the process exists.
     let alive = unsafe { libc::kill(pid, 0) } == 0;
-    (alive && lines.get(7).is_some_and(|status| status.trim() == "ready")).then_some(port)
+    let data_dir = PathBuf::from(lines.get(1)?.trim());
+    (alive && lines.get(7).is_some_and(|status| status.trim() == "ready")).then_some((port, data_dir))
 }
 
 pub(crate) fn free_port() -> io::Result<u16> {

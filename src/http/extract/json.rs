@@ -156,29 +156,30 @@ impl<T> ListBody<T> {
         let max_bytes = max_bytes.and_then(|max| usize::try_from(max).ok());
         let mut json = Vec::with_capacity(4096);
         json.push(b'[');
-        let mut cursor: Option<&str> = None;
+        // Where each item written so far ends, and its cursor.
+        let mut ends: Vec<(usize, Option<&str>)> = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
-            let (item, next) = item?;
-            let start = json.len();
+            let (item, cursor) = item?;
             if i > 0 {
                 json.push(b',');
             }
             item.write_json(&mut json)?;
             // One byte more for the closing bracket.
             if i > 0 && max_bytes.is_some_and(|max| json.len() + 1 > max) {
-                json.truncate(start);
-                json.push(b']');
-                let cursor = cursor.ok_or_else(|| {
-                    ApiError::Internal(
-                        format!("the page had to end after item {i}, which has no cursor").into(),
-                    )
-                })?;
-                return Ok((ListBody { json, item: PhantomData }, Some(cursor.to_owned())));
+                // The last item before this one that the page may end at (the SQL marks
+                // them; should its estimate ever fall short, the page ends earlier rather
+                // than fail, and if no item is marked it goes on past the bound).
+                if let Some(&(end, Some(cursor))) = ends.iter().rev().find(|(_, cursor)| cursor.is_some()) {
+                    json.truncate(end);
+                    json.push(b']');
+                    return Ok((ListBody { json, item: PhantomData }, Some(cursor.to_owned())));
+                }
             }
-            cursor = next;
+            ends.push((json.len(), cursor));
         }
         json.push(b']');
-        Ok((ListBody { json, item: PhantomData }, cursor.map(str::to_owned)))
+        let next = ends.last().and_then(|(_, cursor)| *cursor).map(str::to_owned);
+        Ok((ListBody { json, item: PhantomData }, next))
     }
 
     /// The JSON written.

@@ -34,6 +34,8 @@ impl QuerySpec for NoParameters {
 
 /// The name of the parameter holding a page's cursor.
 pub const CURSOR: &str = "cursor";
+/// The most refused parameters one 400 names.
+const MAX_NAMED: usize = 10;
 
 /// The request's query, checked against `S`: no unknown parameter, no single-valued
 /// parameter twice. Keeps the path and pairs for [`CheckedQuery::next_link`].
@@ -72,6 +74,13 @@ impl<S: QuerySpec> CheckedQuery<S> {
             1 => {
                 let error = errors.remove(0);
                 Err(ApiError::invalid(error.field, error.message))
+            }
+            // A problem as large as the query would be an amplifier: name the first few.
+            n if n > MAX_NAMED => {
+                errors.truncate(MAX_NAMED);
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                let detail = format!("{n} parameters refused; the first {MAX_NAMED}: {}", fields.join(", "));
+                Err(ApiError::Invalid { detail, errors })
             }
             _ => Err(ApiError::invalid_fields(errors)),
         }
@@ -192,6 +201,14 @@ mod tests {
         };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["stauts", "limt", "limit", "sort"]);
+
+        let many: Vec<String> = (0..5000).map(|n| format!("p{n}=1")).collect();
+        let Err(ApiError::Invalid { errors, detail }) = CheckedQuery::<Spec>::check("/x", &many.join("&"))
+        else {
+            panic!("refused")
+        };
+        assert_eq!(errors.len(), MAX_NAMED);
+        assert!(detail.starts_with("5000 parameters refused; the first 10: p0, p1,"), "{detail}");
     }
 
     #[test]

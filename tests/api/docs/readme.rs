@@ -83,7 +83,11 @@ async fn run_the_tour(shell: &str) -> TestApp {
         .output()
         .await
         .unwrap_or_else(|e| panic!("running {shell} (Debian: apt-get install -y {shell}): {e}"));
-    assert!(ran.status.success(), "the curl tour failed in {shell}: {}", String::from_utf8_lossy(&ran.stderr));
+    assert!(
+        ran.status.success(),
+        "the curl tour failed in {shell}: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
     let titles: Vec<String> =
         app.list(&member("acme")).await.iter().map(|i| i["title"].as_str().unwrap().to_owned()).collect();
     assert_eq!(

@@ -169,6 +169,13 @@ async fn the_root_and_api_paths_point_to_the_docs_and_every_unknown_parameter_is
             assert_eq!(target.status(), StatusCode::OK, "{path} -> {link}");
         }
     }
+    for path in ["/", "/api"] {
+        let head = app.client.head(format!("{}{path}", app.address)).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::OK, "HEAD {path}");
+        let post = app.client.post(format!("{}{path}", app.address)).send().await.unwrap();
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED, "POST {path}");
+        assert_eq!(post.headers()["allow"], "GET, HEAD", "POST {path}");
+    }
     let metrics = plain_get(&app, "/metrics").await.text().await.unwrap();
     assert!(metrics.contains("route=\"/\",status=\"200\""), "/ counts as its own route");
     assert!(metrics.contains("route=\"/api\",status=\"200\""));
