@@ -90,6 +90,8 @@ pub enum StartupError {
 pub struct DatabaseSetup {
     pub target: ConnectionTarget,
     pub local: Option<LocalPostgres>,
+    /// The owner's connection URL, for `psql` (DATABASE_URL, or the private cluster's).
+    pub psql_url: String,
     /// Requests log in as the API role on DATABASE_URL's server, a login nobody
     /// configured: [`App::build`] tries it once the migrations made the role.
     derived_api_login: bool,
@@ -101,8 +103,8 @@ impl DatabaseSetup {
         let parse = |name, url: &str| {
             tokio_postgres::Config::from_str(url).map_err(|source| StartupError::InvalidUrl { name, source })
         };
-        let (owner, local) = match &config.database_url {
-            Some(url) => (parse("DATABASE_URL", url)?, None),
+        let (owner, local, psql_url) = match &config.database_url {
+            Some(url) => (parse("DATABASE_URL", url)?, None, url.clone()),
             None => {
                 let options = local_postgres::Options {
                     dir: config.local_pg_dir.clone(),
@@ -117,7 +119,7 @@ impl DatabaseSetup {
                     data = %local_postgres::display(local.data_dir()),
                     "private PostgreSQL is up; inspect it with: psql {url}"
                 );
-                (parse("the private cluster's URL", &url)?, Some(local))
+                (parse("the private cluster's URL", &url)?, Some(local), url)
             }
         };
         let (target, derived_api_login) = match &config.api_database_url {
@@ -133,7 +135,7 @@ impl DatabaseSetup {
             // every tenant. The private cluster trusts loopback, so this always works there.
             None => (ConnectionTarget::api_login_on(owner), local.is_none()),
         };
-        Ok(DatabaseSetup { target, local, derived_api_login })
+        Ok(DatabaseSetup { target, local, psql_url, derived_api_login })
     }
 
     /// Like [`DatabaseSetup::prepare`], for a command that runs next to a serving instance
@@ -162,7 +164,7 @@ impl DatabaseSetup {
             }
             tracing::info!(url, "the private PostgreSQL is already running; using it");
             let target = ConnectionTarget::api_login_on(owner);
-            return Ok(DatabaseSetup { target, local: None, derived_api_login: false });
+            return Ok(DatabaseSetup { target, local: None, psql_url: url, derived_api_login: false });
         }
         Self::prepare(config).await
     }

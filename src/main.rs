@@ -39,6 +39,14 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Open psql as the owner on the service's database (DATABASE_URL, or the private
+    /// cluster: the running one, or started for the session); arguments after `--` go to
+    /// psql.
+    Psql {
+        /// Arguments for psql, e.g. `-- -c 'select * from dba.organizations'`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Print a JWT for AUTH_MODE=jwt, signed with JWT_SECRET (HS256) or a private key,
     /// with the configured claim names, audience and issuer.
     Token {
@@ -98,6 +106,7 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::Migrate => migrate(&cli.config).await,
         Command::Reset { yes } => reset(&cli.config, yes).await,
+        Command::Psql { args } => psql(&cli.config, &args).await,
         Command::Maintain => maintain(&cli.config).await,
         Command::Serve => serve(&cli.config).await,
     };
@@ -158,6 +167,20 @@ async fn reset(config: &Config, yes: bool) -> Result<(), Box<dyn std::error::Err
     DatabaseSetup::prepare_alongside(config).await?.reset_tenant_data().await?;
     println!("reset: every organization's issues and activity are deleted");
     Ok(())
+}
+
+async fn psql(config: &Config, args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    // Kept until psql exits: a private cluster started here stops with it.
+    let setup = DatabaseSetup::prepare_alongside(config).await?;
+    setup.migrate().await?;
+    eprintln!("psql {}", setup.psql_url);
+    let status = tokio::process::Command::new("psql")
+        .arg(&setup.psql_url)
+        .args(args)
+        .status()
+        .await
+        .map_err(|err| format!("running psql (Debian: apt-get install -y postgresql-client): {err}"))?;
+    if status.success() { Ok(()) } else { Err(format!("psql exited with {status}").into()) }
 }
 
 async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {

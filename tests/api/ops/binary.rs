@@ -136,6 +136,16 @@ async fn the_binary_runs_its_own_postgres_keeps_its_data_and_stops_it() {
     assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
     assert!(String::from_utf8_lossy(&reset.stdout).starts_with("reset: "));
     assert!(list().await.is_empty(), "the running server sees the reset");
+    // `tenantry psql` opens the same cluster, as the owner.
+    let psql = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["psql", "--", "-XAtc", "select current_user, current_setting('port')"])
+        .env_remove("DATABASE_URL")
+        .env("LOCAL_PG_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(psql.status.success(), "{}", String::from_utf8_lossy(&psql.stderr));
+    let port = first_psql_url.rsplit(':').next().unwrap().split('/').next().unwrap();
+    assert_eq!(String::from_utf8_lossy(&psql.stdout).trim(), format!("postgres|{port}"));
     second.stop();
     let _ = std::fs::remove_dir_all(dir);
 }
