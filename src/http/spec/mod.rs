@@ -72,6 +72,7 @@ pub fn document_for(mode: AuthMode) -> String {
     refine_schemas(&mut spec);
     add_examples(&mut spec);
     canonical_header_names(&mut spec);
+    tags_in_working_order(&mut spec);
     let mut text = serde_json::to_string_pretty(&spec).expect("a Value always serializes");
     text.push('\n');
     text
@@ -81,6 +82,15 @@ pub fn document_for(mode: AuthMode) -> String {
 pub fn swagger_ui_html(mode: AuthMode) -> String {
     let service = service();
     service.swagger_ui_html().replacen(&service.spec(), &document_for(mode), 1)
+}
+
+/// Issues before Activity, as a user works (poem-openapi sorts tags by name); Swagger UI
+/// shows the groups in this order.
+fn tags_in_working_order(spec: &mut Value) {
+    const ORDER: [&str; 2] = ["Issues", "Activity"];
+    if let Some(tags) = spec.get_mut("tags").and_then(Value::as_array_mut) {
+        tags.sort_by_key(|tag| ORDER.iter().position(|name| tag["name"] == *name).unwrap_or(ORDER.len()));
+    }
 }
 
 /// Drops the identity-header requirement and schemes (AUTH_MODE=jwt ignores them).

@@ -487,3 +487,44 @@ fn every_id_pattern_of_the_document_is_the_one_id_rule() {
     assert!(found >= 5, "the document's id patterns: {found}");
     assert!(wrong.is_empty(), "id patterns other than {ID_PATTERN}: {wrong:?}");
 }
+
+/// Swagger UI shows the document in its own order: issues before activity, operations in
+/// the order a user works (create, list, get, update, delete, restore), fields and
+/// examples as written (the first PATCH example changes something).
+#[test]
+fn the_document_lists_operations_fields_and_examples_in_working_order() {
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    let tags: Vec<&str> =
+        spec["tags"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(tags, ["Issues", "Activity"]);
+    let operations: Vec<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|operation| operation["operationId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            "createIssue",
+            "listIssues",
+            "getIssue",
+            "updateIssue",
+            "deleteIssue",
+            "restoreIssue",
+            "listActivity",
+            "listIssueActivity"
+        ]
+    );
+    let fields: Vec<&String> =
+        spec["components"]["schemas"]["Issue"]["properties"].as_object().unwrap().keys().collect();
+    assert_eq!(fields[..3], ["id", "title", "description"]);
+    let patch =
+        &spec["paths"]["/api/issues/{id}"]["patch"]["requestBody"]["content"]["application/json"]["examples"];
+    let (_, first) = patch.as_object().unwrap().iter().next().unwrap();
+    assert!(
+        !first["value"].as_object().unwrap().is_empty(),
+        "the first PATCH example changes something: {first}"
+    );
+}
