@@ -236,7 +236,7 @@ impl App {
         let routes = Arc::new(api::route_table());
         let services = Arc::new(Services {
             gate: Arc::new(Gate { authenticator, limits: RateLimits::new(&config.rate_limits) }),
-            metrics: Metrics::new(&routes),
+            metrics: Metrics::new(routes.clone()),
             routes,
             request_timeout: config.request_timeout(),
             in_flight: Default::default(),

@@ -9,7 +9,10 @@
 
 use std::{
     fmt::Write,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
     time::Duration,
 };
 
@@ -55,15 +58,15 @@ pub struct RouteIndex(usize);
 pub struct Metrics {
     /// The API operations in document order, then [`FIXED_ROUTES`], then `other`.
     routes: Vec<Route>,
-    table: RouteTable,
-    operation_ids: Vec<&'static str>,
+    /// The API operations (their order is that of the first routes).
+    table: Arc<RouteTable>,
     rate_limited: [AtomicU64; 2],
     /// `GET /api/issues/{id}` with `If-None-Match`: answered 200, answered 304.
     revalidations: [AtomicU64; 2],
 }
 
 impl Metrics {
-    pub fn new(table: &RouteTable) -> Metrics {
+    pub fn new(table: Arc<RouteTable>) -> Metrics {
         let operations = table.operations();
         let mut routes: Vec<Route> =
             operations.iter().map(|op| Route::new(op.method.as_str(), &op.path)).collect();
@@ -71,8 +74,7 @@ impl Metrics {
         routes.push(Route::new("", "other"));
         Metrics {
             routes,
-            table: table.clone(),
-            operation_ids: operations.iter().map(|op| op.id).collect(),
+            table,
             rate_limited: [AtomicU64::new(0), AtomicU64::new(0)],
             revalidations: [AtomicU64::new(0), AtomicU64::new(0)],
         }
@@ -81,21 +83,17 @@ impl Metrics {
     /// The route of an API operation, or else of the operation whose method and path
     /// template match, or of a fixed path, or `other`.
     pub fn route(&self, operation_id: Option<&str>, method: &poem::http::Method, path: &str) -> RouteIndex {
-        let operations = self.operation_ids.len();
-        if let Some(id) = operation_id
-            && let Some(index) = self.operation_ids.iter().position(|known| *known == id)
-        {
+        let operations = self.table.operations();
+        let position = |id: &str| operations.iter().position(|op| op.id == id);
+        if let Some(index) = operation_id.and_then(position) {
             return RouteIndex(index);
         }
-        let matching = self
-            .table
-            .find(method, path)
-            .and_then(|op| self.operation_ids.iter().position(|known| *known == op.id));
+        let matching = self.table.find(method, path).and_then(|op| position(op.id));
         if let Some(index) = matching {
             return RouteIndex(index);
         }
         match FIXED_ROUTES.iter().position(|fixed| *fixed == path) {
-            Some(index) => RouteIndex(operations + index),
+            Some(index) => RouteIndex(operations.len() + index),
             None => RouteIndex(self.routes.len() - 1),
         }
     }

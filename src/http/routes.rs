@@ -93,7 +93,7 @@ fn templated_segments(template: &str) -> usize {
 }
 
 /// Whether `path` is an instance of `template` (`{name}` stands for one non-empty segment).
-pub fn template_matches(template: &str, path: &str) -> bool {
+fn template_matches(template: &str, path: &str) -> bool {
     let (mut template, mut path) = (template.split('/'), path.split('/'));
     loop {
         match (template.next(), path.next()) {

@@ -64,10 +64,10 @@ pub async fn readyz(db: Data<&Database>) -> poem::Result<Response> {
 }
 
 #[handler]
-pub fn metrics(services: Data<&Arc<Services>>, db: Data<&Database>) -> poem::Result<Response> {
+pub fn metrics(services: Data<&Arc<Services>>, db: Data<&Database>) -> Response {
     let in_flight = services.in_flight.load(std::sync::atomic::Ordering::Relaxed);
     let body = services.metrics.render(db.pool_status(), in_flight);
-    Ok(Response::builder().content_type("text/plain; version=0.0.4; charset=utf-8").body(body))
+    Response::builder().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
