@@ -76,7 +76,7 @@ pub struct Issue {
     pub priority: Priority,
     /// The assigned user's id, or null.
     pub assignee_id: Option<String>,
-    /// The organization the issue belongs to (from `x-organization-id`).
+    /// The organization the issue belongs to: the caller's.
     pub organization_id: String,
     /// The user who created the issue.
     pub created_by: String,
@@ -111,8 +111,8 @@ pub struct IssueRef<'a> {
     pub updated_at: OffsetDateTime,
 }
 
-/// A new issue. Only these fields are accepted: the organization comes from
-/// `x-organization-id` and the creator from `x-user-id`, never from the body.
+/// A new issue. Only these fields are accepted: the organization and the creator are
+/// the caller's, never the body's.
 #[derive(Object, Debug, Clone, PartialEq)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewIssue {

@@ -31,7 +31,7 @@ const RETRY_AFTER_SECONDS: &str = "2";
 /// One problem with one input: a body field, a header or a parameter.
 #[derive(Object, Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
-    /// The JSON field, header or parameter at fault, e.g. `title` or `x-user-role`.
+    /// The JSON field, header or parameter at fault, e.g. `title` or `limit`.
     pub field: String,
     /// What is wrong with it.
     pub message: String,
@@ -189,7 +189,8 @@ impl ResponseError for ApiError {
     }
 
     fn as_response(&self) -> Response {
-        let body = serde_json::to_vec(&self.problem()).expect("a problem always serializes");
+        let mut body = serde_json::to_vec(&self.problem()).expect("a problem always serializes");
+        body.push(b'\n'); // as every body: see http::extract::json::PAGE_END
         let mut response =
             Response::builder().status(self.status()).content_type(PROBLEM_CONTENT_TYPE).body(body);
         let headers = response.headers_mut();

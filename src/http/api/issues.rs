@@ -34,7 +34,7 @@ use crate::{
 
 #[derive(Tags)]
 enum ApiTags {
-    /// Issues of the calling organization. Every call needs the three identity headers.
+    /// Issues of the calling organization (another organization's issue is a 404).
     Issues,
 }
 

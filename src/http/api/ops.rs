@@ -71,5 +71,5 @@ pub fn metrics(services: Data<&Arc<Services>>, db: Data<&Database>) -> Response 
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
-    Response::builder().status(status).content_type("application/json").body(body.to_string())
+    Response::builder().status(status).content_type("application/json").body(format!("{body}\n"))
 }

@@ -137,6 +137,10 @@ impl<'a, T: Type + FromJsonObject + Send> ApiExtractor<'a> for JsonBody<T> {
     }
 }
 
+/// How a page ends: every body ends with a line break, so a terminal shows the next
+/// prompt (or the next body) on a line of its own.
+const PAGE_END: &[u8] = b"]\n";
+
 /// A list page's JSON array, documented as the `Vec<T>` it is.
 pub struct ListBody<T> {
     json: Vec<u8>,
@@ -164,20 +168,19 @@ impl<T> ListBody<T> {
                 json.push(b',');
             }
             item.write_json(&mut json)?;
-            // One byte more for the closing bracket.
-            if i > 0 && max_bytes.is_some_and(|max| json.len() + 1 > max) {
+            if i > 0 && max_bytes.is_some_and(|max| json.len() + PAGE_END.len() > max) {
                 // The last item before this one that the page may end at (the SQL marks
                 // them; should its estimate ever fall short, the page ends earlier rather
                 // than fail, and if no item is marked it goes on past the bound).
                 if let Some(&(end, Some(cursor))) = ends.iter().rev().find(|(_, cursor)| cursor.is_some()) {
                     json.truncate(end);
-                    json.push(b']');
+                    json.extend_from_slice(PAGE_END);
                     return Ok((ListBody { json, item: PhantomData }, Some(cursor.to_owned())));
                 }
             }
             ends.push((json.len(), cursor));
         }
-        json.push(b']');
+        json.extend_from_slice(PAGE_END);
         let next = ends.last().and_then(|(_, cursor)| *cursor).map(str::to_owned);
         Ok((ListBody { json, item: PhantomData }, next))
     }
@@ -227,7 +230,10 @@ impl<T: Send> IntoResponse for ListBody<T> {
 impl<T: Serialize + Send> IntoResponse for JsonBody<T> {
     fn into_response(self) -> Response {
         match serde_json::to_vec(&self.0) {
-            Ok(bytes) => Response::builder().content_type("application/json").body(bytes),
+            Ok(mut bytes) => {
+                bytes.push(b'\n');
+                Response::builder().content_type("application/json").body(bytes)
+            }
             Err(err) => ApiError::Internal(err.into()).as_response(),
         }
     }
@@ -372,9 +378,7 @@ impl Fields {
         let leftovers: Vec<String> = self.object.keys().cloned().collect();
         for field in leftovers {
             let message = match field.as_str() {
-                "organizationId" => {
-                    "cannot be sent: the organization comes from the x-organization-id header"
-                }
+                "organizationId" => "cannot be sent: the server sets it to the caller's organization",
                 "id" | "createdAt" | "updatedAt" | "createdBy" | "version" => {
                     "cannot be sent: the server sets it"
                 }

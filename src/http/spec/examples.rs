@@ -1,26 +1,30 @@
 //! The examples the OpenAPI document shows (and Swagger UI pre-fills), built from the real
 //! types and error paths, so they are exactly what the service sends and accepts: an
 //! issue is serialized by the same serde code as a response, a 400 comes from the real
-//! body reader, a 401 from the real header check.
+//! body reader, a 401 from the real header (or token) check.
 //!
 //! [`for_operation`] holds the per-operation examples; [`problem`] a generic example for
 //! each error status, used where an operation has no example of its own. `spec/mod.rs`
 //! puts them into the document, and a test lists every operation, status, parameter or
 //! header still without one.
 
-use poem::http::HeaderMap;
+use poem::{
+    error::ResponseError,
+    http::{HeaderMap, header::WWW_AUTHENTICATE},
+};
 use serde_json::{Map, Value, json};
 use time::macros::datetime;
 
 use crate::http::{
     error::{ApiError, parameter_error},
     extract::{
-        auth::{self, ORGANIZATION_HEADER, ROLE_HEADER, USER_HEADER},
+        auth::{self, Authenticator, ORGANIZATION_HEADER, ROLE_HEADER, USER_HEADER},
         json::{FromJsonObject, MAX_BODY_BYTES},
         preconditions::EntityTags,
     },
 };
 use crate::{
+    config::{AuthMode, JwtConfig},
     db,
     domain::{Action, ActivityEntry, Issue, IssuePatch, NewIssue, Priority, Status},
 };
@@ -211,10 +215,14 @@ pub fn for_operation(operation_id: &str) -> OperationExamples {
     }
 }
 
-/// A generic example for an error status, from the error the service really raises.
-pub fn problem(status: u16) -> Option<Example> {
+/// A generic example for an error status, from the error the service really raises (in
+/// `mode`: a 401 says what is wrong with the headers, or with the token).
+pub fn problem(status: u16, mode: AuthMode) -> Option<Example> {
     Some(match status {
         400 => invalid_body_example(json!({"title": ""})),
+        401 if mode == AuthMode::Jwt => {
+            Example::problem("no token", "No `Authorization: Bearer` header", missing_token_error())
+        }
         401 => {
             let mut headers = HeaderMap::new();
             headers.insert(ORGANIZATION_HEADER, "acme".parse().expect("valid"));
@@ -290,9 +298,15 @@ fn example_tags() -> EntityTags {
     EntityTags::new(&[0x5a; 32])
 }
 
-/// An example value for a response header, by its (case-insensitive) name.
-pub fn header(name: &str) -> Option<Value> {
+/// An example value for a response header, by its (case-insensitive) name, as a server
+/// in `mode` sends it.
+pub fn header(name: &str, mode: AuthMode) -> Option<Value> {
     Some(match name.to_ascii_lowercase().as_str() {
+        "www-authenticate" if mode == AuthMode::Jwt => {
+            let response = missing_token_error().as_response();
+            let challenge = response.headers().get(WWW_AUTHENTICATE).expect("a 401 names its scheme");
+            json!(challenge.to_str().expect("an ASCII challenge"))
+        }
         "location" => json!("/api/issues/1"),
         "retry-after" => json!(2),
         "etag" => json!(example_tags().tag("acme", 1, 1)),
@@ -304,6 +318,17 @@ pub fn header(name: &str) -> Option<Value> {
         "link" => json!(format!("</api/issues?limit=2&cursor={CURSOR}>; rel=\"next\"")),
         _ => return None,
     })
+}
+
+/// AUTH_MODE=jwt's answer to a call without a token, from the real check.
+fn missing_token_error() -> ApiError {
+    let config = JwtConfig {
+        jwt_secret: Some("a secret for the examples only, never a server's".into()),
+        jwt_audience_optional: true,
+        ..JwtConfig::default()
+    };
+    let authenticator = Authenticator::new(AuthMode::Jwt, &config).expect("a usable example key");
+    authenticator.authenticate(&HeaderMap::new()).expect_err("no token")
 }
 
 fn invalid_body_example(body: Value) -> Example {

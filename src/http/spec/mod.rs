@@ -8,12 +8,14 @@
 //! Per mode: the committed document (and what AUTH_MODE=headers serves) declares both
 //! alternatives, each scheme's description saying which mode accepts it: it is the
 //! whole contract of the API. AUTH_MODE=jwt serves the same document without the
-//! header schemes, so Swagger UI offers only what that server accepts.
+//! header schemes, its texts and 401 examples about the token only, so Swagger UI offers
+//! and says only what that server accepts. [`page`] is the Swagger UI page around it.
 
 use poem_openapi::OpenApiService;
 use serde_json::{Map, Value};
 
 mod examples;
+mod page;
 
 use examples::Example;
 
@@ -23,11 +25,23 @@ use super::{
 };
 use crate::{config::AuthMode, domain::rules};
 
-const DESCRIPTION: &str = "\
-A multi-tenant issue tracker whose tenant isolation lives in PostgreSQL: every request runs \
-in a transaction scoped to the organization in `x-organization-id`, and row-level security \
-decides what it can see and change.
+/// The document's description: what the service is, who calls as `mode` says, then the
+/// contract every mode shares.
+fn description(mode: AuthMode) -> String {
+    let who_calls = match mode {
+        AuthMode::Headers => WHO_CALLS_EITHER_WAY,
+        AuthMode::Jwt => WHO_CALLS_WITH_A_TOKEN,
+    };
+    format!("{INTRO}\n\n{who_calls}\n\n{CONTRACT}")
+}
 
+const INTRO: &str = "\
+A multi-tenant issue tracker whose tenant isolation lives in PostgreSQL: every request runs \
+in a transaction scoped to the caller's organization, and row-level security decides what it \
+can see and change.";
+
+/// The committed document is the whole contract, so it states both modes.
+const WHO_CALLS_EITHER_WAY: &str = "\
 Who calls is said one of two ways, depending on the server's `AUTH_MODE`:
 
 - `headers` (the default, for development): all three identity headers, \
@@ -35,13 +49,21 @@ Who calls is said one of two ways, depending on the server's `AUTH_MODE`:
 - `jwt` (production): `Authorization: Bearer <JWT>`, whose claims name the organization, \
 the user and the role; the identity headers are ignored.
 
-In Swagger UI, press **Authorize** and fill in all three headers, or the token.
+In Swagger UI (`/docs`): with AUTH_MODE=headers, type the organization, user and role into \
+the form at the top of the page and press its **Authorize** once; with AUTH_MODE=jwt, press \
+**Authorize** and paste the token.";
 
+const WHO_CALLS_WITH_A_TOKEN: &str = "\
+Every call carries `Authorization: Bearer <JWT>`: a token whose claims name the organization, \
+the user and the role (`ADMIN` or `MEMBER`). In Swagger UI (`/docs`), press **Authorize** and \
+paste the token.";
+
+const CONTRACT: &str = "\
 Issues carry a strong `ETag`, made for one issue of one organization at one version: send \
 it back exactly as received (quotes included) in `If-None-Match` on GET (304 when unchanged) \
 and in `If-Match` on PATCH and DELETE (412 when someone changed the issue since; a value \
-that is not an entity tag is a 400). Every `/api` response carries `Vary` on the identity \
-headers and `Authorization`, and `Cache-Control: no-store`, except an issue's (`private, \
+that is not an entity tag is a 400). Every `/api` response carries `Vary` on the headers \
+that say who calls, and `Cache-Control: no-store`, except an issue's (`private, \
 no-cache`: a browser may keep it and must revalidate). A POST \
 with an `Idempotency-Key` can be retried safely for 24 hours. Every API response carries \
 `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; over the limit is 429.
@@ -52,9 +74,9 @@ parameters are refused (400), not ignored.
 
 Errors are `application/problem+json` (RFC 9457).";
 
-/// The API's operations with the document's description and license.
-fn service() -> OpenApiService<Api, ()> {
-    api::service().description(DESCRIPTION).license("MIT OR Apache-2.0")
+/// The API's operations with `mode`'s description and the license.
+fn service(mode: AuthMode) -> OpenApiService<Api, ()> {
+    api::service().description(description(mode)).license("MIT OR Apache-2.0")
 }
 
 /// The document committed in openapi/openapi.json, served by AUTH_MODE=headers.
@@ -64,13 +86,14 @@ pub fn document() -> String {
 
 /// The document a server in `mode` serves at /openapi.json.
 pub fn document_for(mode: AuthMode) -> String {
-    let mut spec: Value = serde_json::from_str(&service().spec()).expect("poem-openapi emits valid JSON");
+    let mut spec: Value = serde_json::from_str(&service(mode).spec()).expect("poem-openapi emits valid JSON");
     require_identity_headers_together(&mut spec);
     if mode == AuthMode::Jwt {
         keep_only_bearer(&mut spec);
+        describe_401_as_the_token(&mut spec);
     }
     refine_schemas(&mut spec);
-    add_examples(&mut spec);
+    add_examples(&mut spec, mode);
     canonical_header_names(&mut spec);
     tags_in_working_order(&mut spec);
     let mut text = serde_json::to_string_pretty(&spec).expect("a Value always serializes");
@@ -78,10 +101,9 @@ pub fn document_for(mode: AuthMode) -> String {
     text
 }
 
-/// Swagger UI with [`document_for`] `mode` inlined.
+/// The Swagger UI page of a server in `mode`, with [`document_for`] `mode` inlined.
 pub fn swagger_ui_html(mode: AuthMode) -> String {
-    let service = service();
-    service.swagger_ui_html().replacen(&service.spec(), &document_for(mode), 1)
+    page::swagger_ui(mode, &document_for(mode), &api::service().swagger_ui_html())
 }
 
 /// Issues before Activity, as a user works (poem-openapi sorts tags by name); Swagger UI
@@ -103,6 +125,28 @@ fn keep_only_bearer(spec: &mut Value) {
     for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|p| p.values_mut()) {
         if let Some(security) = operation.get_mut("security").and_then(Value::as_array_mut) {
             security.retain(|requirement| requirement.get(BEARER_SCHEME).is_some());
+        }
+    }
+}
+
+/// 401 as AUTH_MODE=jwt answers it: the token, not the headers (error.rs' texts describe
+/// both modes, as the committed document does). Its examples come from `add_examples`.
+fn describe_401_as_the_token(spec: &mut Value) {
+    const UNAUTHORIZED: &str = "Not authenticated: the bearer token is missing, expired, not yet \
+        valid, for another audience or issuer, badly signed or lacks a claim; `WWW-Authenticate` \
+        says which.";
+    const CHALLENGE: &str = "How to authenticate: a `Bearer` challenge (RFC 6750), with `error` \
+        and `error_description` when a token was refused.";
+    for operation in operations_mut(spec) {
+        let Some(response) = operation.get_mut("responses").and_then(|r| r.get_mut("401")) else {
+            continue;
+        };
+        response["description"] = Value::from(UNAUTHORIZED);
+        let headers = response.get_mut("headers").and_then(Value::as_object_mut);
+        for (name, header) in headers.into_iter().flatten() {
+            if name.eq_ignore_ascii_case("www-authenticate") {
+                header["description"] = Value::from(CHALLENGE);
+            }
         }
     }
 }
@@ -212,7 +256,7 @@ fn examples_map(examples: &[Example]) -> Value {
 
 /// Puts `examples::for_operation` (and the generic problem examples) into parameters,
 /// request bodies, responses and response headers.
-fn add_examples(spec: &mut Value) {
+fn add_examples(spec: &mut Value, mode: AuthMode) {
     for operation in operations_mut(spec) {
         let id = operation.get("operationId").and_then(Value::as_str).unwrap_or_default();
         let examples = examples::for_operation(id);
@@ -232,7 +276,7 @@ fn add_examples(spec: &mut Value) {
         let responses = operation.get_mut("responses").and_then(Value::as_object_mut);
         for (status, response) in responses.into_iter().flatten() {
             let status: u16 = status.parse().unwrap_or_default();
-            let generic = examples::problem(status);
+            let generic = examples::problem(status, mode);
             let chosen = examples.response(status).or(generic.as_slice().get(..1));
             if let (Some(chosen), Some(content)) = (chosen, response.get_mut("content")) {
                 for media in content.as_object_mut().into_iter().flat_map(|c| c.values_mut()) {
@@ -241,7 +285,7 @@ fn add_examples(spec: &mut Value) {
             }
             let headers = response.get_mut("headers").and_then(Value::as_object_mut);
             for (name, header) in headers.into_iter().flatten() {
-                if let Some(value) = examples::header(name) {
+                if let Some(value) = examples::header(name, mode) {
                     header["example"] = value;
                 }
             }

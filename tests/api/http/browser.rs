@@ -1,7 +1,9 @@
 //! Swagger UI as its users take it, in a real browser: Debian's headless Chromium driven
-//! through chromedriver (WebDriver) against the running service. Authorize with the three
-//! headers, create an issue with "Try it out", list it, and watch a MEMBER's PATCH come
-//! back as a 403 problem. Screenshots of each step go to `target/browser-artifacts/`.
+//! through chromedriver (WebDriver) against the running service. Say who you are once in
+//! the page's identity form (three headers, one button), create an issue with "Try it
+//! out", switch to another organization and see it has no such issue, reload and find the
+//! identity still there, and watch a MEMBER's PATCH come back as a 403 problem.
+//! Screenshots of each step go to `target/browser-artifacts/`.
 //!
 //! Without chromium and chromedriver the test is skipped with a message, unless
 //! REQUIRE_BROWSER=1 (CI), where it fails instead.
@@ -176,56 +178,45 @@ async fn screenshot(browser: &Client, name: &str) {
     std::fs::write(artifacts_dir().join(format!("{name}.png")), png).unwrap();
 }
 
-/// The Authorize dialog's form for one security scheme (Swagger UI shows one per header).
-async fn auth_form(browser: &Client, scheme: &str) -> Element {
-    wait_for(&format!("the {scheme} form"), || async {
-        for form in browser.find_all(Locator::Css(".modal-ux form")).await.ok()? {
-            let heading = form.find(Locator::Css("h4")).await.ok()?.text().await.ok()?;
-            if heading.split_whitespace().next() == Some(scheme) {
-                return Some(form);
-            }
-        }
-        None
+/// What the identity form says once it acts as `user` (`role`) in `org`.
+fn acting_as(org: &str, user: &str, role: &str) -> String {
+    format!("Acting as {user} ({role}) in organization {org}")
+}
+
+/// The identity form's status line, once it says `expected`.
+async fn identity_status(browser: &Client, expected: &str) -> String {
+    wait_for(&format!("the identity form to say {expected:?}"), || async {
+        let text = browser.find(Locator::Id("identity-status")).await.ok()?.text().await.ok()?;
+        text.starts_with(expected).then_some(text)
     })
     .await
 }
 
-/// The button of `form` labelled `label`, if it shows one.
-async fn button(form: &Element, label: &str) -> Option<Element> {
-    for button in form.find_all(Locator::Css("button")).await.ok()? {
-        if button.text().await.ok()?.trim() == label {
-            return Some(button);
-        }
-    }
-    None
-}
-
-/// Types an identity into the Authorize dialog, one header at a time as a person does,
-/// and closes it.
-async fn authorize(browser: &Client, org: &str, user: &str, role: &str, screenshot_name: &str) {
-    visible(browser, ".auth-wrapper .authorize").await.click().await.unwrap();
-    visible(browser, ".modal-ux").await;
-    for (scheme, value) in [("organizationId", org), ("userId", user), ("userRole", role)] {
-        let form = auth_form(browser, scheme).await;
-        // Authorized earlier: log out of this header to type a new value.
-        if let Some(logout) = button(&form, "Logout").await {
-            logout.click().await.unwrap();
-        }
-        let input = wait_for(&format!("the {scheme} input"), || async {
-            form.find(Locator::Css("input")).await.ok()
-        })
-        .await;
+/// Says who you are in the page's identity form, as a person does: type the
+/// organization and the user, pick the role, press its one button.
+async fn act_as(browser: &Client, org: &str, user: &str, role: &str, screenshot_name: &str) {
+    // Enabled once Swagger UI has loaded the document.
+    let authorize = visible(browser, "#identity-authorize:enabled").await;
+    for (id, value) in [("identity-organization", org), ("identity-user", user)] {
+        let input = visible(browser, &format!("#{id}")).await;
         input.clear().await.unwrap();
         input.send_keys(value).await.unwrap();
-        button(&form, "Authorize").await.expect("an Authorize button").click().await.unwrap();
-        wait_for(&format!("{scheme} to be authorized"), || async { button(&form, "Logout").await }).await;
     }
+    visible(browser, "#identity-role").await.select_by_value(role).await.unwrap();
+    authorize.click().await.unwrap();
+    identity_status(browser, &acting_as(org, user, role)).await;
     screenshot(browser, screenshot_name).await;
-    visible(browser, ".modal-ux .close-modal").await.click().await.unwrap();
-    wait_for("the dialog to close", || async {
-        browser.find_all(Locator::Css(".modal-ux")).await.ok()?.is_empty().then_some(())
-    })
-    .await;
+}
+
+/// The identity the form's fields hold: (organization, user, role).
+async fn identity_fields(browser: &Client) -> (String, String, String) {
+    let mut values = Vec::new();
+    for id in ["identity-organization", "identity-user", "identity-role"] {
+        let field = browser.find(Locator::Id(id)).await.unwrap();
+        values.push(field.prop("value").await.unwrap().unwrap_or_default());
+    }
+    let [org, user, role] = <[String; 3]>::try_from(values).unwrap();
+    (org, user, role)
 }
 
 /// Opens an operation, presses "Try it out", fills parameters and body, executes, and
@@ -282,7 +273,7 @@ async fn try_it_out(
 }
 
 #[tokio::test]
-async fn swagger_ui_authorizes_creates_lists_and_shows_a_members_403_in_a_real_browser() {
+async fn in_swagger_ui_one_form_sets_the_identity_for_every_call_and_a_reload_keeps_it() {
     let Some((driver, chromium)) = Driver::start().await else { return };
     let app = spawn_app().await;
     let browser = driver.session(&chromium).await;
@@ -300,11 +291,30 @@ async fn swagger_ui_authorizes_creates_lists_and_shows_a_members_403_in_a_real_b
 
 async fn journey(app: &TestApp, browser: &Client) {
     browser.goto(&format!("{}/docs", app.address)).await.unwrap();
-    visible(browser, "#operations-Issues-createIssue").await;
+    let first_operation = visible(browser, "#operations-Issues-createIssue").await;
     screenshot(browser, "01-docs").await;
 
-    authorize(browser, "acme", "ann", "ADMIN", "02-authorize-admin").await;
+    // The page: the product's name, a link to the document, the identity form first and
+    // Swagger UI's own per-header Authorize button out of the way.
+    assert_eq!(browser.title().await.unwrap(), "tenantry API");
+    let link = visible(browser, "a[href=\"/openapi.json\"]").await;
+    assert_eq!(link.text().await.unwrap(), "/openapi.json");
+    let form = visible(browser, "#identity").await;
+    assert!(
+        form.rectangle().await.unwrap().1 < first_operation.rectangle().await.unwrap().1,
+        "the form comes first"
+    );
+    for field in ["#identity-organization", "#identity-user"] {
+        let field = visible(browser, field).await;
+        assert_eq!(field.attr("type").await.unwrap(), None, "a plain text input, never masked");
+    }
+    assert!(
+        !browser.find(Locator::Css(".auth-wrapper .authorize")).await.unwrap().is_displayed().await.unwrap()
+    );
+    identity_status(browser, "Nobody yet").await;
 
+    // Authorize once: all three headers.
+    act_as(browser, "acme", "ann", "ADMIN", "02-acme-ann-admin").await;
     let new_issue = json!({"title": "Filed from Swagger UI", "description": "Typed into Try it out.", "priority": "HIGH"});
     let (status, created) = try_it_out(browser, "createIssue", &[], Some(&new_issue)).await;
     screenshot(browser, "03-created").await;
@@ -312,18 +322,47 @@ async fn journey(app: &TestApp, browser: &Client) {
     assert_eq!(created["title"], "Filed from Swagger UI");
     assert_eq!(created["organizationId"], "acme");
     assert_eq!(created["createdBy"], "ann");
-    let id = created["id"].as_i64().expect("an id");
+    let id = created["id"].as_i64().expect("an id").to_string();
 
     let (status, listed) = try_it_out(browser, "listIssues", &[], None).await;
     screenshot(browser, "04-listed").await;
     assert_eq!(status, 200, "{listed}");
     assert_eq!(listed, json!([created]), "the list shows the new issue");
 
-    authorize(browser, "acme", "mo", "MEMBER", "05-authorize-member").await;
+    // Another organization, in the same form: acme's issue is not there.
+    act_as(browser, "globex", "gus", "ADMIN", "05-globex-gus-admin").await;
+    let (status, problem) = try_it_out(browser, "getIssue", &[("id", &id)], None).await;
+    screenshot(browser, "06-globex-get-404").await;
+    assert_eq!(status, 404, "{problem}");
+    assert_eq!(problem["detail"], format!("issue {id} not found"));
+    let (status, listed) = try_it_out(browser, "listIssues", &[], None).await;
+    screenshot(browser, "07-globex-list-empty").await;
+    assert_eq!((status, &listed), (200, &json!([])), "globex sees none of acme's issues");
+
+    // A reload keeps who you are: the form says so, and the calls still go as globex.
+    // Reloaded without the operation's deep link (#/Issues/listIssues): Swagger UI would
+    // scroll to it in an animation that a click could race with.
+    browser.execute("history.replaceState(null, '', location.pathname)", vec![]).await.unwrap();
+    browser.refresh().await.unwrap();
+    visible(browser, "#operations-Issues-listIssues").await;
+    identity_status(browser, &acting_as("globex", "gus", "ADMIN")).await;
+    assert_eq!(identity_fields(browser).await, ("globex".into(), "gus".into(), "ADMIN".into()));
+    // The browser restores the scroll position: bring the form into the screenshot.
+    browser.execute("document.getElementById('identity').scrollIntoView()", vec![]).await.unwrap();
+    screenshot(browser, "08-reloaded").await;
+    let globex_issue = json!({"title": "Filed after a reload", "description": "Still globex."});
+    let (status, created_by_globex) = try_it_out(browser, "createIssue", &[], Some(&globex_issue)).await;
+    assert_eq!(status, 201, "{created_by_globex}");
+    assert_eq!(
+        (&created_by_globex["organizationId"], &created_by_globex["createdBy"]),
+        (&json!("globex"), &json!("gus"))
+    );
+
+    // A MEMBER of acme may read but not change.
+    act_as(browser, "acme", "mo", "MEMBER", "09-acme-mo-member").await;
     let change = json!({"status": "DONE"});
-    let (status, problem) =
-        try_it_out(browser, "updateIssue", &[("id", &id.to_string())], Some(&change)).await;
-    screenshot(browser, "06-member-patch-403").await;
+    let (status, problem) = try_it_out(browser, "updateIssue", &[("id", &id)], Some(&change)).await;
+    screenshot(browser, "10-member-patch-403").await;
     assert_eq!(status, 403, "{problem}");
     assert_eq!(
         problem,
@@ -333,6 +372,19 @@ async fn journey(app: &TestApp, browser: &Client) {
     // What the browser did really happened, and the refused change did not.
     let stored: Value = app.get(&member("acme"), &format!("/api/issues/{id}")).await.json().await.unwrap();
     assert_eq!(stored, created);
+
+    // Offline: everything the page loaded, and every call it made, came from the service.
+    let loaded = browser
+        .execute("return performance.getEntriesByType('resource').map(entry => entry.name)", vec![])
+        .await
+        .unwrap();
+    let foreign: Vec<&Value> = loaded
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|url| !url.as_str().unwrap().starts_with(&format!("{}/", app.address)))
+        .collect();
+    assert!(foreign.is_empty(), "requests to other hosts: {foreign:?}");
 }
 
 /// The bug a new user found in Swagger UI: authorized as one organization, GET issue 1;
@@ -373,14 +425,14 @@ async fn switching_journey(app: &TestApp, browser: &Client) {
     browser.goto(&format!("{}/docs", app.address)).await.unwrap();
     visible(browser, "#operations-Issues-getIssue").await;
 
-    authorize(browser, "initech", "peter", "MEMBER", "switch-01-initech").await;
+    act_as(browser, "initech", "peter", "MEMBER", "switch-01-initech").await;
     let (status, issue) = try_it_out(browser, "getIssue", &[("id", "1")], None).await;
     assert_eq!((status, &issue["title"]), (200, &json!("Initech: TPS report cover sheets")));
     let (status, list) = try_it_out(browser, "listIssues", &[], None).await;
     assert_eq!((status, &list[0]["title"]), (200, &json!("Initech: TPS report cover sheets")));
     let before = revalidations(app).await;
 
-    authorize(browser, "hooli", "gavin", "MEMBER", "switch-02-hooli").await;
+    act_as(browser, "hooli", "gavin", "MEMBER", "switch-02-hooli").await;
     let (status, issue) = try_it_out(browser, "getIssue", &[("id", "1")], None).await;
     screenshot(browser, "switch-03-hooli-issue").await;
     assert_eq!((status, &issue["title"]), (200, &json!("Hooli: Nucleus compression ratio")), "{issue}");

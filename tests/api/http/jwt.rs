@@ -291,6 +291,40 @@ async fn jwt_mode_documents_only_the_bearer_scheme() {
     }
 }
 
+/// What AUTH_MODE=jwt serves says only what that server accepts: the token. The
+/// identity headers appear nowhere, neither in the document's texts and examples nor in
+/// Swagger UI's page (no identity form, nothing kept across reloads).
+#[tokio::test]
+async fn jwt_mode_document_and_swagger_ui_speak_only_of_the_bearer_token() {
+    let app = jwt_app(jwt_config()).await;
+    let document =
+        app.client.get(format!("{}/openapi.json", app.address)).send().await.unwrap().text().await.unwrap();
+    let page = app.client.get(format!("{}/docs", app.address)).send().await.unwrap().text().await.unwrap();
+    for (what, text) in [("document", &document), ("page", &page)] {
+        for header in ["x-organization-id", "x-user-id", "x-user-role", "identity header"] {
+            assert!(!text.to_lowercase().contains(header), "the {what} mentions {header}");
+        }
+    }
+    assert!(page.contains(document.trim_end()), "the page shows the served document");
+    assert!(!page.contains("id=\"identity"), "no identity form");
+    assert!(!page.contains("persistAuthorization: true"), "the token is not kept");
+    assert!(page.contains("<title>tenantry API</title>") && page.contains("href=\"/openapi.json\""));
+
+    // What a 401 is, said about the token, with the token's example.
+    let spec: Value = serde_json::from_str(&document).unwrap();
+    let description = spec["info"]["description"].as_str().unwrap();
+    assert!(description.contains("Every call carries `Authorization: Bearer <JWT>`"), "{description}");
+    let unauthorized = &spec["paths"]["/api/issues"]["get"]["responses"]["401"];
+    assert!(unauthorized["description"].as_str().unwrap().starts_with("Not authenticated: the bearer token"));
+    let example = &unauthorized["content"]["application/problem+json"]["examples"]["no token"]["value"];
+    let challenge = &unauthorized["headers"]["WWW-Authenticate"]["example"];
+    // Exactly what the server answers a call without a token.
+    let response = app.client.get(format!("{}/api/issues", app.address)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["www-authenticate"].to_str().unwrap(), challenge.as_str().unwrap());
+    assert_eq!(&response.json::<Value>().await.unwrap(), example);
+}
+
 #[test]
 fn the_token_subcommand_mints_what_the_server_accepts() {
     let output = Command::new(env!("CARGO_BIN_EXE_tenantry"))

@@ -38,7 +38,8 @@ async fn the_list_written_from_rows_equals_the_issues_serialized_by_serde() {
     assert_eq!(rows.len(), 2);
     let (body, _) = ListBody::<tenantry::domain::Issue>::page(rows.items(), None).unwrap();
     let from_rows = String::from_utf8(body.json().to_vec()).unwrap();
-    let from_issues = serde_json::to_string(&rows.to_issues().unwrap()).unwrap();
+    // Every body ends with a line break (http::extract::json::PAGE_END).
+    let from_issues = serde_json::to_string(&rows.to_issues().unwrap()).unwrap() + "\n";
     assert_eq!(from_rows, from_issues);
 
     // And it is what the endpoint sends.

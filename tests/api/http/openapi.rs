@@ -31,7 +31,25 @@ async fn swagger_ui_is_served_offline_with_the_same_document() {
     let html = response.text().await.unwrap();
     assert!(html.contains("SwaggerUIBundle"), "the UI's script is inlined");
     assert!(html.contains(COMMITTED), "the document shown is the served one");
-    assert!(!html.contains("<script src=\"http"), "no external script");
+    for external in ["<script src=", "<link ", "<img ", "@import"] {
+        assert!(!html.contains(external), "nothing loaded from elsewhere: {external}");
+    }
+    assert!(html.contains("<title>tenantry API</title>"));
+    assert!(html.contains("<a id=\"openapi-link\" href=\"/openapi.json\">/openapi.json</a>"));
+}
+
+/// AUTH_MODE=headers (the default): one form for the three identity headers, kept across
+/// reloads. The browser test uses it; this says it is served.
+#[tokio::test]
+async fn in_headers_mode_swagger_ui_has_one_form_for_the_three_identity_headers_kept_across_reloads() {
+    let app = spawn_app().await;
+    let html = app.client.get(format!("{}/docs", app.address)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(html.matches("<form id=\"identity\"").count(), 1);
+    for header in ["x-organization-id", "x-user-id", "x-user-role"] {
+        assert!(html.contains(&format!("data-header=\"{header}\"")), "{header}");
+    }
+    assert!(html.contains("persistAuthorization: true"));
+    assert!(html.find("<form id=\"identity\"") < html.find("<div id=\"ui\">"), "the form comes first");
 }
 
 #[test]
