@@ -50,9 +50,11 @@ pub struct Config {
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 8)]
     pub pool_size: usize,
 
-    /// `prepared`: named statements prepared once per connection (fastest). `unnamed`:
-    /// nothing prepared outlives a transaction, for transaction-mode poolers (PgBouncer).
-    #[arg(long, env = "DATABASE_STATEMENTS", value_enum, default_value = "prepared")]
+    /// `auto`: named statements when requests provably reach PostgreSQL itself, unnamed
+    /// otherwise (a pooler may be in between). `prepared`: named statements prepared once
+    /// per connection (fastest). `unnamed`: nothing prepared outlives a transaction, for
+    /// transaction-mode poolers (PgBouncer before 1.21).
+    #[arg(long, env = "DATABASE_STATEMENTS", value_enum, default_value = "auto")]
     pub statements: StatementMode,
 
     /// `set_config`: the tenant is set with `select set_config(..., true)` and bound
@@ -373,7 +375,7 @@ mod default_tests {
             (config.pool_size, config.page_max_bytes, config.org_max_transactions),
             (8, 1 << 20, None)
         );
-        assert_eq!((config.auth_mode, config.statements), (AuthMode::Headers, StatementMode::Prepared));
+        assert_eq!((config.auth_mode, config.statements), (AuthMode::Headers, StatementMode::Auto));
         assert_eq!(config.local_pg_dir, PathBuf::from(".tenantry"));
         assert_eq!(config.rate_limits.org_per_second, 1000);
         // PATH is set in every test process: no setting reads it, and none read any other.

@@ -286,11 +286,12 @@ impl App {
             .with_search_max_candidates(config.search_max_candidates)
             .with_page_max_bytes(config.page_max_bytes)
             .with_quotas(config.org_max_issues, config.org_max_activity_per_day);
+        db.settle_statements(&setup.target.requests).await;
         let role = db::verify_request_role(&db).await?;
         tracing::info!(
             role,
             mode = ?setup.target.request_role,
-            statements = ?config.statements,
+            statements = if db.uses_unnamed_statements() { "unnamed" } else { "prepared" },
             context = ?config.context,
             "requests run under row-level security"
         );

@@ -17,11 +17,14 @@
 //! answers a COMMIT in a failed transaction with a rollback. The settings are
 //! transaction-local (`true`), so after the COMMIT the connection carries no tenant.
 //!
-//! Statements: by default the set_config statement and the call are named statements,
-//! prepared once per pooled connection and reused. `StatementMode::Unnamed`
-//! (DATABASE_STATEMENTS=unnamed) sends unnamed statements with their parameter types
-//! instead, so nothing outlives the transaction (transaction-mode poolers); still one
-//! round trip. `tests/api/sql/round_trips.rs` counts the trips in both modes.
+//! Statements: named statements are prepared once per pooled connection and reused;
+//! unnamed ones go with their parameter types on every call, so nothing outlives the
+//! transaction (what a transaction-mode pooler needs); either way one round trip
+//! (`tests/api/sql/round_trips.rs` counts them). `StatementMode::Auto`, the default, uses
+//! named statements only where the connection is provably direct (see [`connection_is_direct`]):
+//! behind PgBouncer before 1.21, two instances' statements named `s0, s1, …` would meet
+//! on one server connection, and one could bind the other's (`api.get_issue($1)` and
+//! `api.restore_issue($1)` both take an int8: a read could restore an issue).
 //!
 //! Context: by default the settings go in one `select set_config(..., true), ...` with bound
 //! parameters. `ContextMode::SetLocal` (DATABASE_CONTEXT=set_local) sends them as
@@ -38,7 +41,14 @@
 //! answered; after a panic, or a COMMIT without a server answer, the connection is
 //! detached from the pool and closed, never reused.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::{Bytes, BytesMut};
 use deadpool_postgres::{Object, Pool};
@@ -63,9 +73,13 @@ pub struct Sql {
 /// How statements reach PostgreSQL (DATABASE_STATEMENTS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum StatementMode {
+    /// Named statements when the request connections provably reach PostgreSQL itself,
+    /// unnamed otherwise; and should a named statement go missing anyway (26000, 42P05,
+    /// 08P01, 42P08), unnamed from then on, that request retried once.
+    #[default]
+    Auto,
     /// Named statements, prepared once per pooled connection and reused: the fastest,
     /// for direct connections and session-mode poolers.
-    #[default]
     Prepared,
     /// Unnamed statements, parsed again on every call (Parse, Bind, Execute in one
     /// message; nothing outlives the call): for transaction-mode poolers such as
@@ -118,7 +132,11 @@ pub struct Database {
     pool: Pool,
     role: RequestRole,
     set_context: Sql,
+    /// What DATABASE_STATEMENTS asked for.
     statements: StatementMode,
+    /// What requests use now: unnamed statements (`Auto` starts so, until
+    /// [`Database::settle_statements`] finds the connection direct).
+    unnamed: Arc<AtomicBool>,
     context: ContextMode,
     /// The [`LIMIT_SETTINGS`] of every request transaction: `statement_timeout` in
     /// milliseconds, the quotas ("0": none).
@@ -143,6 +161,7 @@ impl Database {
             role,
             set_context,
             statements,
+            unnamed: Arc::new(AtomicBool::new(statements != StatementMode::Prepared)),
             context: ContextMode::SetConfig,
             limits: Arc::new(["0".into(), "0".into(), "0".into()]),
             shares: None,
@@ -257,18 +276,33 @@ impl Database {
             ContextMode::SetConfig => None,
             ContextMode::SetLocal => Some(set_local_script(self.role, settings, &self.limits)?),
         };
-        let work = Pipeline {
+        let work = Arc::new(Pipeline {
             settings: settings.map(str::to_owned),
             limits: self.limits.clone(),
             set_context: self.set_context,
             call: *sql,
             params,
             set_local,
-            statements: self.statements,
-        };
+        });
+        let named = !self.unnamed.load(Ordering::Relaxed);
+        let result = self.execute(work.clone(), named).await;
+        if named
+            && self.statements == StatementMode::Auto
+            && result.as_ref().is_err_and(statement_went_missing)
+        {
+            self.fall_back_to_unnamed(result.as_ref().expect_err("checked above"));
+            // The failed transaction changed nothing: it never reached its COMMIT.
+            return self.execute(work, false).await;
+        }
+        result.inspect_err(|err| self.explain_missing_statement(err))
+    }
+
+    /// Runs one transaction's pipeline on a pooled connection, in a task of its own.
+    async fn execute(&self, work: Arc<Pipeline>, named: bool) -> Result<Vec<Row>, Error> {
+        let settings = &work.settings;
         // The organization's place first: one over its share waits for its own
         // transactions, not in the pool's queue ahead of everyone else.
-        let share = match (&self.shares, settings[0]) {
+        let share = match (&self.shares, settings[0].as_str()) {
             (Some(shares), organization) if !organization.is_empty() => {
                 Some(shares.take(organization).await?)
             }
@@ -289,27 +323,75 @@ impl Database {
         tokio::spawn(async move {
             // Ends the transaction for the trace even if `run` panics.
             let ended = TransactionEnd(trace, false);
-            let result = work.run(lease).await;
+            let result = work.run(lease, named).await;
             drop(share);
             let mut ended = ended;
             ended.1 = result.is_ok();
             let _ = sender.send(result);
         });
         match answer.await {
-            Ok(result) => result.inspect_err(|err| self.explain_missing_statement(err)),
+            Ok(result) => result,
             // The task panicked; its lease closed the connection.
             Err(_) => Err(Error::Internal("the database call panicked (see the log)".into())),
         }
     }
 
+    /// With `Auto`, decides between named and unnamed statements once, before the first
+    /// request: named only if [`connection_is_direct`] says so for a pooled connection.
+    /// A wrong "pooler" costs only speed, and the log says which setting pins `prepared`.
+    pub async fn settle_statements(&self, target: &tokio_postgres::Config) {
+        if self.statements != StatementMode::Auto {
+            return;
+        }
+        let direct = match self.pool.get().await {
+            Ok(conn) => connection_is_direct(&conn, target).await,
+            Err(err) => Err(err.to_string()),
+        };
+        match direct {
+            Ok(true) => {
+                self.unnamed.store(false, Ordering::Relaxed);
+                tracing::info!("statements: prepared (requests reach PostgreSQL directly)");
+            }
+            Ok(false) => tracing::warn!(
+                "statements: unnamed (the server answering is not the address requests connect to: a                  pooler such as PgBouncer, or an address translation); if it is PostgreSQL itself, set                  DATABASE_STATEMENTS=prepared"
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err, "statements: unnamed (could not tell whether requests reach PostgreSQL directly)")
+            }
+        }
+    }
+
+    /// Takes the connection for direct, as `Auto` would on a direct connection (for tests
+    /// of the fallback behind a pooler).
+    #[cfg(feature = "test-hooks")]
+    pub fn assume_direct(&self) {
+        self.unnamed.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether requests use unnamed statements now.
+    pub fn uses_unnamed_statements(&self) -> bool {
+        self.unnamed.load(Ordering::Relaxed)
+    }
+
+    /// A named statement went missing after all: unnamed from now on, said once.
+    fn fall_back_to_unnamed(&self, err: &Error) {
+        if !self.unnamed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error = %err,
+                "a prepared statement is missing or belongs to another client on the server: a                  transaction-mode pooler is in between. Statements are unnamed from now on (set                  DATABASE_STATEMENTS=unnamed to start so)"
+            );
+        }
+    }
+
     /// A named statement that is missing (26000) or already there (42P05) means that one
     /// pooled connection reaches several server connections: a transaction-mode pooler
-    /// that does not track prepared statements (PgBouncer before 1.21). Said once, loudly.
+    /// that does not track prepared statements (PgBouncer before 1.21). With
+    /// DATABASE_STATEMENTS=prepared that is what was asked for: said once, loudly.
     fn explain_missing_statement(&self, err: &Error) {
-        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        static SAID: AtomicBool = AtomicBool::new(false);
         if self.statements == StatementMode::Prepared
-            && matches!(err.sqlstate(), Some("26000" | "42P05"))
-            && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed)
+            && statement_went_missing(err)
+            && !SAID.swap(true, Ordering::Relaxed)
         {
             tracing::error!(
                 error = %err,
@@ -330,14 +412,62 @@ struct Pipeline {
     params: Vec<Encoded>,
     /// `begin; set local ...;` in [`ContextMode::SetLocal`].
     set_local: Option<String>,
-    statements: StatementMode,
+}
+
+/// What a named statement looks like when a pooler hands it to the wrong server
+/// connection: missing (26000), already there (42P05), or another client's with other
+/// parameters (08P01 for a count that differs, 42P08 for types).
+fn statement_went_missing(err: &Error) -> bool {
+    matches!(err.sqlstate(), Some("26000" | "42P05" | "08P01" | "42P08"))
+}
+
+/// Whether `conn` reaches the PostgreSQL server `target` names, not a pooler in between:
+/// over TCP, the server's own address and port (`inet_server_addr()`, `inet_server_port()`)
+/// are one of the addresses the host resolves to and the port connected to; over a Unix
+/// socket, the server is on a Unix socket too, with that port. Asked in the simple-query
+/// protocol, which every pooler passes.
+pub async fn connection_is_direct(conn: &Client, target: &tokio_postgres::Config) -> Result<bool, String> {
+    use tokio_postgres::{SimpleQueryMessage, config::Host};
+    let messages = conn
+        .simple_query("select host(inet_server_addr()), inet_server_port()::text, current_setting('port')")
+        .await
+        .map_err(|err| err.to_string())?;
+    let Some(SimpleQueryMessage::Row(row)) =
+        messages.into_iter().find(|m| matches!(m, SimpleQueryMessage::Row(_)))
+    else {
+        return Err("no answer".into());
+    };
+    let (server_addr, server_port) = (row.get(0), row.get(1));
+    let listening_port = row.get(2).unwrap_or_default();
+    let ports = target.get_ports();
+    let port_of = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432).to_string();
+    for (i, host) in target.get_hosts().iter().enumerate() {
+        let port = port_of(i);
+        let direct = match host {
+            // (Which directories it listens in is for superusers to read.)
+            Host::Unix(_) => server_addr.is_none() && listening_port == port,
+            Host::Tcp(name) => {
+                let (Some(addr), Some(server_port)) = (server_addr, server_port) else { continue };
+                let Ok(addr) = addr.parse::<IpAddr>() else { continue };
+                let resolved: Vec<IpAddr> = match tokio::net::lookup_host((name.as_str(), 0)).await {
+                    Ok(found) => found.map(|a| a.ip()).collect(),
+                    Err(_) => continue,
+                };
+                server_port == port && resolved.contains(&addr)
+            }
+        };
+        if direct {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 impl Pipeline {
     /// The same steps, polled together, in every mode: one round trip. BEGIN and COMMIT go
     /// as simple queries: nothing to prepare, fine for any pooler. The lease goes back to
     /// the pool only once the end of the transaction was answered.
-    async fn run(self, lease: Lease) -> Result<Vec<Row>, Error> {
+    async fn run(&self, lease: Lease, named: bool) -> Result<Vec<Row>, Error> {
         let conn: &Client = lease.client();
         let [org, user, role] = &self.settings;
         let [timeout, max_issues, max_activity] = &*self.limits;
@@ -346,8 +476,8 @@ impl Pipeline {
             self.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         hooks::mid_pipeline(org, &mut params);
 
-        let (begun, context_set, rows, committed) = match (&self.set_local, self.statements) {
-            (None, StatementMode::Prepared) => {
+        let (begun, context_set, rows, committed) = match (&self.set_local, named) {
+            (None, true) => {
                 // Prepared once per connection; the first use prepares both in one round
                 // trip. Nothing is in a transaction yet: a failure leaves the connection idle.
                 let prepared = futures::try_join!(
@@ -366,7 +496,7 @@ impl Pipeline {
                 );
                 (begun, context_set.map(drop), rows, committed)
             }
-            (None, StatementMode::Unnamed) => {
+            (None, false) => {
                 let (begun, context_set, rows, committed) = futures::join!(
                     conn.batch_execute("begin"),
                     query_unnamed(conn, &self.set_context, &settings),
@@ -376,7 +506,7 @@ impl Pipeline {
                 (begun, context_set.map(drop), rows, committed)
             }
             // The BEGIN carries the settings: three messages instead of four.
-            (Some(begin), StatementMode::Prepared) => {
+            (Some(begin), true) => {
                 let call =
                     match lease.object().prepare_typed_cached(self.call.text, self.call.param_types).await {
                         Ok(call) => call,
@@ -389,7 +519,7 @@ impl Pipeline {
                 );
                 (begun, Ok(()), rows, committed)
             }
-            (Some(begin), StatementMode::Unnamed) => {
+            (Some(begin), false) => {
                 let (begun, rows, committed) = futures::join!(
                     conn.batch_execute(begin),
                     query_unnamed(conn, &self.call, &params),

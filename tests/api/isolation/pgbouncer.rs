@@ -9,6 +9,8 @@ use pg_sandbox::pgbouncer as local_pgbouncer;
 use tenantry::db::{self, ContextMode};
 use tokio_postgres::SimpleQueryMessage;
 
+use reqwest::StatusCode;
+
 use crate::helpers::*;
 
 /// The last row a simple query (of one or more statements) returned, as text.
@@ -115,4 +117,97 @@ async fn named_prepared_statements_need_a_pgbouncer_that_tracks_them() {
         assert_eq!(statements_for_pgbouncer(), tenantry::db::StatementMode::Unnamed);
     }
     b.batch_execute("commit").await.unwrap();
+}
+
+/// Two instances behind a PgBouncer that does not track prepared statements, with no
+/// DATABASE_STATEMENTS setting: both see that the server answering is not the address they
+/// connect to and send unnamed statements. With named ones, their statements `s0, s1, …`
+/// would meet on shared server connections, and a GET (`api.get_issue($1)`) could run
+/// another instance's `api.restore_issue($1)`: here every deleted issue stays deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_no_setting_two_instances_behind_pgbouncer_answer_every_organization_correctly() {
+    let Some(bouncer) = start_pgbouncer("auto-statements", 2) else { return };
+    let database = fresh_database().await;
+    let url = bouncer.url(db::API_ROLE, &database);
+    let spawn =
+        || spawn_app_on(&database, Mode::ApiLogin, |config| config.api_database_url = Some(url.clone()));
+    let apps = [spawn().await, spawn().await];
+    assert!(apps.iter().all(|app| app.app_db.uses_unnamed_statements()), "behind PgBouncer: unnamed");
+
+    let organizations: Vec<String> = (0..6).map(|i| format!("auto-{i}")).collect();
+    for org in &organizations {
+        for title in ["one", "two", "three"] {
+            apps[0].create_ok(&member(org), &format!("{org} {title}")).await;
+        }
+        assert_eq!(apps[1].delete(&admin(org), 2).await.status(), StatusCode::NO_CONTENT);
+    }
+    let reads = organizations.iter().enumerate().flat_map(|(i, org)| {
+        let apps = &apps;
+        (0..10).map(move |round| async move {
+            let app = &apps[(i + round) % 2];
+            let id = [1, 2, 3][round % 3];
+            let response = app.get(&member(org), &format!("/api/issues/{id}")).await;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (org.clone(), id, status, body)
+        })
+    });
+    for (org, id, status, body) in futures::future::join_all(reads).await {
+        if id == 2 {
+            assert_eq!(status, StatusCode::NOT_FOUND, "{org}'s issue 2 is deleted: {body}");
+        } else {
+            assert_eq!(status, StatusCode::OK, "{org} issue {id}: {body}");
+            assert_eq!(
+                (body["organizationId"].as_str(), body["id"].as_i64()),
+                (Some(org.as_str()), Some(id))
+            );
+            assert_eq!(
+                body["title"].as_str().unwrap(),
+                format!("{org} {}", ["", "one", "", "three"][id as usize])
+            );
+        }
+    }
+    for org in &organizations {
+        let titles: Vec<String> = apps[0]
+            .list(&member(org))
+            .await
+            .iter()
+            .map(|i| i["title"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            titles,
+            [format!("{org} three"), format!("{org} one")],
+            "no read restored or changed anything"
+        );
+    }
+    drop(bouncer);
+}
+
+/// Should a named statement go missing after all (the connection looked direct, then a
+/// pooler turned up), requests fall back to unnamed statements and the request that met
+/// the missing statement is retried once: nobody sees an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_named_statement_switches_to_unnamed_and_the_request_is_retried() {
+    let Some(bouncer) = start_pgbouncer("fallback", 2) else { return };
+    if local_pgbouncer::supports_prepared_statements(local_pgbouncer::version().unwrap()) {
+        return; // this PgBouncer keeps named statements working: nothing goes missing
+    }
+    let database = fresh_database().await;
+    let url = bouncer.url(db::API_ROLE, &database);
+    let app = spawn_app_on(&database, Mode::ApiLogin, |config| config.api_database_url = Some(url)).await;
+    app.create_ok(&member("fallback"), "kept").await;
+    app.app_db.assume_direct();
+    // Eight pooled connections over two server connections: a statement prepared on one
+    // is soon missing on the other. Every answer must still be right.
+    let reader = member("fallback");
+    for _ in 0..50 {
+        let answers = futures::future::join_all((0..8).map(|_| app.get(&reader, "/api/issues/1"))).await;
+        for answer in answers {
+            assert_eq!(answer.status(), StatusCode::OK);
+        }
+        if app.app_db.uses_unnamed_statements() {
+            return;
+        }
+    }
+    panic!("400 reads through PgBouncer never met a missing statement");
 }

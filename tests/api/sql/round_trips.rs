@@ -121,6 +121,21 @@ async fn with_prepared_statements_each_request_is_one_round_trip_after_the_first
     assert_eq!(one_request_of_each_kind(&app, &relay).await, 6, "six requests, six round trips");
 }
 
+/// With no setting, a connection through anything that is not PostgreSQL itself (here a
+/// relay on another port, as a pooler would be) gets unnamed statements, still one round
+/// trip each; a direct connection, over TCP or a Unix socket, gets prepared ones.
+#[tokio::test]
+async fn with_no_setting_statements_are_named_only_on_a_direct_connection() {
+    let (app, relay) = app_through_relay(StatementMode::Auto).await;
+    assert!(app.app_db.uses_unnamed_statements(), "through a relay");
+    assert_eq!(one_request_of_each_kind(&app, &relay).await, 6);
+    assert_eq!(one_request_of_each_kind(&app, &relay).await, 6);
+    let direct = spawn_app().await;
+    assert!(!direct.app_db.uses_unnamed_statements(), "over TCP to PostgreSQL itself");
+    let socket = spawn_app_with(Mode::SwitchRole, |_| {}).await;
+    assert!(!socket.app_db.uses_unnamed_statements(), "over PostgreSQL's own Unix socket");
+}
+
 #[tokio::test]
 async fn with_unnamed_statements_every_request_is_one_round_trip() {
     let (app, relay) = app_through_relay(StatementMode::Unnamed).await;
