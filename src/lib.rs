@@ -138,9 +138,10 @@ impl DatabaseSetup {
         Ok(DatabaseSetup { target, local, psql_url, derived_api_login })
     }
 
-    /// Like [`DatabaseSetup::prepare`], for a command that runs next to a serving instance
-    /// (`tenantry reset`, `migrate`, `maintain`): a private cluster another process runs is
-    /// used as it is (and left running).
+    /// Like [`DatabaseSetup::prepare`], for a command that may run next to a serving
+    /// instance (`tenantry reset`, `psql`, `migrate`, `maintain`, and a second `serve`): a
+    /// private cluster another process runs is used as it is (and left running; it stops
+    /// with the process that started it).
     pub async fn prepare_alongside(config: &Config) -> Result<DatabaseSetup, StartupError> {
         if config.database_url.is_none()
             && let Some((port, data_dir)) = local_postgres::running(&config.local_pg_dir)
@@ -241,7 +242,7 @@ impl App {
             request_timeout: config.request_timeout(),
             in_flight: Default::default(),
         });
-        let mut setup = DatabaseSetup::prepare(config).await?;
+        let mut setup = DatabaseSetup::prepare_alongside(config).await?;
         for applied in setup.migrate().await? {
             tracing::info!(migration = applied, "applied");
         }

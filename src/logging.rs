@@ -25,13 +25,13 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// A buffer this full goes out at once.
 pub const FLUSH_AT_BYTES: usize = 64 * 1024;
 
-/// Sets up the global subscriber (RUST_LOG, default `info`) writing through a
+/// Sets up the global subscriber (RUST_LOG, default `default_level`) writing through a
 /// [`LineBuffer`] on stderr, with a thread that flushes it every [`FLUSH_INTERVAL`] and a
 /// panic hook that flushes it before the panic message. Keep the guard until the end of
 /// `main`: dropping it writes out what is left.
-pub fn init(format: LogFormat) -> FlushOnDrop {
+pub fn init(format: LogFormat, default_level: &str) -> FlushOnDrop {
     let sink = LogSink(Arc::new(LineBuffer::new(io::stderr())));
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(sink.clone())

@@ -75,7 +75,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log = tenantry::logging::init(cli.config.log_format);
+    // Commands a person runs at a prompt say what they did themselves; their logs only
+    // warn (a migration's progress is news to an operator, not to someone resetting).
+    let interactive = matches!(
+        cli.command,
+        Some(Command::Reset { .. } | Command::Psql { .. } | Command::Token { .. } | Command::Openapi)
+    );
+    let _log = tenantry::logging::init(cli.config.log_format, if interactive { "warn" } else { "info" });
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
