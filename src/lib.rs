@@ -50,7 +50,7 @@ pub enum StartupError {
     #[error(transparent)]
     LocalPostgres(#[from] LocalPostgresError),
     #[error("{name} is not a valid PostgreSQL URL: {source}")]
-    InvalidUrl { name: &'static str, source: tokio_postgres::Error },
+    InvalidUrl { name: &'static str, source: db::tls::UrlError },
     #[error("could not connect to PostgreSQL as the owner: {0}")]
     Connect(#[source] tokio_postgres::Error),
     #[error("could not create the database {LOCAL_DATABASE}: {0}")]
@@ -101,7 +101,7 @@ impl DatabaseSetup {
     /// Uses DATABASE_URL (and API_DATABASE_URL), or starts the private cluster.
     pub async fn prepare(config: &Config) -> Result<DatabaseSetup, StartupError> {
         let parse = |name, url: &str| {
-            tokio_postgres::Config::from_str(url).map_err(|source| StartupError::InvalidUrl { name, source })
+            db::Endpoint::parse(url).map_err(|source| StartupError::InvalidUrl { name, source })
         };
         let (owner, local, psql_url) = match &config.database_url {
             Some(url) => (parse("DATABASE_URL", url)?, None, url.clone()),
@@ -111,6 +111,7 @@ impl DatabaseSetup {
                     port: config.local_pg_port,
                     ephemeral: false,
                     socket_rejecting: None,
+                    ..Default::default()
                 };
                 let local = tokio::task::block_in_place(|| LocalPostgres::start(&options))?;
                 create_local_database(&local).await?;
@@ -164,7 +165,7 @@ impl DatabaseSetup {
                 )));
             }
             tracing::info!(url, "the private PostgreSQL is already running; using it");
-            let target = ConnectionTarget::api_login_on(owner);
+            let target = ConnectionTarget::api_login_on(db::Endpoint::plain(owner));
             return Ok(DatabaseSetup { target, local: None, psql_url: url, derived_api_login: false });
         }
         Self::prepare(config).await
@@ -287,7 +288,7 @@ impl App {
             .with_search_max_candidates(config.search_max_candidates)
             .with_page_max_bytes(config.page_max_bytes)
             .with_quotas(config.org_max_issues, config.org_max_activity_per_day);
-        db.settle_statements(&setup.target.requests).await;
+        db.settle_statements(&setup.target.requests.config).await;
         let role = db::verify_request_role(&db).await?;
         tracing::info!(
             role,

@@ -119,10 +119,27 @@ async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err}");
+            tracing::error!("{}", with_causes(&*err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and what caused it, each cause once: tokio-postgres says only "error
+/// performing TLS handshake" or "db error", and the why (the certificate, the server's
+/// FATAL) is in the causes.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error>> {

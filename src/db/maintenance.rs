@@ -10,8 +10,6 @@
 
 use std::time::Duration;
 
-use tokio_postgres::Config;
-
 use super::connect_owner;
 
 /// How far ahead partitions exist, and how long entries are kept.
@@ -29,7 +27,10 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// One round: returns what it did ("created activity_logs_y2027m02", "dropped ..."), or
 /// nothing when another instance holds the lock.
-pub async fn run_once(owner: &Config, upkeep: ActivityUpkeep) -> Result<Vec<String>, tokio_postgres::Error> {
+pub async fn run_once(
+    owner: impl Into<super::Endpoint>,
+    upkeep: ActivityUpkeep,
+) -> Result<Vec<String>, tokio_postgres::Error> {
     let client = connect_owner(owner).await?;
     let months_ahead = i32::try_from(upkeep.months_ahead).unwrap_or(i32::MAX);
     let retention = i32::try_from(upkeep.retention_months).unwrap_or(i32::MAX);
@@ -40,7 +41,7 @@ pub async fn run_once(owner: &Config, upkeep: ActivityUpkeep) -> Result<Vec<Stri
 
 /// Runs [`run_once`] now and then every [`EVERY`] (after a failure: [`RETRY_AFTER`]), logging
 /// what it did, until the task is dropped.
-pub async fn run_periodically(owner: Config, upkeep: ActivityUpkeep) {
+pub async fn run_periodically(owner: super::Endpoint, upkeep: ActivityUpkeep) {
     loop {
         let wait = match run_once(&owner, upkeep).await {
             Ok(done) => {

@@ -13,6 +13,7 @@ mod reconnect;
 mod safety;
 mod scoped;
 mod shares;
+pub mod tls;
 
 pub use error::Error;
 pub use pool::{ConnectionTarget, PoolSettings, RequestRole, connect_owner, request_pool};
@@ -21,6 +22,7 @@ pub use safety::{RoleProblem, verify_request_role};
 pub use scoped::PANIC_MID_PIPELINE;
 pub use scoped::{ContextMode, Database, SET_CONTEXT, Sql, StatementMode, push_literal};
 pub use shares::Shares;
+pub use tls::Endpoint;
 
 /// The login (or switched-to) role every request runs as. Created by migration 1.
 pub const API_ROLE: &str = "tenantry_api";

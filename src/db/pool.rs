@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
-use super::API_ROLE;
+use super::{API_ROLE, Endpoint};
 
 /// How pooled connections come to run as the API role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,23 +20,23 @@ pub enum RequestRole {
 /// Where to migrate and where requests go.
 #[derive(Debug, Clone)]
 pub struct ConnectionTarget {
-    pub owner: Config,
-    pub requests: Config,
+    pub owner: Endpoint,
+    pub requests: Endpoint,
     pub request_role: RequestRole,
 }
 
 impl ConnectionTarget {
     /// Requests log in as the API role on the owner's server and database
     /// (passwordless: the private cluster trusts loopback connections).
-    pub fn api_login_on(owner: Config) -> Self {
+    pub fn api_login_on(owner: Endpoint) -> Self {
         let mut requests = owner.clone();
-        requests.user(API_ROLE);
-        requests.password(Vec::<u8>::new());
+        requests.config.user(API_ROLE);
+        requests.config.password(Vec::<u8>::new());
         ConnectionTarget { owner, requests, request_role: RequestRole::LoggedIn }
     }
 
     /// Requests use the owner's own login and switch role per transaction.
-    pub fn switching_role_on(owner: Config) -> Self {
+    pub fn switching_role_on(owner: Endpoint) -> Self {
         ConnectionTarget { requests: owner.clone(), owner, request_role: RequestRole::SwitchPerTransaction }
     }
 }
@@ -52,9 +52,11 @@ pub fn tune(mut config: Config) -> Config {
     config
 }
 
-/// One direct connection, driven on the runtime until the client is dropped.
-pub async fn connect_owner(config: &Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = tune(config.clone()).connect(NoTls).await?;
+/// One direct connection, driven on the runtime until the client is dropped. A bare
+/// `Config` gets TLS when the server offers it, certificates unchecked (libpq's default).
+pub async fn connect_owner(target: impl Into<Endpoint>) -> Result<Client, tokio_postgres::Error> {
+    let target = target.into();
+    let (client, connection) = tune(target.config).connect(target.tls).await?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::debug!(error = %err, "owner connection ended");
@@ -75,14 +77,17 @@ pub struct PoolSettings {
 
 /// The pool every request checks a connection out of. `Fast` recycling only checks that
 /// the connection is open; the scoped transaction keeps it clean (see `scoped.rs`).
-pub fn request_pool(config: &Config, settings: PoolSettings) -> Pool {
-    let mut config = tune(config.clone());
+pub fn request_pool(target: &Endpoint, settings: PoolSettings) -> Pool {
+    let mut config = tune(target.config.clone());
     // A server that accepts TCP but never answers must not hold a request longer either.
     config.connect_timeout(
         settings.wait_timeout.min(config.get_connect_timeout().copied().unwrap_or(settings.wait_timeout)),
     );
-    let manager =
-        Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(
+        config,
+        target.tls.clone(),
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
     Pool::builder(manager)
         .max_size(settings.size)
         .runtime(Runtime::Tokio1)

@@ -48,6 +48,7 @@ pub fn cluster() -> &'static TestCluster {
                 port: 0,
                 ephemeral: true,
                 socket_rejecting: Some(tenantry::db::API_ROLE.into()),
+                ..Default::default()
             })
             .expect("starting the test PostgreSQL");
             tokio::runtime::Builder::new_current_thread()

@@ -218,7 +218,7 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
     let wrk = which("wrk").ok_or("wrk is not installed (bench/run installs it)")?;
 
     let options =
-        local_postgres::Options { dir: work.join("pg"), port: 0, ephemeral: false, socket_rejecting: None };
+        local_postgres::Options { dir: work.join("pg"), port: 0, ephemeral: false, ..Default::default() };
     let pg = LocalPostgres::start(&options).map_err(|e| e.to_string())?;
     let pgbench = [pg.bin_dir().join("pgbench")]
         .into_iter()

@@ -162,6 +162,7 @@ async fn main() {
             port: 0,
             ephemeral: true,
             socket_rejecting: None,
+            ..Default::default()
         })
     })
     .expect("starting PostgreSQL");

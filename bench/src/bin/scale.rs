@@ -482,6 +482,7 @@ impl Cluster {
             port: 0,
             ephemeral: false,
             socket_rejecting: None,
+            ..Default::default()
         };
         let pg = tokio::task::spawn_blocking(move || LocalPostgres::start(&options))
             .await

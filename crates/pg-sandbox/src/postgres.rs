@@ -52,7 +52,7 @@ pub(crate) fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> L
 }
 
 /// How to run the cluster.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Holds `pgdata/` (the cluster, reused when present) and `postgres.log`.
     pub dir: PathBuf,
@@ -63,6 +63,11 @@ pub struct Options {
     /// Also listen on a Unix socket in `dir/socket` on which this role may not log in
     /// (its first pg_hba.conf line rejects it): for tests of a login that fails.
     pub socket_rejecting: Option<String>,
+    /// More `-c name=value` settings for the server (e.g. `ssl=on`).
+    pub settings: Vec<String>,
+    /// The whole of pg_hba.conf, when it should not be the trusting default (written
+    /// before each start).
+    pub hba: Option<String>,
 }
 
 /// A running cluster; stopped (fast shutdown) when dropped.
@@ -110,6 +115,10 @@ impl LocalPostgres {
             .open(&log)
             .map_err(io_error(format!("opening {}", log.display())))?;
         let log_start = log_file.metadata().map(|m| m.len()).unwrap_or(0);
+        if let Some(hba) = &options.hba {
+            let path = data_dir.join("pg_hba.conf");
+            fs::write(&path, hba).map_err(io_error(format!("writing {}", path.display())))?;
+        }
         let socket_dir = options.socket_rejecting.as_ref().map(|_| dir.join("socket"));
         let sockets = match (&socket_dir, &options.socket_rejecting) {
             (Some(socket_dir), Some(role)) => {
@@ -132,6 +141,9 @@ impl LocalPostgres {
             for setting in ["fsync=off", "synchronous_commit=off", "full_page_writes=off"] {
                 command.args(["-c", setting]);
             }
+        }
+        for setting in &options.settings {
+            command.args(["-c", setting]);
         }
         as_user(&mut command, run_as);
         // SIGINT is PostgreSQL's fast shutdown: disconnect clients, checkpoint, exit.
@@ -266,7 +278,7 @@ pub(crate) fn as_user(command: &mut Command, run_as: Option<(u32, u32)>) {
 }
 
 /// As root: the `postgres` user's uid and gid. Otherwise none: run as ourselves.
-pub(crate) fn unprivileged_user() -> Result<Option<(u32, u32)>, LocalPostgresError> {
+pub fn unprivileged_user() -> Result<Option<(u32, u32)>, LocalPostgresError> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }

@@ -16,9 +16,10 @@
 //!   it must say why, and benchmarks and external hosts are the only reasons accepted.
 //!
 //! What the test stands in for: `localhost:5000` is the test's server (the same binary and
-//! settings `cargo run` serves), `localhost:5001` another free port, `tenantry` the binary
-//! `cargo test` built, and the lines `cargo run` and `cargo test` are the suite itself
-//! (parsed, not run).
+//! settings `cargo run` serves), `localhost:5001` another free port, port 5433 a
+//! PostgreSQL that takes TLS only with `ca.crt` (the CA that signed its certificate) in the
+//! working directory, `tenantry` the binary `cargo test` built, and the lines `cargo run`
+//! and `cargo test` are the suite itself (parsed, not run).
 
 use std::{collections::HashMap, path::Path, process::Stdio};
 
@@ -308,6 +309,22 @@ pub async fn run_document(name: &str, text: &str) {
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tenantry"), bin.join("tenantry")).unwrap();
     let owner_url = cluster().pg.url(pg_sandbox::postgres::SUPERUSER, &app.database);
+    // A PostgreSQL that takes TLS only, its certificate (for `localhost`) signed by `ca.crt`
+    // in the working directory: what docs/operations.md connects to as a managed server.
+    let tls_cluster = if script.contains(":5433/") {
+        let tls_dir = dir.join("tls");
+        std::fs::create_dir_all(&tls_dir).unwrap();
+        let pg =
+            tokio::task::spawn_blocking(move || crate::ops::tls::start_tls_cluster(&tls_dir)).await.unwrap();
+        std::fs::copy(dir.join("tls/ca.crt"), dir.join("ca.crt")).unwrap();
+        Some(pg)
+    } else {
+        None
+    };
+    let script = match &tls_cluster {
+        Some(pg) => script.replace(":5433/", &format!(":{}/", pg.port())),
+        None => script,
+    };
 
     let mut differences = Vec::new();
     for shell in ["bash", "zsh"] {

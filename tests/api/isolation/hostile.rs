@@ -401,7 +401,7 @@ async fn a_body_that_trickles_in_is_a_408_that_closes_the_connection() {
 async fn during_an_outage_requests_get_503_at_once_and_reconnects_back_off() {
     use pg_sandbox::postgres::{LocalPostgres, Options, SUPERUSER};
     let dir = crate::ops::startup::tempdir("backoff");
-    let options = Options { dir: dir.clone(), port: 0, ephemeral: true, socket_rejecting: None };
+    let options = Options { dir: dir.clone(), port: 0, ephemeral: true, ..Default::default() };
     let pg = tokio::task::block_in_place(|| LocalPostgres::start(&options)).unwrap();
     let options = Options { port: pg.port(), ..options };
     connect(&pg.url(SUPERUSER, "postgres")).await.batch_execute("create database backoff").await.unwrap();

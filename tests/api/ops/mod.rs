@@ -3,3 +3,4 @@
 pub mod binary;
 mod operations;
 pub mod startup;
+pub mod tls;

@@ -90,7 +90,7 @@ async fn migrations_apply_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_database_is_down_requests_get_503_and_it_recovers_by_itself() {
     let dir = tempdir("outage");
-    let options = Options { dir: dir.clone(), port: 0, ephemeral: true, socket_rejecting: None };
+    let options = Options { dir: dir.clone(), port: 0, ephemeral: true, ..Default::default() };
     let pg = tokio::task::block_in_place(|| LocalPostgres::start(&options)).unwrap();
     let options = Options { port: pg.port(), ..options };
     connect(&pg.url(SUPERUSER, "postgres")).await.batch_execute("create database outage").await.unwrap();
