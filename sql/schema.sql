@@ -107,6 +107,23 @@ CREATE TYPE api.issue_page_row AS (
 
 COMMENT ON TYPE api.issue_page_row IS 'An issue in a page (the api.issue columns), plus next_cursor: set on the last row of a page when another page follows, NULL otherwise.';
 
+-- Name: stream_entry; Type: TYPE; Schema: api; Owner: -
+
+CREATE TYPE api.stream_entry AS (
+	id bigint,
+	issue_id bigint,
+	actor_id text,
+	action text,
+	changes jsonb,
+	created_at timestamp with time zone,
+	through bigint,
+	through_at timestamp with time zone
+);
+
+-- Name: TYPE stream_entry; Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON TYPE api.stream_entry IS 'A row of api.activity_stream: an activity entry (through and through_at NULL), or the last row, with only id (the organization''s last entry), through and through_at (how far the log was read, and that entry''s time).';
+
 -- Name: page_position; Type: TYPE; Schema: app; Owner: -
 
 CREATE TYPE app.page_position AS (
@@ -347,11 +364,15 @@ CREATE TABLE app.organization_counters (
     live_issues bigint DEFAULT 0 NOT NULL,
     activity_day date,
     activity_today bigint DEFAULT 0 NOT NULL,
+    last_activity_at timestamp with time zone,
+    stream_route text,
+    listened_until timestamp with time zone,
     CONSTRAINT organization_counters_activity_today_check CHECK ((activity_today >= 0)),
     CONSTRAINT organization_counters_last_activity_id_check CHECK ((last_activity_id >= 0)),
     CONSTRAINT organization_counters_last_issue_id_check CHECK ((last_issue_id >= 0)),
     CONSTRAINT organization_counters_live_issues_check CHECK ((live_issues >= 0)),
-    CONSTRAINT organization_counters_organization_id_check CHECK (app.is_valid_id(organization_id))
+    CONSTRAINT organization_counters_organization_id_check CHECK (app.is_valid_id(organization_id)),
+    CONSTRAINT organization_counters_stream_route_check CHECK ((stream_route ~ '^[A-Za-z0-9_-]{22}$'::text))
 );
 
 ALTER TABLE ONLY app.organization_counters FORCE ROW LEVEL SECURITY;
@@ -383,6 +404,18 @@ COMMENT ON COLUMN app.organization_counters.activity_day IS 'The UTC day activit
 -- Name: COLUMN organization_counters.activity_today; Type: COMMENT; Schema: app; Owner: -
 
 COMMENT ON COLUMN app.organization_counters.activity_today IS 'Activity entries the organization made on activity_day: checked against app.max_activity_per_day.';
+
+-- Name: COLUMN organization_counters.last_activity_at; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.organization_counters.last_activity_at IS 'The time of the last activity entry: entry times never decrease with their ids (app.log_activity).';
+
+-- Name: COLUMN organization_counters.stream_route; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.organization_counters.stream_route IS 'The routing value of the organization''s wake-ups (NOTIFY tenantry_activity payload): a keyed hash of the organization id, made by the service; opaque to anyone without its key.';
+
+-- Name: COLUMN organization_counters.listened_until; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.organization_counters.listened_until IS 'Until when an instance serves live streams of this organization (api.watch_activity): changes notify only before this time.';
 
 -- Name: activity_per_organization; Type: VIEW; Schema: dba; Owner: -
 
@@ -1041,6 +1074,108 @@ COMMENT ON POLICY organization_counters_tenant ON app.organization_counters IS '
 -- Functions
 -- ======================================================================================
 
+-- Name: activity_stream(bigint, timestamp with time zone, bigint, text[], integer, integer); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.activity_stream(after_id bigint DEFAULT NULL::bigint, after_at timestamp with time zone DEFAULT NULL::timestamp with time zone, issue_id bigint DEFAULT NULL::bigint, action text[] DEFAULT NULL::text[], page_size integer DEFAULT 100, max_bytes integer DEFAULT NULL::integer) RETURNS SETOF api.stream_entry
+    LANGUAGE plpgsql STABLE
+    AS $_$
+declare
+  org         text := app.current_org_id();
+  latest      bigint;
+  latest_at   timestamptz;
+  floor_at    timestamptz;
+  query       text;
+  found_entry record;
+  returned    integer := 0;
+  spent       bigint := 0;
+  byte_budget bigint := coalesce(max_bytes, 9223372036854775807);
+  last_id     bigint;
+  last_at     timestamptz;
+  full_page   boolean := false;
+begin
+  if org is null then
+    return;
+  end if;
+  if after_id < 0 then
+    raise exception 'after_id must be 0 or more' using errcode = 'TN400', column = 'after_id';
+  end if;
+  if page_size is null or page_size not between 1 and 1000 then
+    raise exception 'page_size must be from 1 to 1000' using errcode = 'TN400', column = 'page_size';
+  end if;
+  if max_bytes < 1 then
+    raise exception 'max_bytes must be at least 1' using errcode = 'TN400', column = 'max_bytes';
+  end if;
+  if activity_stream.issue_id is not null and activity_stream.issue_id < 1 then
+    raise exception 'issue_id must be a positive number' using errcode = 'TN400', column = 'issue_id';
+  end if;
+  action := app.checked_choices(action, array['created', 'updated', 'deleted', 'restored'], 'action');
+
+  -- One snapshot (a stable function): every entry up to the counters' last id is visible
+  -- (ids are handed out in commit order), none after it.
+  select c.last_activity_id, c.last_activity_at into latest, latest_at
+    from app.organization_counters c where c.organization_id = org;
+  latest := coalesce(latest, 0);
+  if after_id > latest then
+    raise exception 'after_id % is past the organization''s last activity entry, %', after_id, latest
+      using errcode = 'TN400', column = 'after_id';
+  end if;
+
+  if after_id is not null and after_id < latest then
+    -- Every later entry was made at or after entry after_id's time (migration 12); an hour
+    -- earlier covers entries made before that, whose times could run behind by as long as
+    -- a transaction waited for the counters row. after_at, when given, spares the look-up
+    -- across every month; it is used only if it is that entry's time.
+    if after_at is not null and exists (select from app.activity_logs a
+                                         where a.organization_id = org and a.id = after_id
+                                           and a.created_at = after_at) then
+      floor_at := after_at;
+    else
+      select a.created_at into floor_at from app.activity_logs a
+       where a.organization_id = org and a.id = after_id;
+    end if;
+    floor_at := floor_at - interval '1 hour';
+
+    query := 'select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at, '
+          || case when max_bytes is null then '0' else 'pg_catalog.octet_length(a.changes::text)' end
+          || ' as text_bytes '
+          || 'from app.activity_logs a where a.organization_id = $1 and a.id > $2 and a.id <= $3'
+          || case when floor_at is not null then ' and a.created_at >= $4' else '' end
+          || case when latest_at is not null then ' and a.created_at <= $5' else '' end
+          || case when activity_stream.issue_id is not null then ' and a.issue_id = $6' else '' end
+          || case when pg_catalog.cardinality(action) = 1 then ' and a.action = ($7)[1]'
+                  when action is not null then ' and a.action = any ($7)' else '' end
+          || ' order by a.id limit $8';
+    for found_entry in execute query
+      using org, after_id, latest, floor_at, latest_at, activity_stream.issue_id, action, page_size
+    loop
+      -- A page ends at the entry that takes it past max_bytes of changes (at least one).
+      spent := spent + found_entry.text_bytes;
+      if returned > 0 and spent > byte_budget then
+        full_page := true;
+        exit;
+      end if;
+      returned := returned + 1;
+      last_id := found_entry.id;
+      last_at := found_entry.created_at;
+      return next row(found_entry.id, found_entry.issue_id, found_entry.actor_id, found_entry.action,
+                      found_entry.changes, found_entry.created_at, null, null)::api.stream_entry;
+    end loop;
+    full_page := full_page or returned = page_size;
+  end if;
+
+  -- The position: the organization's last entry (id), and how far this read got.
+  if full_page then
+    return next row(latest, null, null, null, null, null, last_id, last_at)::api.stream_entry;
+  else
+    return next row(latest, null, null, null, null, null, latest, latest_at)::api.stream_entry;
+  end if;
+end
+$_$;
+
+-- Name: FUNCTION activity_stream(after_id bigint, after_at timestamp with time zone, issue_id bigint, action text[], page_size integer, max_bytes integer); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.activity_stream(after_id bigint, after_at timestamp with time zone, issue_id bigint, action text[], page_size integer, max_bytes integer) IS 'The activity of the organization in app.org_id after entry after_id, oldest first. At most page_size (1-1000) entries and, with max_bytes, the entries whose changes fit in it (at least one); filters: issue_id, action (any of created, updated, deleted, restored). Then one last row with only id, the organization''s last entry, and through and through_at: how far the log was read (the last entry returned when the page is full, else the last entry) and that entry''s time. Without after_id, only that row. TN400 for an after_id past the last entry. after_at: entry after_id''s time, when known (a through_at), so the read starts in its month.';
+
 -- Name: create_issue(text, text, text, text, text); Type: FUNCTION; Schema: api; Owner: -
 
 CREATE FUNCTION api.create_issue(title text, description text, status text DEFAULT 'OPEN'::text, priority text DEFAULT 'MEDIUM'::text, assignee_id text DEFAULT NULL::text) RETURNS SETOF api.issue
@@ -1629,6 +1764,38 @@ $$;
 
 COMMENT ON FUNCTION api.update_issue(issue_id bigint, patch jsonb, expected_version bigint) IS 'ADMIN only (else TN403). Applies patch, a JSON object of column names (title, description, status, priority, assignee_id; assignee_id may be null) to one issue of the organization in app.org_id (TN404 when missing), and logs an updated entry with each changed field''s from and to. A patch that changes nothing writes nothing and returns the issue. With expected_version (HTTP If-Match), an issue at any other version is left alone and TN412 is raised, its DETAIL naming the current version.';
 
+-- Name: watch_activity(text, integer); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.watch_activity(route text, seconds integer) RETURNS TABLE(last_id bigint, last_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $_$
+declare
+  org text := app.current_org_id();
+begin
+  if org is null then
+    return;
+  end if;
+  if route is null or route !~ '^[A-Za-z0-9_-]{22}$' then
+    raise exception 'route must be 22 characters of A-Z a-z 0-9 _ -' using errcode = 'TN400', column = 'route';
+  end if;
+  if seconds is null or seconds not between 1 and 3600 then
+    raise exception 'seconds must be from 1 to 3600' using errcode = 'TN400', column = 'seconds';
+  end if;
+  -- Under the counters row lock, as every change is numbered: see the migration's header.
+  insert into app.organization_counters as c (organization_id, stream_route, listened_until)
+  values (org, watch_activity.route, pg_catalog.now() + pg_catalog.make_interval(secs => watch_activity.seconds))
+  on conflict (organization_id) do update
+    set stream_route = excluded.stream_route,
+        listened_until = greatest(c.listened_until, excluded.listened_until)
+  returning c.last_activity_id, c.last_activity_at into last_id, last_at;
+  return next;
+end
+$_$;
+
+-- Name: FUNCTION watch_activity(route text, seconds integer); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.watch_activity(route text, seconds integer) IS 'Registers an instance streaming the organization in app.org_id for the next seconds (1-3600). Until then every change sends NOTIFY tenantry_activity with route (a keyed hash of the organization id, 22 characters of base64url). Takes the counters row lock, like a change; returns the last entry''s id and time as of then (0 and NULL before any entry).';
+
 -- Name: activity_partition_name(timestamp without time zone); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.activity_partition_name(month timestamp without time zone) RETURNS text
@@ -2100,21 +2267,34 @@ CREATE FUNCTION app.log_activity(issue_id bigint, action text, changes jsonb) RE
     AS $$
 declare
   entry_id bigint;
+  entry_at timestamptz;
+  route    text;
 begin
-  insert into app.organization_counters as c (organization_id, last_activity_id)
-  values (app.current_org_id(), 1)
-  on conflict (organization_id) do update set last_activity_id = c.last_activity_id + 1
-  returning c.last_activity_id into entry_id;
+  -- Numbered and timed under the counters row lock: the time never runs behind the
+  -- previous entry's, so ids and times grow together.
+  insert into app.organization_counters as c (organization_id, last_activity_id, last_activity_at)
+  values (app.current_org_id(), 1, pg_catalog.now())
+  on conflict (organization_id) do update
+    set last_activity_id = c.last_activity_id + 1,
+        last_activity_at = greatest(c.last_activity_at, pg_catalog.now())
+  returning c.last_activity_id, c.last_activity_at,
+            case when c.listened_until > pg_catalog.now() then c.stream_route end
+    into entry_id, entry_at, route;
 
-  insert into app.activity_logs (organization_id, id, issue_id, actor_id, action, changes)
+  insert into app.activity_logs (organization_id, id, issue_id, actor_id, action, changes, created_at)
   values (app.current_org_id(), entry_id, log_activity.issue_id, app.current_user_id(),
-          log_activity.action, log_activity.changes);
+          log_activity.action, log_activity.changes, entry_at);
+
+  -- Only while an instance listens, and only the opaque route: see the header.
+  if route is not null then
+    perform pg_catalog.pg_notify('tenantry_activity', route);
+  end if;
 end
 $$;
 
 -- Name: FUNCTION log_activity(issue_id bigint, action text, changes jsonb); Type: COMMENT; Schema: app; Owner: -
 
-COMMENT ON FUNCTION app.log_activity(issue_id bigint, action text, changes jsonb) IS 'Appends an activity entry for the current organization and actor, numbered from app.organization_counters. Called by the api functions in the transaction of the change.';
+COMMENT ON FUNCTION app.log_activity(issue_id bigint, action text, changes jsonb) IS 'Appends an activity entry for the current organization and actor, numbered and timed from app.organization_counters (times never run behind the previous entry''s), and wakes the instances that stream the organization (NOTIFY tenantry_activity with its opaque route, only while one listens). Called by the api functions in the transaction of the change.';
 
 -- Name: maintain_activity_partitions(integer, integer); Type: FUNCTION; Schema: app; Owner: -
 
@@ -2405,6 +2585,11 @@ GRANT USAGE ON SCHEMA app TO tenantry_tenant_view;
 
 GRANT USAGE ON SCHEMA dba TO tenantry_dba;
 
+-- Name: FUNCTION activity_stream(after_id bigint, after_at timestamp with time zone, issue_id bigint, action text[], page_size integer, max_bytes integer); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.activity_stream(after_id bigint, after_at timestamp with time zone, issue_id bigint, action text[], page_size integer, max_bytes integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.activity_stream(after_id bigint, after_at timestamp with time zone, issue_id bigint, action text[], page_size integer, max_bytes integer) TO tenantry_api;
+
 -- Name: FUNCTION create_issue(title text, description text, status text, priority text, assignee_id text); Type: ACL; Schema: api; Owner: -
 
 REVOKE ALL ON FUNCTION api.create_issue(title text, description text, status text, priority text, assignee_id text) FROM PUBLIC;
@@ -2454,6 +2639,11 @@ GRANT ALL ON FUNCTION api.schema_version() TO tenantry_api;
 
 REVOKE ALL ON FUNCTION api.update_issue(issue_id bigint, patch jsonb, expected_version bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION api.update_issue(issue_id bigint, patch jsonb, expected_version bigint) TO tenantry_api;
+
+-- Name: FUNCTION watch_activity(route text, seconds integer); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.watch_activity(route text, seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.watch_activity(route text, seconds integer) TO tenantry_api;
 
 -- Name: FUNCTION activity_partition_name(month timestamp without time zone); Type: ACL; Schema: app; Owner: -
 
@@ -2718,6 +2908,18 @@ GRANT UPDATE(activity_day) ON TABLE app.organization_counters TO tenantry_api;
 -- Name: COLUMN organization_counters.activity_today; Type: ACL; Schema: app; Owner: -
 
 GRANT UPDATE(activity_today) ON TABLE app.organization_counters TO tenantry_api;
+
+-- Name: COLUMN organization_counters.last_activity_at; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(last_activity_at) ON TABLE app.organization_counters TO tenantry_api;
+
+-- Name: COLUMN organization_counters.stream_route; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(stream_route) ON TABLE app.organization_counters TO tenantry_api;
+
+-- Name: COLUMN organization_counters.listened_until; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(listened_until) ON TABLE app.organization_counters TO tenantry_api;
 
 -- Name: TABLE activity_per_organization; Type: ACL; Schema: dba; Owner: -
 

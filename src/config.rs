@@ -85,6 +85,13 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (e.g. http://localhost:4318): one
+    /// span per request and per database transaction, joined to the caller's traceparent.
+    /// Unset: no exporter. OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf or http/json) and
+    /// OTEL_SERVICE_NAME are read too.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Transactions one organization may have in flight at once on this instance (unset:
     /// half the request pool, at least 1). Over it a request waits up to
     /// ORG_QUEUE_TIMEOUT_MS, then gets 429.
@@ -156,6 +163,13 @@ pub struct Config {
     #[arg(long, env = "ALLOW_HEADER_AUTH_ON_NETWORK", default_value_t = false, value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
     pub allow_header_auth_on_network: bool,
 
+    /// Origins whose web pages may call the API from a browser (CORS), comma-separated,
+    /// each scheme://host[:port] as browsers send it (https://app.example.com), or `*` for
+    /// any (refused with AUTH_MODE=headers unless ALLOW_HEADER_AUTH_ON_NETWORK=1). Unset:
+    /// no CORS headers at all.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS")]
+    pub cors_allowed_origins: Option<String>,
+
     /// With DATABASE_URL alone, requests log in as tenantry_api on the same server; if
     /// that login fails the service refuses to start, unless this is set (1, development
     /// only): then requests log in as DATABASE_URL's user and switch role per transaction.
@@ -172,6 +186,63 @@ pub struct Config {
 
     #[command(flatten)]
     pub rate_limits: RateLimitConfig,
+
+    #[command(flatten)]
+    pub streams: StreamConfig,
+}
+
+/// Live activity streams (`GET /api/activity/stream`): limits, timings, and the LISTEN
+/// connection that wakes them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamConfig {
+    /// Streams this instance serves at once (0: no limit); past it a new one is a 503.
+    /// Each also holds one of MAX_CONNECTIONS.
+    #[arg(long, env = "STREAM_MAX", default_value_t = 2000)]
+    pub stream_max: usize,
+
+    /// Streams one organization may have open on this instance (0: no limit); past it a
+    /// new one is a 429.
+    #[arg(long, env = "STREAM_MAX_PER_ORG", default_value_t = 100)]
+    pub stream_max_per_org: usize,
+
+    /// Events a stream may have waiting for its client; a client further behind is
+    /// disconnected (it resumes with Last-Event-ID), never buffered without bound.
+    #[arg(long, env = "STREAM_MAX_QUEUED", default_value_t = 1000)]
+    pub stream_max_queued: usize,
+
+    /// Milliseconds without a write after which a stream sends a `: keep-alive` comment
+    /// (must be shorter than IDLE_TIMEOUT_MS).
+    #[arg(long, env = "STREAM_HEARTBEAT_MS", default_value_t = 15_000)]
+    pub stream_heartbeat_ms: u64,
+
+    /// The `retry:` hint a stream opens with: milliseconds a client waits before
+    /// reconnecting.
+    #[arg(long, env = "STREAM_RETRY_MS", default_value_t = 2000)]
+    pub stream_retry_ms: u64,
+
+    /// Without a LISTEN connection, how often (milliseconds) each organization with open
+    /// streams has its log read.
+    #[arg(long, env = "STREAM_POLL_INTERVAL_MS", default_value_t = 1000)]
+    pub stream_poll_interval_ms: u64,
+
+    /// PostgreSQL URL of the LISTEN connection that wakes the streams: it must reach
+    /// PostgreSQL itself (not a transaction-mode pooler). Unset: DATABASE_URL (the private
+    /// cluster's without it).
+    #[arg(long, env = "LISTEN_DATABASE_URL", hide_env_values = true)]
+    pub listen_database_url: Option<String>,
+}
+
+impl StreamConfig {
+    pub fn live_settings(&self) -> crate::db::live::LiveSettings {
+        crate::db::live::LiveSettings {
+            max_streams: self.stream_max,
+            max_per_org: self.stream_max_per_org,
+            max_queued: self.stream_max_queued.max(1),
+            poll_interval: Duration::from_millis(self.stream_poll_interval_ms.max(1)),
+            heartbeat: Duration::from_millis(self.stream_heartbeat_ms),
+            retry: Duration::from_millis(self.stream_retry_ms),
+        }
+    }
 }
 
 /// AUTH_MODE=jwt: how tokens are verified and what their claims mean.
@@ -249,6 +320,13 @@ impl Default for JwtConfig {
 }
 
 impl Default for RateLimitConfig {
+    /// The defaults in the attributes above, ignoring the environment.
+    fn default() -> Self {
+        defaults_of()
+    }
+}
+
+impl Default for StreamConfig {
     /// The defaults in the attributes above, ignoring the environment.
     fn default() -> Self {
         defaults_of()

@@ -7,6 +7,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod logging;
+pub mod telemetry;
 pub mod trace;
 
 use std::{future::Future, io, net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
@@ -24,6 +25,7 @@ use crate::{
     http::{
         Services, api,
         connections::GuardedAcceptor,
+        cors::{Cors, CorsSetupError},
         extract::{
             auth::{Authenticator, Gate},
             jwt::JwtSetupError,
@@ -65,6 +67,8 @@ pub enum StartupError {
     UnsafeRequestRole(#[from] RoleProblem),
     #[error("AUTH_MODE=jwt: {0}")]
     Jwt(#[from] JwtSetupError),
+    #[error(transparent)]
+    Cors(#[from] CorsSetupError),
     #[error("could not listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
     #[error(
@@ -82,6 +86,11 @@ pub enum StartupError {
     ApiLogin { source: tokio_postgres::Error },
     #[error("ETAG_KEY must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)")]
     EtagKey,
+    #[error(
+        "STREAM_HEARTBEAT_MS={heartbeat_ms} must be above 0 and below IDLE_TIMEOUT_MS={idle_ms}: a \
+         stream that writes nothing for IDLE_TIMEOUT_MS is closed as idle"
+    )]
+    StreamHeartbeat { heartbeat_ms: u64, idle_ms: u64 },
     #[error("could not read the ETag key from the database: {0}")]
     ReadEtagKey(#[source] tokio_postgres::Error),
 }
@@ -210,6 +219,7 @@ pub struct App {
     acceptor: GuardedAcceptor<TcpAcceptor>,
     addr: SocketAddr,
     db: Database,
+    live: Arc<db::live::LiveActivity>,
     setup: DatabaseSetup,
     services: Arc<Services>,
     tags: EntityTags,
@@ -234,12 +244,33 @@ impl App {
             );
         }
         let configured_etag_key = config.etag_key.as_deref().map(config::decode_key).transpose()?;
+        let streams = &config.streams;
+        if streams.stream_heartbeat_ms == 0
+            || (config.idle_timeout_ms > 0 && streams.stream_heartbeat_ms >= config.idle_timeout_ms)
+        {
+            let (heartbeat_ms, idle_ms) = (streams.stream_heartbeat_ms, config.idle_timeout_ms);
+            return Err(StartupError::StreamHeartbeat { heartbeat_ms, idle_ms });
+        }
+        let listen_url = streams
+            .listen_database_url
+            .as_deref()
+            .map(|url| {
+                db::Endpoint::parse(url)
+                    .map_err(|source| StartupError::InvalidUrl { name: "LISTEN_DATABASE_URL", source })
+            })
+            .transpose()?;
         let authenticator = Authenticator::new(config.auth_mode, &config.jwt)?;
+        let cors = Cors::from_settings(
+            config.cors_allowed_origins.as_deref(),
+            config.auth_mode,
+            config.allow_header_auth_on_network,
+        )?;
         let routes = Arc::new(api::route_table());
         let services = Arc::new(Services {
             gate: Arc::new(Gate { authenticator, limits: RateLimits::new(&config.rate_limits) }),
             metrics: Metrics::new(routes.clone()),
             routes,
+            cors,
             request_timeout: config.request_timeout(),
             in_flight: Default::default(),
         });
@@ -260,10 +291,11 @@ impl App {
             );
             setup.target = ConnectionTarget::switching_role_on(setup.target.owner.clone());
         }
-        let etag_key = match configured_etag_key {
-            Some(key) => key,
-            None => db::keys::etag_key(&setup.target.owner).await.map_err(StartupError::ReadEtagKey)?,
-        };
+        // The database's own key, which every instance on it shares: the routing values of
+        // live streams' wake-ups must agree across instances even when ETAG_KEY differs.
+        let database_key =
+            db::keys::etag_key(&setup.target.owner).await.map_err(StartupError::ReadEtagKey)?;
+        let etag_key = configured_etag_key.unwrap_or(database_key);
         // Partitions for this month and ahead before the first request. A failure here is
         // not fatal: migration 6 made some ahead, and the periodic task retries.
         let upkeep = config.activity_upkeep();
@@ -290,6 +322,12 @@ impl App {
             .with_quotas(config.org_max_issues, config.org_max_activity_per_day);
         db.settle_statements(&setup.target.requests.config).await;
         let role = db::verify_request_role(&db).await?;
+        let live = db::live::LiveActivity::new(
+            db.clone(),
+            config.streams.live_settings(),
+            &database_key,
+            listen_url.unwrap_or_else(|| setup.target.owner.clone()),
+        );
         tracing::info!(
             role,
             mode = ?setup.target.request_role,
@@ -308,6 +346,7 @@ impl App {
             acceptor,
             addr,
             db,
+            live,
             setup,
             services,
             tags: EntityTags::new(&etag_key),
@@ -327,6 +366,11 @@ impl App {
         &self.db
     }
 
+    /// The live activity streams this instance serves.
+    pub fn live(&self) -> &Arc<db::live::LiveActivity> {
+        &self.live
+    }
+
     pub fn local_postgres(&self) -> Option<&LocalPostgres> {
         self.setup.local.as_ref()
     }
@@ -336,7 +380,17 @@ impl App {
     /// cluster, if any.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let App {
-            acceptor, db, setup, services, tags, auth_mode, shutdown_timeout, upkeep, next_upkeep, ..
+            acceptor,
+            db,
+            live,
+            setup,
+            services,
+            tags,
+            auth_mode,
+            shutdown_timeout,
+            upkeep,
+            next_upkeep,
+            ..
         } = self;
         let housekeeping = tokio::spawn(forget_idle_rate_limit_keys(Arc::downgrade(&services)));
         let owner = setup.target.owner.clone();
@@ -344,10 +398,19 @@ impl App {
             tokio::time::sleep(next_upkeep).await;
             db::maintenance::run_periodically(owner, upkeep).await
         });
-        let routes = http::routes(db.clone(), services, tags, auth_mode);
+        let routes =
+            poem::EndpointExt::data(http::routes(db.clone(), services, tags, auth_mode), live.clone());
+        // Streams never finish on their own: on shutdown they end at once, so the graceful
+        // shutdown waits only for ordinary requests.
+        let streams = live.clone();
+        let shutdown = async move {
+            shutdown.await;
+            streams.close();
+        };
         let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(routes, shutdown, Some(shutdown_timeout))
             .await;
+        live.close();
         housekeeping.abort();
         partitions.abort();
         db.close();

@@ -82,6 +82,15 @@ fn main() -> ExitCode {
         Some(Command::Reset { .. } | Command::Psql { .. } | Command::Token { .. } | Command::Openapi)
     );
     let _log = tenantry::logging::init(cli.config.log_format, if interactive { "warn" } else { "info" });
+    // Before the runtime: the exporter's HTTP client blocks. Dropped before the log guard,
+    // so its last export (at exit) can still log.
+    let _telemetry = match tenantry::telemetry::init(cli.config.otlp_endpoint.as_deref()) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(err) => {

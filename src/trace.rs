@@ -8,9 +8,12 @@
 //! commits, and the line says so. It is written by whoever finishes last: the request, or
 //! its last transaction.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicBool, Ordering::Relaxed},
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
+    time::{Duration, Instant, SystemTime},
 };
 
 tokio::task_local! {
@@ -35,6 +38,17 @@ struct State {
     /// How the last transaction that ended, ended (`None`: none ended).
     committed: Option<bool>,
     logged: bool,
+    /// Time spent in transactions that ended (the `Server-Timing` header's `db`).
+    database_time: Duration,
+    /// Each ended transaction (start, duration, committed), when spans are exported.
+    transactions: Vec<(SystemTime, Duration, bool)>,
+}
+
+/// When a transaction started; the wall clock only when spans are exported.
+#[derive(Debug, Clone, Copy)]
+pub struct TransactionClock {
+    started: Instant,
+    wall: Option<SystemTime>,
 }
 
 impl RequestTrace {
@@ -77,15 +91,32 @@ impl RequestTrace {
         self.log_if_done(&mut state);
     }
 
-    pub fn transaction_started(&self) {
+    pub fn transaction_started(&self) -> TransactionClock {
         self.lock().open += 1;
+        TransactionClock { started: Instant::now(), wall: crate::telemetry::enabled().then(SystemTime::now) }
     }
 
-    pub fn transaction_ended(&self, committed: bool) {
+    pub fn transaction_ended(&self, clock: TransactionClock, committed: bool) {
+        let took = clock.started.elapsed();
         let mut state = self.lock();
         state.open = state.open.saturating_sub(1);
         state.committed = Some(committed);
+        state.database_time += took;
+        if let Some(wall) = clock.wall {
+            state.transactions.push((wall, took, committed));
+        }
         self.log_if_done(&mut state);
+    }
+
+    /// Time spent in the request's transactions so far (`None`: it had none).
+    pub fn database_time(&self) -> Option<Duration> {
+        let state = self.lock();
+        state.committed.is_some().then_some(state.database_time)
+    }
+
+    /// The request's transactions, for its span (see `telemetry`).
+    pub fn transactions(&self) -> Vec<(SystemTime, Duration, bool)> {
+        std::mem::take(&mut self.lock().transactions)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -92,7 +92,7 @@ impl ActivityRows {
     }
 }
 
-fn entry_from_row(row: &Row) -> Result<ActivityEntry, Error> {
+pub(super) fn entry_from_row(row: &Row) -> Result<ActivityEntry, Error> {
     let action: &str = row.try_get(3)?;
     Ok(ActivityEntry {
         id: row.try_get(0)?,

@@ -6,6 +6,8 @@ mod error;
 pub mod health;
 pub mod issues;
 pub mod keys;
+mod listen;
+pub mod live;
 pub mod maintenance;
 pub mod migrate;
 mod pool;
@@ -13,9 +15,11 @@ mod reconnect;
 mod safety;
 mod scoped;
 mod shares;
+pub mod stream;
 pub mod tls;
 
 pub use error::Error;
+pub use listen::CHANNEL as ACTIVITY_CHANNEL;
 pub use pool::{ConnectionTarget, PoolSettings, RequestRole, connect_owner, request_pool};
 pub use safety::{RoleProblem, verify_request_role};
 #[cfg(feature = "test-hooks")]

@@ -59,7 +59,10 @@ use tokio_postgres::{
 };
 
 use super::{Error, Shares, pool::RequestRole, reconnect::Reconnect};
-use crate::{domain::TenantContext, trace::RequestTrace};
+use crate::{
+    domain::TenantContext,
+    trace::{RequestTrace, TransactionClock},
+};
 
 /// A statement the scoped transaction runs, with the PostgreSQL types of its parameters.
 /// Stating the types keeps both [`StatementMode`]s typing parameters identically, and lets
@@ -317,16 +320,16 @@ impl Database {
         // connection holds its pool slot until then (the pool size keeps its meaning).
         let (sender, answer) = tokio::sync::oneshot::channel();
         let trace = RequestTrace::current();
-        if let Some(trace) = &trace {
-            trace.transaction_started();
-        }
+        let clock = trace.as_ref().map(|trace| trace.transaction_started());
         tokio::spawn(async move {
             // Ends the transaction for the trace even if `run` panics.
-            let ended = TransactionEnd(trace, false);
+            let ended = TransactionEnd(trace.zip(clock), false);
             let result = work.run(lease, named).await;
             drop(share);
             let mut ended = ended;
             ended.1 = result.is_ok();
+            // Before the answer: the request's Server-Timing counts this transaction.
+            drop(ended);
             let _ = sender.send(result);
         });
         match answer.await {
@@ -546,12 +549,12 @@ impl Pipeline {
 }
 
 /// Tells the request's trace how its transaction ended, when dropped (`.1`: committed).
-struct TransactionEnd(Option<Arc<RequestTrace>>, bool);
+struct TransactionEnd(Option<(Arc<RequestTrace>, TransactionClock)>, bool);
 
 impl Drop for TransactionEnd {
     fn drop(&mut self) {
-        if let Some(trace) = &self.0 {
-            trace.transaction_ended(self.1);
+        if let Some((trace, clock)) = self.0.take() {
+            trace.transaction_ended(clock, self.1);
         }
     }
 }

@@ -8,7 +8,9 @@
 //! server's file descriptors until it stopped accepting anyone. This acceptor wraps each
 //! TCP stream in a [`Guarded`] stream that enforces both deadlines on reads (hyper closes a
 //! connection whose read fails) and holds one of MAX_CONNECTIONS places; a connection over
-//! the cap is accepted and closed at once, so the backlog never fills with it.
+//! the cap is accepted and closed at once, so the backlog never fills with it. A client
+//! that stops reading a response (its socket stays full for IDLE_TIMEOUT_MS) fails the
+//! write, so a live stream nobody reads cannot hold its connection for ever.
 
 use std::{
     io,
@@ -199,6 +201,21 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
     }
 }
 
+impl<T> Guarded<T> {
+    /// After a write the client did not take: once a response is under way, a client that
+    /// accepts none of it for IDLE_TIMEOUT_MS (it stopped reading: a full socket) is
+    /// disconnected, or it would hold its connection, and a stream its place, for ever.
+    /// The idle timer runs from the last write that went through.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        (self.phase == Phase::Idle && self.timer.as_mut().poll(cx).is_ready()).then(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client accepted none of the response for IDLE_TIMEOUT_MS",
+            )
+        })
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
@@ -206,6 +223,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
         // A response is going out: the next read begins the wait for the next request.
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             this.enter(Phase::Idle);
+        }
+        if written.is_pending()
+            && let Some(stalled) = this.stalled(cx)
+        {
+            return Poll::Ready(Err(stalled));
         }
         written
     }
@@ -220,6 +242,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             this.enter(Phase::Idle);
         }
+        if written.is_pending()
+            && let Some(stalled) = this.stalled(cx)
+        {
+            return Poll::Ready(Err(stalled));
+        }
         written
     }
 
@@ -228,7 +255,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if flushed.is_pending()
+            && let Some(stalled) = this.stalled(cx)
+        {
+            return Poll::Ready(Err(stalled));
+        }
+        flushed
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

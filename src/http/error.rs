@@ -27,6 +27,8 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_SECONDS: &str = "2";
+/// Seconds before another stream of an organization at its limit may open: one must close.
+const STREAM_RETRY_AFTER_SECONDS: &str = "10";
 
 /// One problem with one input: a body field, a header or a parameter.
 #[derive(Object, Serialize, Debug, Clone, PartialEq, Eq)]
@@ -92,6 +94,12 @@ pub enum ApiError {
     /// Over a rate limit; `retry_after` in whole seconds.
     #[error("too many requests for this {scope}; retry in {retry_after} s")]
     TooManyRequests { scope: &'static str, retry_after: u64 },
+    /// The organization has as many live streams open as it may (STREAM_MAX_PER_ORG).
+    #[error("{0}")]
+    TooManyStreams(String),
+    /// This instance serves as many live streams as it may (STREAM_MAX), or is stopping.
+    #[error("{0}")]
+    Overloaded(String),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// The body did not arrive within REQUEST_TIMEOUT_MS: the client is too slow.
@@ -178,12 +186,14 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Client(status, _) => *status,
-            ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NotReady(_) | ApiError::Overloaded(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -195,8 +205,11 @@ impl ResponseError for ApiError {
             Response::builder().status(self.status()).content_type(PROBLEM_CONTENT_TYPE).body(body);
         let headers = response.headers_mut();
         match self {
-            ApiError::Unavailable(_) | ApiError::NotReady(_) => {
+            ApiError::Unavailable(_) | ApiError::NotReady(_) | ApiError::Overloaded(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            }
+            ApiError::TooManyStreams(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static(STREAM_RETRY_AFTER_SECONDS));
             }
             ApiError::TooManyRequests { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
@@ -361,6 +374,8 @@ const PARAMETER_RULES: &[(&str, &str)] = &[
     ("createdBy", concat!("must be a user id: ", id_rule!())),
     ("actorId", concat!("must be a user id: ", id_rule!())),
     ("issueId", "must be a positive 64-bit integer"),
+    ("after", "must be the id of an activity entry: a whole number, 0 or more"),
+    ("Last-Event-ID", "must be the id of an event this stream sent: a whole number, 0 or more"),
     ("createdAfter", TIMESTAMP_RULE),
     ("createdBefore", TIMESTAMP_RULE),
     ("updatedAfter", TIMESTAMP_RULE),

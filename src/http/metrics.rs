@@ -56,8 +56,12 @@ impl Route {
 pub struct RouteIndex(usize);
 
 pub struct Metrics {
-    /// The API operations in document order, then [`FIXED_ROUTES`], then `other`.
+    /// The API operations in document order, then [`FIXED_ROUTES`], then OPTIONS on each
+    /// of their paths (CORS preflights, and OPTIONS that is not one), then `other`.
     routes: Vec<Route>,
+    /// The paths of the OPTIONS routes, in their order: each distinct path template, then
+    /// the fixed routes.
+    options_paths: Vec<String>,
     /// The API operations (their order is that of the first routes).
     table: Arc<RouteTable>,
     rate_limited: [AtomicU64; 2],
@@ -71,9 +75,17 @@ impl Metrics {
         let mut routes: Vec<Route> =
             operations.iter().map(|op| Route::new(op.method.as_str(), &op.path)).collect();
         routes.extend(FIXED_ROUTES.iter().map(|path| Route::new("GET", path)));
+        let mut options_paths: Vec<String> = Vec::new();
+        for path in operations.iter().map(|op| op.path.as_str()).chain(FIXED_ROUTES) {
+            if !options_paths.iter().any(|known| known == path) {
+                options_paths.push(path.to_owned());
+            }
+        }
+        routes.extend(options_paths.iter().map(|path| Route::new("OPTIONS", path)));
         routes.push(Route::new("", "other"));
         Metrics {
             routes,
+            options_paths,
             table,
             rate_limited: [AtomicU64::new(0), AtomicU64::new(0)],
             revalidations: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -81,12 +93,18 @@ impl Metrics {
     }
 
     /// The route of an API operation, or else of the operation whose method and path
-    /// template match, or of a fixed path, or `other`.
+    /// template match, or OPTIONS on a known path, or of a fixed path, or `other`.
     pub fn route(&self, operation_id: Option<&str>, method: &poem::http::Method, path: &str) -> RouteIndex {
         let operations = self.table.operations();
         let position = |id: &str| operations.iter().position(|op| op.id == id);
         if let Some(index) = operation_id.and_then(position) {
             return RouteIndex(index);
+        }
+        if method == poem::http::Method::OPTIONS {
+            let template = self.table.template_of(path).unwrap_or(path);
+            if let Some(index) = self.options_paths.iter().position(|known| known == template) {
+                return RouteIndex(operations.len() + FIXED_ROUTES.len() + index);
+            }
         }
         let matching = self.table.find(method, path).and_then(|op| position(op.id));
         if let Some(index) = matching {
@@ -205,5 +223,64 @@ impl Metrics {
             status.available, status.waiting, status.max_size,
         );
         out
+    }
+}
+
+/// The live activity streams' series (`db::live`): open streams and organizations, the
+/// LISTEN connection, wake-ups and reads (one read per organization and wake-up, however
+/// many streams it has), and why streams ended or were refused.
+pub fn render_streams(out: &mut String, stats: &crate::db::live::LiveStats) {
+    use crate::db::live::Ending;
+    let _ = write!(
+        out,
+        "# HELP tenantry_sse_streams Live activity streams open now.\n\
+         # TYPE tenantry_sse_streams gauge\n\
+         tenantry_sse_streams {}\n\
+         # HELP tenantry_sse_organizations Organizations with live activity streams open now (one reader each).\n\
+         # TYPE tenantry_sse_organizations gauge\n\
+         tenantry_sse_organizations {}\n\
+         # HELP tenantry_sse_listening 1 while the LISTEN connection that wakes the streams is up (else they poll).\n\
+         # TYPE tenantry_sse_listening gauge\n\
+         tenantry_sse_listening {}\n\
+         # HELP tenantry_sse_wakeups_total Notifications that woke an organization's reader.\n\
+         # TYPE tenantry_sse_wakeups_total counter\n\
+         tenantry_sse_wakeups_total {}\n\
+         # HELP tenantry_sse_polls_total Times an organization's reader woke by the poll interval (no LISTEN connection).\n\
+         # TYPE tenantry_sse_polls_total counter\n\
+         tenantry_sse_polls_total {}\n\
+         # HELP tenantry_sse_reads_total Reads of the activity log for streams: once per organization and wake-up (feed), or by one stream catching up.\n\
+         # TYPE tenantry_sse_reads_total counter\n\
+         tenantry_sse_reads_total{{kind=\"feed\"}} {}\n\
+         tenantry_sse_reads_total{{kind=\"catch_up\"}} {}\n\
+         # HELP tenantry_sse_events_total Events handed from the readers to streams.\n\
+         # TYPE tenantry_sse_events_total counter\n\
+         tenantry_sse_events_total {}\n\
+         # HELP tenantry_sse_queued Events waiting in streams' queues for their clients (each at most STREAM_MAX_QUEUED).\n\
+         # TYPE tenantry_sse_queued gauge\n\
+         tenantry_sse_queued {}\n\
+         # HELP tenantry_sse_behind_total Streams whose client fell more than STREAM_MAX_QUEUED events behind (fed no more; they end).\n\
+         # TYPE tenantry_sse_behind_total counter\n\
+         tenantry_sse_behind_total {}\n\
+         # HELP tenantry_sse_refused_total Streams refused at their limit, by limit.\n\
+         # TYPE tenantry_sse_refused_total counter\n\
+         tenantry_sse_refused_total{{limit=\"organization\"}} {}\n\
+         tenantry_sse_refused_total{{limit=\"instance\"}} {}\n\
+         # HELP tenantry_sse_ended_total Streams ended, by why.\n\
+         # TYPE tenantry_sse_ended_total counter\n",
+        stats.streams,
+        stats.organizations,
+        u8::from(stats.listening),
+        stats.wakeups,
+        stats.polls,
+        stats.feed_reads,
+        stats.catch_up_reads,
+        stats.entries,
+        stats.queued,
+        stats.fell_behind,
+        stats.refused[0],
+        stats.refused[1],
+    );
+    for (ending, count) in Ending::ALL.iter().zip(stats.ended) {
+        let _ = writeln!(out, "tenantry_sse_ended_total{{reason=\"{}\"}} {count}", ending.as_str());
     }
 }

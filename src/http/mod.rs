@@ -1,11 +1,12 @@
 //! The HTTP surface, along the request path: [`connections`] accepts, [`observe`] wraps
-//! every request (id, deadline, metrics, logs), [`extract`] reads who calls and what they
+//! every request (id, deadline, metrics, logs, [`cors`]), [`extract`] reads who calls and what they
 //! send, [`api`] has the handlers, [`error`] turns every failure into a problem. The
 //! route table ([`routes`]) is made once from the handlers and given to what needs it;
 //! [`spec`] shapes the served OpenAPI document and is imported here only.
 
 pub mod api;
 pub mod connections;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod metrics;

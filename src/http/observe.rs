@@ -1,5 +1,6 @@
 //! What wraps every request: its id (`x-request-id`, taken or made, echoed), the request
-//! deadline, metrics, the `RateLimit-*` headers, and the request's log lines: the one
+//! deadline, metrics, the `RateLimit-*` headers, CORS (allowed preflights answered here,
+//! before authentication; see [`super::cors`]), and the request's log lines: the one
 //! line per request and, before it, the cause of a 500 or 503. Both carry the request id.
 //!
 //! Cheap on purpose: one `Arc` per request for the [`Admission`] the identity extractor
@@ -13,7 +14,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering::Relaxed},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use futures::FutureExt;
@@ -24,17 +25,19 @@ use poem::{
 use poem_openapi::OperationId;
 
 use super::{
+    cors::{self, Cors, Verdict},
     error::{self, ApiError},
     extract::auth::{Admission, Gate},
     metrics::{self, Metrics},
     routes::RouteTable,
 };
-use crate::{db, trace::RequestTrace};
+use crate::{db, telemetry, trace::RequestTrace};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 const RATE_LIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 /// What lives as long as the server and every request may use.
 pub struct Services {
@@ -42,6 +45,8 @@ pub struct Services {
     pub gate: Arc<Gate>,
     pub metrics: Metrics,
     pub routes: Arc<RouteTable>,
+    /// CORS_ALLOWED_ORIGINS; `None`: no CORS headers at all.
+    pub cors: Option<Cors>,
     /// A request without an answer by then gets 503.
     pub request_timeout: Option<Duration>,
     pub in_flight: AtomicU64,
@@ -68,7 +73,25 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         request.extensions_mut().insert(services.gate.clone());
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
+        // The caller's trace, when spans are exported (a malformed one is ignored).
+        let parent = telemetry::enabled()
+            .then(|| {
+                let header = |name: &str| request.headers().get(name).map(HeaderValue::as_bytes);
+                telemetry::remote_parent(header("traceparent"), header("tracestate"))
+            })
+            .flatten();
+        let wall_start = telemetry::enabled().then(SystemTime::now);
         let conditional = request.headers().contains_key(header::IF_NONE_MATCH);
+        let cors = services.cors.as_ref().map(|cors| (cors, cors.verdict(request.headers())));
+        // An allowed preflight for a path with a route is answered here: before
+        // authentication, rate limits and parameter checks (a browser sends it without
+        // credentials). Any other OPTIONS goes on as it would without CORS.
+        let preflight = match &cors {
+            Some((_, Verdict::Allowed(_))) if cors::is_preflight(&method, request.headers()) => {
+                methods_at(&services.routes, &path).map(|methods| cors::preflight_answer(&methods))
+            }
+            _ => None,
+        };
 
         let trace = RequestTrace::new(request_id.to_str().unwrap_or("-"));
         // Told "client gone" if this future is dropped before it answers.
@@ -78,28 +101,34 @@ impl<E: Endpoint> Endpoint for Observe<E> {
                 services.routes.path_parameter(operation, index).map(str::to_owned)
             })
         };
-        // A panic in a handler is a 500 for this request alone: the scoped transaction
-        // never lets its connection back into the pool after one (see db/scoped.rs).
-        let call = AssertUnwindSafe(trace.clone().scope(self.inner.call(request))).catch_unwind();
-        let outcome = match services.request_timeout {
-            Some(deadline) => tokio::time::timeout(deadline, call).await.map_err(|_| trace.clone()),
-            None => Ok(call.await),
-        };
-        let mut response = match outcome {
-            Ok(Ok(Ok(response))) => response.into_response(),
-            Ok(Ok(Err(err))) => render(err),
-            Ok(Err(panic)) => {
-                let message = panic_message(&*panic);
-                render(ApiError::Internal(format!("a handler panicked: {message}").into()).into())
-            }
-            Err(trace) if trace.is_receiving_body() => {
-                trace.abandoned("request body too slow");
-                render(ApiError::RequestTimeout.into())
-            }
-            Err(trace) => {
-                trace.abandoned("timed out");
-                let late = db::Error::Unavailable("no answer within REQUEST_TIMEOUT_MS".into());
-                render(ApiError::Unavailable(late).into())
+        let mut response = match preflight {
+            Some(answer) => answer,
+            None => {
+                // A panic in a handler is a 500 for this request alone: the scoped
+                // transaction never lets its connection back into the pool after one (see
+                // db/scoped.rs).
+                let call = AssertUnwindSafe(trace.clone().scope(self.inner.call(request))).catch_unwind();
+                let outcome = match services.request_timeout {
+                    Some(deadline) => tokio::time::timeout(deadline, call).await.map_err(|_| trace.clone()),
+                    None => Ok(call.await),
+                };
+                match outcome {
+                    Ok(Ok(Ok(response))) => response.into_response(),
+                    Ok(Ok(Err(err))) => render(err),
+                    Ok(Err(panic)) => {
+                        let message = panic_message(&*panic);
+                        render(ApiError::Internal(format!("a handler panicked: {message}").into()).into())
+                    }
+                    Err(trace) if trace.is_receiving_body() => {
+                        trace.abandoned("request body too slow");
+                        render(ApiError::RequestTimeout.into())
+                    }
+                    Err(trace) => {
+                        trace.abandoned("timed out");
+                        let late = db::Error::Unavailable("no answer within REQUEST_TIMEOUT_MS".into());
+                        render(ApiError::Unavailable(late).into())
+                    }
+                }
             }
         };
         unanswered.0 = None;
@@ -116,13 +145,21 @@ impl<E: Endpoint> Endpoint for Observe<E> {
         }
         // RFC 9110: a 405 says which methods the resource has.
         if response.status() == StatusCode::METHOD_NOT_ALLOWED
-            && let Some(allow) = services
-                .routes
-                .allowed_methods(&path)
-                .or_else(|| metrics::FIXED_ROUTES.contains(&path.as_str()).then(|| "GET, HEAD".to_owned()))
+            && let Some(allow) = methods_at(&services.routes, &path)
             && let Ok(allow) = HeaderValue::try_from(allow)
         {
             response.headers_mut().insert(header::ALLOW, allow);
+        }
+        // After `Vary` got the identity headers: CORS appends `Origin` to them.
+        if let Some((cors, verdict)) = &cors {
+            cors.decorate(verdict, response.headers_mut());
+        }
+        // The database's share of the answer, for a browser's network panel.
+        if let Some(database) = trace.database_time()
+            && let Ok(timing) =
+                HeaderValue::try_from(format!("db;dur={:.3}", database.as_secs_f64() * 1000.0))
+        {
+            response.headers_mut().append(SERVER_TIMING, timing);
         }
         if let Some(scope) = admission.refused_by.get() {
             services.metrics.count_rate_limited(scope);
@@ -157,8 +194,29 @@ impl<E: Endpoint> Endpoint for Observe<E> {
             organization = admission.organization.get().map_or("-", String::as_str),
             "request"
         );
+        if let Some(started) = wall_start {
+            telemetry::export(telemetry::RequestSpan {
+                parent,
+                method: method.as_str(),
+                route,
+                status: response.status().as_u16(),
+                organization: admission.organization.get().map(String::as_str),
+                request_id,
+                started,
+                ended: started + latency,
+                transactions: &trace.transactions(),
+            });
+        }
         Ok(response)
     }
+}
+
+/// The methods a path has (`Allow`, and a preflight's `Access-Control-Allow-Methods`):
+/// its route's in the route table, GET and HEAD on a fixed route, `None` for no route.
+fn methods_at(routes: &RouteTable, path: &str) -> Option<String> {
+    routes
+        .allowed_methods(path)
+        .or_else(|| metrics::FIXED_ROUTES.contains(&path).then(|| "GET, HEAD".to_owned()))
 }
 
 /// Reports a request whose future was dropped before it answered: the client went away.

@@ -1,8 +1,8 @@
 //! The route table: every API operation (id, method, path template), built once from
 //! poem-openapi's own metadata of the handlers, and given as data to what needs to know
 //! routes at run time: metrics (which route a request counts under), the middleware
-//! (`Allow` on a 405) and error rendering (path parameter names). Nothing here reads the
-//! served document.
+//! (`Allow` on a 405, and a CORS preflight's methods) and error rendering (path parameter
+//! names). Nothing here reads the served document.
 
 use poem::http::Method;
 use poem_openapi::registry::MetaApi;
@@ -53,21 +53,23 @@ impl RouteTable {
         matching.first().copied()
     }
 
-    /// The `Allow` header for a concrete path (HEAD wherever GET is: poem answers it), or
-    /// `None` when no operation's template matches it.
-    pub fn allowed_methods(&self, path: &str) -> Option<String> {
-        let fewest = self
-            .operations
+    /// The path template a concrete path is an instance of (literal segments winning over
+    /// templated ones), or `None` when no operation's template matches it.
+    pub fn template_of(&self, path: &str) -> Option<&str> {
+        self.operations
             .iter()
             .filter(|op| template_matches(&op.path, path))
-            .map(|op| templated_segments(&op.path))
-            .min()?;
-        let mut methods: Vec<&str> = self
-            .operations
-            .iter()
-            .filter(|op| template_matches(&op.path, path) && templated_segments(&op.path) == fewest)
-            .map(|op| op.method.as_str())
-            .collect();
+            .min_by_key(|op| templated_segments(&op.path))
+            .map(|op| op.path.as_str())
+    }
+
+    /// The `Allow` header for a concrete path (HEAD wherever GET is: poem answers it), or
+    /// `None` when no operation's template matches it. CORS preflights answer the same
+    /// list in `Access-Control-Allow-Methods`.
+    pub fn allowed_methods(&self, path: &str) -> Option<String> {
+        let template = self.template_of(path)?;
+        let mut methods: Vec<&str> =
+            self.operations.iter().filter(|op| op.path == template).map(|op| op.method.as_str()).collect();
         if methods.contains(&"GET") {
             methods.push("HEAD");
         }

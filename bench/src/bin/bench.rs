@@ -28,7 +28,7 @@ use std::{
     str::FromStr,
     time::{Duration, Instant},
 };
-use tenantry_bench::process;
+use tenantry_bench::{process, streams::Listeners};
 
 use clap::Parser;
 use futures::{StreamExt, stream};
@@ -100,6 +100,12 @@ struct Args {
     /// Keep the temporary directory (cluster, logs, scripts) for inspection.
     #[arg(long)]
     keep: bool,
+    /// After the scenarios, measure create and update again (first variant) with a live
+    /// activity stream open, and read, on each of this many of the organizations they
+    /// write to: their changes then also wake the streams (a NOTIFY, and one read per
+    /// organization and wake-up). Rows "<variant> +N listening".
+    #[arg(long, default_value_t = 0)]
+    listening: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -257,6 +263,7 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
     }
 
     let mut rows: Vec<(Scenario, String, Measured, Option<Measured>)> = Vec::new();
+    let mut references: BTreeMap<Scenario, Measured> = BTreeMap::new();
     let mut hostile = Vec::new();
     for &scenario in &args.scenarios {
         if scenario == Scenario::Hostile {
@@ -288,10 +295,42 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
             sample.finish(&mut result, None, postmaster);
             Some(result)
         };
+        if let Some(reference) = &reference {
+            references.insert(scenario, reference.clone());
+        }
         for (name, result) in measured {
             rows.push((scenario, name, result, reference.clone()));
         }
     }
+    // Last, so that no scenario above runs while organizations are still registered as
+    // listened to (a registration outlives its streams by up to a minute).
+    for scenario in [Scenario::Create, Scenario::Update].into_iter().filter(|s| args.scenarios.contains(s)) {
+        if args.listening == 0 {
+            break;
+        }
+        let service = &services[0];
+        let first = if scenario == Scenario::Create { WRITE_ORG_OFFSET + 1 } else { 1 };
+        let orgs: Vec<String> = (first..first + args.listening).map(|org| org.to_string()).collect();
+        eprintln!(
+            "{}: {} organizations listening, wrk against {} ...",
+            scenario.name(),
+            orgs.len(),
+            service.name
+        );
+        let listeners = Listeners::open(&service.address, &orgs, 1, None)?;
+        let pid = service.child.id() as i32;
+        checkpoint()?;
+        let sample = Sample::take(Some(pid), postmaster);
+        let mut result = wrk_run(&wrk, args, &scripts.wrk[&scenario], &service.address, args.duration)?;
+        sample.finish(&mut result, Some(pid), postmaster);
+        let events = listeners.events.load(std::sync::atomic::Ordering::Relaxed);
+        drop(listeners);
+        eprintln!("{}: the streams received {events} events", scenario.name());
+        let name = format!("{} +{} listening", service.name, args.listening);
+        rows.push((scenario, name, result, references.get(&scenario).cloned()));
+    }
+    // Each scenario's rows together.
+    rows.sort_by_key(|(scenario, ..)| *scenario);
     drop(services);
 
     print_report(args, &rows, started.elapsed(), load_before, loadavg());

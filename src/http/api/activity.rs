@@ -23,7 +23,7 @@ use crate::{
 };
 
 #[derive(Tags)]
-enum ApiTags {
+pub(super) enum ApiTags {
     /// Who changed what, when: every change to an issue, recorded in the transaction of
     /// the change and never altered. Readable by ADMIN and MEMBER.
     Activity,

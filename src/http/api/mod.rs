@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod issues;
 pub mod ops;
+pub mod stream;
 
 use poem_openapi::{OpenApi, OpenApiService};
 
@@ -12,12 +13,13 @@ use super::routes::RouteTable;
 use crate::domain::page::DEFAULT_PAGE_SIZE;
 use activity::ActivityApi;
 use issues::IssuesApi;
+use stream::StreamApi;
 
 /// Every API operation.
-pub type Api = (IssuesApi, ActivityApi);
+pub type Api = (IssuesApi, ActivityApi, StreamApi);
 
 pub fn service() -> OpenApiService<Api, ()> {
-    OpenApiService::new((IssuesApi, ActivityApi), "tenantry", env!("CARGO_PKG_VERSION"))
+    OpenApiService::new((IssuesApi, ActivityApi, StreamApi), "tenantry", env!("CARGO_PKG_VERSION"))
 }
 
 /// The route table of every API operation, from poem-openapi's metadata.

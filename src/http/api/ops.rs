@@ -64,9 +64,14 @@ pub async fn readyz(db: Data<&Database>) -> poem::Result<Response> {
 }
 
 #[handler]
-pub fn metrics(services: Data<&Arc<Services>>, db: Data<&Database>) -> Response {
+pub fn metrics(
+    services: Data<&Arc<Services>>,
+    db: Data<&Database>,
+    live: Data<&Arc<db::live::LiveActivity>>,
+) -> Response {
     let in_flight = services.in_flight.load(std::sync::atomic::Ordering::Relaxed);
-    let body = services.metrics.render(db.pool_status(), in_flight);
+    let mut body = services.metrics.render(db.pool_status(), in_flight);
+    crate::http::metrics::render_streams(&mut body, &live.stats());
     Response::builder().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
 }
 

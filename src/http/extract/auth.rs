@@ -196,6 +196,19 @@ fn identify(request: &Request) -> Result<TenantContext, ApiError> {
     }
 }
 
+/// When the caller's credentials stop being valid, in seconds since the epoch: the bearer
+/// token's `exp` in AUTH_MODE=jwt (already verified for this request), `None` for the
+/// identity headers, which do not expire.
+pub fn credentials_expire(request: &Request) -> Option<u64> {
+    let gate = request.extensions().get::<Arc<Gate>>()?;
+    if !matches!(gate.authenticator, Authenticator::Jwt(_)) {
+        return None;
+    }
+    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (_, token) = value.split_once(' ')?;
+    super::jwt::verified_expiry(token.trim())
+}
+
 /// What a MEMBER gets from an operation only an ADMIN may call.
 pub fn admin_only_error() -> ApiError {
     ApiError::Forbidden("only an ADMIN may do this".into())

@@ -168,6 +168,14 @@ impl JwtVerifier {
     }
 }
 
+/// The `exp` claim (seconds since the epoch) of a token this request already had verified:
+/// read, not checked again. For a stream, which must end when its credentials do.
+pub fn verified_expiry(token: &str) -> Option<u64> {
+    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?.trim_end_matches('=')).ok()?;
+    let claims = parse_object(&payload).ok()?;
+    claims.get("exp").and_then(Value::as_f64).map(|exp| exp.max(0.0) as u64)
+}
+
 fn rejection(kind: &ErrorKind, algorithm: Algorithm) -> String {
     match kind {
         ErrorKind::ExpiredSignature => "the token has expired".into(),

@@ -211,6 +211,42 @@ pub fn for_operation(operation_id: &str) -> OperationExamples {
             )],
             ..Default::default()
         },
+        "streamActivity" => OperationExamples {
+            responses: vec![
+                (
+                    200,
+                    vec![Example::new(
+                        "events",
+                        "The data of two events (`id: 1` and `id: 3`, each `event: activity`)",
+                        json!([entry_json(created_entry()), entry_json(updated_entry())]),
+                    )],
+                ),
+                (
+                    400,
+                    vec![Example::problem(
+                        "past the end",
+                        "Last-Event-ID names an entry the organization does not have (yet)",
+                        ApiError::invalid(
+                            "Last-Event-ID",
+                            "9 is past the organization's last activity entry, 3",
+                        ),
+                    )],
+                ),
+                (
+                    429,
+                    vec![Example::problem(
+                        "streams",
+                        "The organization has STREAM_MAX_PER_ORG streams open on this instance",
+                        ApiError::TooManyStreams(
+                            "the organization has as many activity streams open on this instance as it \
+                             may (STREAM_MAX_PER_ORG): close one, or retry later"
+                                .into(),
+                        ),
+                    )],
+                ),
+            ],
+            ..Default::default()
+        },
         _ => OperationExamples::default(),
     }
 }

@@ -388,7 +388,7 @@ fn bless(name: &str, steps: &[Step], output: &str) {
     ]
     .map(|(kind, pattern)| (kind, regex::Regex::new(pattern).unwrap()));
     // Headers whose values change between runs and say nothing to a reader.
-    let changing = regex::Regex::new(r"(?m)^(date|ratelimit-remaining): .*$").unwrap();
+    let changing = regex::Regex::new(r"(?m)^(date|ratelimit-remaining|server-timing): .*$").unwrap();
     for (i, step) in steps.iter().enumerate() {
         if step.expected != Some("TODO\n") {
             continue;

@@ -57,8 +57,9 @@ pub fn artifacts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts")
 }
 
-/// A chromedriver of our own, killed when dropped, and a browser profile removed then.
-struct Driver {
+/// A chromedriver of our own, killed when dropped, and a browser profile removed then
+/// (also used by the CORS test in `cors.rs`).
+pub(crate) struct Driver {
     process: Child,
     url: String,
     profile: PathBuf,
@@ -74,12 +75,12 @@ impl Drop for Driver {
 
 impl Driver {
     /// Starts chromedriver, or explains why not: `None` means "skip".
-    async fn start() -> Option<(Driver, PathBuf)> {
+    pub(crate) async fn start() -> Option<(Driver, PathBuf)> {
         let required = std::env::var_os("REQUIRE_BROWSER").is_some_and(|v| v == "1");
         let chromium = find_program("CHROMIUM", &["chromium", "chromium-browser", "google-chrome"]);
         let chromedriver = find_program("CHROMEDRIVER", &["chromedriver"]);
         let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
-            let message = "chromium and chromedriver are needed for the Swagger UI browser test \
+            let message = "chromium and chromedriver are needed for the browser tests \
                            (Debian: apt-get install -y chromium chromium-driver; or set CHROMIUM and CHROMEDRIVER)";
             assert!(!required, "REQUIRE_BROWSER=1 but {message}");
             eprintln!("SKIPPED: {message}");
@@ -128,7 +129,7 @@ impl Driver {
         Some((driver, chromium))
     }
 
-    async fn session(&self, chromium: &Path) -> Client {
+    pub(crate) async fn session(&self, chromium: &Path) -> Client {
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
         args.push(format!("--user-data-dir={}", self.profile.display()));
         let capabilities = json!({
@@ -145,7 +146,7 @@ impl Driver {
 }
 
 /// Polls `probe` until it yields a value (an explicit wait: no fixed sleeps).
-async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+pub(crate) async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -173,7 +174,7 @@ async fn visible(browser: &Client, css: &str) -> Element {
     .await
 }
 
-async fn screenshot(browser: &Client, name: &str) {
+pub(crate) async fn screenshot(browser: &Client, name: &str) {
     let png = browser.screenshot().await.expect("a screenshot");
     std::fs::write(artifacts_dir().join(format!("{name}.png")), png).unwrap();
 }

@@ -151,6 +151,24 @@ pub fn check_response(
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
+/// Checks the `data` of one Server-Sent Event of a `GET` on `path` against the document:
+/// the operation's 200 is `text/event-stream`, whose schema is an `event-stream` array
+/// whose `items` each event's data must match.
+pub fn check_event_data(path: &str, data: &Value) -> Result<(), Vec<String>> {
+    let spec = spec();
+    let Some((template, item)) = match_path(spec, path) else {
+        return Err(vec![format!("{path}: no such path in the document")]);
+    };
+    let media = &resolve(spec, &item["get"]["responses"]["200"])["content"]["text/event-stream"];
+    let schema = &media["schema"];
+    if schema["format"] != "event-stream" || schema.get("items").is_none() {
+        return Err(vec![format!("GET {template}: 200 is not documented as an event stream: {media}")]);
+    }
+    let mut errors = Vec::new();
+    validate(spec, &schema["items"], data, "event data", &mut errors);
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
 /// A response outside any documented operation: an error must be a problem document.
 fn check_problem(
     spec: &Value,

@@ -1,10 +1,12 @@
 //! The HTTP contract: every endpoint, header and status, checked against the committed
-//! OpenAPI document, and Swagger UI in a real browser.
+//! OpenAPI document, CORS, and Swagger UI and a front end on another origin in a real
+//! browser.
 
 mod activity;
 mod browser;
 pub mod concurrency;
 pub mod conformance;
+mod cors;
 mod filters;
 mod idempotency;
 mod instances;
@@ -14,5 +16,7 @@ mod list_body;
 mod openapi;
 mod pagination;
 mod rate_limits;
+pub mod stream;
+mod stream_browser;
 mod timeouts;
 mod validation;

@@ -82,7 +82,7 @@ fn every_operation_requires_all_three_identity_headers_together_or_a_bearer_toke
             assert!(operation["responses"]["429"]["headers"]["Retry-After"].is_object(), "{method} {path}");
         }
     }
-    assert_eq!(operations, 8);
+    assert_eq!(operations, 9);
 }
 
 #[test]
@@ -387,6 +387,7 @@ fn the_query_parameters_each_operation_accepts_are_exactly_the_documented_ones()
         api::{
             activity::{FeedParameters, HistoryParameters},
             issues::IssueListParameters,
+            stream::StreamParameters,
         },
         extract::query::{NoParameters, QuerySpec},
     };
@@ -399,6 +400,7 @@ fn the_query_parameters_each_operation_accepts_are_exactly_the_documented_ones()
         ("/api/activity", "get", accepted::<FeedParameters>()),
         ("/api/issues/{id}/activity", "get", accepted::<HistoryParameters>()),
         ("/api/issues/{id}/restore", "post", accepted::<NoParameters>()),
+        ("/api/activity/stream", "get", accepted::<StreamParameters>()),
     ] {
         let documented: Vec<&Value> = spec["paths"][path][method]["parameters"]
             .as_array()
@@ -532,7 +534,8 @@ fn the_document_lists_operations_fields_and_examples_in_working_order() {
             "deleteIssue",
             "restoreIssue",
             "listActivity",
-            "listIssueActivity"
+            "listIssueActivity",
+            "streamActivity"
         ]
     );
     let fields: Vec<&String> =
@@ -545,4 +548,30 @@ fn the_document_lists_operations_fields_and_examples_in_working_order() {
         !first["value"].as_object().unwrap().is_empty(),
         "the first PATCH example changes something: {first}"
     );
+}
+
+/// The stream is documented as what it is: `text/event-stream` whose events' data are
+/// activity entries, resumable with `Last-Event-ID`, refusals as problems before it starts.
+#[test]
+fn the_live_stream_is_documented_as_an_event_stream_of_activity_entries() {
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    let operation = &spec["paths"]["/api/activity/stream"]["get"];
+    assert_eq!(operation["operationId"], "streamActivity");
+    let ok = &operation["responses"]["200"];
+    let content: Vec<&String> = ok["content"].as_object().unwrap().keys().collect();
+    assert_eq!(content, ["text/event-stream"]);
+    let schema = &ok["content"]["text/event-stream"]["schema"];
+    assert_eq!((&schema["type"], &schema["format"]), (&json!("array"), &json!("event-stream")));
+    assert_eq!(schema["items"]["$ref"], "#/components/schemas/ActivityEntry");
+    for words in ["event: activity", "retry:", "keep-alive", "`id:`"] {
+        assert!(ok["description"].as_str().unwrap().contains(words), "the 200 describes {words}");
+    }
+    let header = operation["parameters"].as_array().unwrap().iter().find(|p| p["in"] == "header").unwrap();
+    assert_eq!((&header["name"], &header["required"]), (&json!("Last-Event-ID"), &json!(false)));
+    for status in ["400", "401", "429", "503"] {
+        assert!(
+            operation["responses"][status]["content"]["application/problem+json"].is_object(),
+            "{status}"
+        );
+    }
 }

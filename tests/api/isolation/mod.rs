@@ -11,3 +11,4 @@ mod partitions;
 mod pgbouncer;
 mod pool_hygiene;
 mod sql;
+mod streams;

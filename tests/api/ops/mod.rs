@@ -3,4 +3,5 @@
 pub mod binary;
 mod operations;
 pub mod startup;
+mod telemetry;
 pub mod tls;

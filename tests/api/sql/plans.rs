@@ -131,3 +131,60 @@ async fn the_explain_check_sees_a_per_row_current_setting_filter_when_there_is_o
         "{plans}"
     );
 }
+
+/// The partitions of the activity log a set of plans reads, by name.
+fn partitions_read(plans: &[String]) -> std::collections::BTreeSet<String> {
+    let partition = regex::Regex::new(r" on app\.(activity_logs_y\d{4}m\d{2})").unwrap();
+    plans
+        .iter()
+        .flat_map(|plan| partition.captures_iter(plan).map(|c| c[1].to_owned()).collect::<Vec<_>>())
+        .collect()
+}
+
+/// A live stream's reads (`api.activity_stream`) are bounded in time: entry times never
+/// run behind their ids (migration 12), so "after entry N" reads from N's month on, and
+/// never the months ahead that upkeep made. With N's time (what every read after the
+/// first knows), nothing else is touched; a client's bare `Last-Event-ID` costs one
+/// look-up of N in each month's index first.
+#[tokio::test]
+async fn a_streams_reads_touch_only_the_months_from_its_position_on() {
+    let app = spawn_app().await;
+    for n in 0..5 {
+        app.create_ok(&member("alpha"), &format!("issue {n}")).await;
+    }
+    let sql = app.owner_sql().await;
+    let (this_month, all_months): (String, i64) = {
+        let row = sql
+            .query_one(
+                "select app.activity_partition_name(date_trunc('month', now() at time zone 'utc')),
+                        (select count(*) from pg_inherits where inhparent = 'app.activity_logs'::regclass)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(all_months >= 4, "this month's partition and three ahead: {all_months}");
+    let at: String = sql
+        .query_one(
+            "select created_at::text from app.activity_logs where organization_id = 'alpha' and id = 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let (client, mut notices) = explaining_session(&app).await;
+
+    let known = plans_of(
+        &client,
+        &mut notices,
+        &format!("select * from api.activity_stream(after_id => 2, after_at => '{at}')"),
+    )
+    .await;
+    assert_eq!(partitions_read(&known), [this_month.clone()].into(), "{}", known.join("\n---\n"));
+    // A bare position: the look-up reads each month once, the read itself only its own.
+    let bare = plans_of(&client, &mut notices, "select * from api.activity_stream(after_id => 2)").await;
+    let scans: Vec<&String> = bare.iter().filter(|plan| plan.contains("a.id > $2")).collect();
+    assert!(!scans.is_empty(), "{}", bare.join("\n---\n"));
+    assert_eq!(partitions_read(&scans.into_iter().cloned().collect::<Vec<_>>()), [this_month].into());
+}
