@@ -15,9 +15,11 @@
 //! my position" is exact: no gap, no duplicate.
 //!
 //! Memory is bounded: a stream holds at most STREAM_MAX_QUEUED entries waiting for its
-//! client (shared, not copied); one further behind is disconnected and resumes with
-//! `Last-Event-ID`. A stream that ends (client gone, token expired, shutdown) frees its
-//! place at once; the last one of an organization ends its feed.
+//! client (shared, not copied); one further behind is fed no more, and its stream ends
+//! once the client has read what was queued (it resumes with `Last-Event-ID`); a client
+//! that stops reading altogether is cut off by its connection (`http::connections`: no
+//! byte taken for IDLE_TIMEOUT_MS). A stream that ends (client gone, token expired,
+//! shutdown) frees its place at once; the last one of an organization ends its feed.
 
 use std::{
     collections::HashMap,
@@ -202,6 +204,8 @@ struct Feed {
 struct FeedState {
     /// Registered and positioned: `cursor` is meaningful.
     ready: bool,
+    /// A registration was tried (it may have failed: the feed then polls).
+    tried: bool,
     /// Everything up to here was read and handed out.
     cursor: Position,
     subscribers: HashMap<u64, Subscriber>,
@@ -247,10 +251,6 @@ impl LiveActivity {
         &self.settings
     }
 
-    pub fn database(&self) -> &Database {
-        &self.db
-    }
-
     /// The routing value of `org`'s wake-ups: 16 bytes of HMAC-SHA256, base64url.
     pub fn route(&self, org: &str) -> String {
         let mut mac = self.routes.clone();
@@ -290,6 +290,7 @@ impl LiveActivity {
                 progress: Notify::new(),
                 state: Mutex::new(FeedState {
                     ready: false,
+                    tried: false,
                     cursor: Position { id: 0, at: None },
                     subscribers: HashMap::new(),
                     closed: false,
@@ -418,17 +419,35 @@ impl LiveActivity {
                         registered = true;
                         renew_at = Instant::now() + renew_every;
                         let mut state = lock(&feed.state);
+                        state.tried = true;
                         if !state.ready {
                             state.ready = true;
                             state.cursor = last;
-                            drop(state);
-                            feed.progress.notify_waiters();
                         }
+                        drop(state);
+                        feed.progress.notify_waiters();
                     }
                     Err(err) => {
-                        if registered || !lock(&feed.state).ready {
+                        let ready = lock(&feed.state).ready;
+                        if registered || !ready {
                             tracing::warn!(error = %err, "could not register an organization's streams; polling");
                         }
+                        // Unregistered, the feed polls; it still needs a position to poll from.
+                        let position = match ready {
+                            true => None,
+                            false => stream::read(&self.db, &feed.reader, None, &Filters::default(), 1, None)
+                                .await
+                                .ok()
+                                .map(|page| page.through),
+                        };
+                        let mut state = lock(&feed.state);
+                        if let Some(position) = position.filter(|_| !state.ready) {
+                            state.ready = true;
+                            state.cursor = position;
+                        }
+                        state.tried = true;
+                        drop(state);
+                        feed.progress.notify_waiters();
                         registered = false;
                         renew_at = Instant::now() + self.settings.poll_interval.max(Duration::from_secs(1));
                     }
@@ -591,6 +610,22 @@ impl Subscription {
                 }
                 _ = tokio::time::sleep_until(until) => return Next::Idle,
             }
+        }
+    }
+
+    /// Waits until the stream's organization is registered with PostgreSQL (at once but
+    /// for its first stream): from then on every change notifies, so a client that saw the
+    /// opening block can rely on being woken. A failed registration does not hold the
+    /// stream back (it is fed by polling until one succeeds).
+    pub async fn registered(&self) {
+        loop {
+            let progress = self.feed.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            if lock(&self.feed.state).tried {
+                return;
+            }
+            progress.await;
         }
     }
 

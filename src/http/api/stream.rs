@@ -133,6 +133,9 @@ impl StreamApi {
             .map_err(|err| position_error(err, field))?;
         let opened_after = start.unwrap_or(first.through.id);
         let subscription = live.subscribe(&ctx, filters, first.through).map_err(refused)?;
+        // Open once the organization's changes wake this instance (at once unless this is
+        // its first stream here): whatever commits after the opening block is announced.
+        subscription.registered().await;
         let settings = live.settings();
         let mut opening = format!(
             ": tenantry live activity; the entries after {opened_after} follow\nretry: {}\nid: {opened_after}\n\n",

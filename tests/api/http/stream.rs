@@ -568,7 +568,9 @@ async fn without_a_listen_connection_streams_poll_and_miss_nothing() {
 
 #[tokio::test]
 async fn one_read_per_organization_and_wake_up_feeds_all_of_its_streams() {
-    let app = spawn_app().await;
+    // No poll may add a read while the LISTEN connection is being opened.
+    let app =
+        spawn_app_with(Mode::ApiLogin, |config| config.streams.stream_poll_interval_ms = 3_600_000).await;
     let ann = admin("acme");
     let mut streams = Vec::new();
     for n in 0..5 {
