@@ -21,6 +21,19 @@ struct Served {
     lines: mpsc::Receiver<String>,
 }
 
+/// The child's stderr, a line at a time, read by a thread of its own; the channel ends
+/// (disconnects) when the child's stderr reaches end of file.
+pub fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr is piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    lines
+}
+
 fn serve(dir: &std::path::Path) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .env_remove("DATABASE_URL")
@@ -32,13 +45,7 @@ fn serve(dir: &std::path::Path) -> Served {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, lines) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let lines = stderr_lines(&mut child);
     let (mut address, mut psql_url) = (None, None);
     while address.is_none() {
         let line = lines.recv_timeout(Duration::from_secs(60)).expect("the server starts and says so");

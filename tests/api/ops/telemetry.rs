@@ -5,9 +5,7 @@
 //! the request is served as usual. Every response with a transaction says `Server-Timing`.
 
 use std::{
-    io::{BufRead, BufReader},
     process::{Command, Stdio},
-    sync::mpsc,
     time::Duration,
 };
 
@@ -56,13 +54,7 @@ async fn spans_join_the_callers_trace_and_show_the_database_transaction() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, lines) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let lines = super::binary::stderr_lines(&mut child);
     let address = loop {
         let line = lines.recv_timeout(Duration::from_secs(60)).expect("the server starts and says so");
         if let Some(rest) = line.split("serving ").nth(1) {
