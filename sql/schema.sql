@@ -9,6 +9,7 @@
 -- tenantry_api: LOGIN NOINHERIT NOBYPASSRLS (The role every HTTP request runs as: owns nothing, cannot bypass row-level security, reaches tenant rows only for the organization in app.org_id. The service refuses to start if this role could bypass RLS.)
 -- tenantry_dba: NOLOGIN INHERIT NOBYPASSRLS (Read-only inspection role for DBAs: SELECT on the tenant tables through a policy that shows every organization. Grant it to a person's login role; it cannot write.)
 -- tenantry_tenant_view: NOLOGIN NOINHERIT NOBYPASSRLS (Read-only view of one organization, the way the API sees it: SELECT on the tenant tables and no read policy of its own, so the tenant policies (app.org_id) decide. Granted to tenantry_dba; used through dba.as_tenant(org) inside a transaction.)
+-- tenantry_webhooks: LOGIN NOINHERIT NOBYPASSRLS (The role webhook deliveries run as: owns nothing, cannot bypass row-level security. Across organizations it sees and claims only the leases of app.webhook_queue and app.webhook_requests; it reads entries, URLs and secrets, and records attempts, only inside a transaction scoped to one organization (app.org_id). The service refuses to start if it could bypass RLS.)
 
 -- ======================================================================================
 -- Schemas
@@ -124,6 +125,82 @@ CREATE TYPE api.stream_entry AS (
 
 COMMENT ON TYPE api.stream_entry IS 'A row of api.activity_stream: an activity entry (through and through_at NULL), or the last row, with only id (the organization''s last entry), through and through_at (how far the log was read, and that entry''s time).';
 
+-- Name: webhook; Type: TYPE; Schema: api; Owner: -
+
+CREATE TYPE api.webhook AS (
+	id bigint,
+	url text,
+	events text[],
+	description text,
+	active boolean,
+	disabled_reason text,
+	created_by text,
+	created_at timestamp with time zone,
+	updated_at timestamp with time zone,
+	secret_rotated_until timestamp with time zone,
+	next_cursor text
+);
+
+-- Name: TYPE webhook; Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON TYPE api.webhook IS 'A webhook endpoint as the api functions return it (never its secret): secret_rotated_until is when the previous secret stops signing (NULL: only one signs); next_cursor as in api.issue_page_row.';
+
+-- Name: webhook_claim; Type: TYPE; Schema: api; Owner: -
+
+CREATE TYPE api.webhook_claim AS (
+	organization_id text,
+	webhook_id bigint,
+	request_id bigint,
+	claim uuid
+);
+
+-- Name: TYPE webhook_claim; Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON TYPE api.webhook_claim IS 'A lease api.claim_webhook_work handed out: an endpoint''s next owed entry (request_id NULL) or an out-of-band request.';
+
+-- Name: webhook_delivery; Type: TYPE; Schema: api; Owner: -
+
+CREATE TYPE api.webhook_delivery AS (
+	id bigint,
+	event_id text,
+	event_type text,
+	activity_id bigint,
+	attempt integer,
+	out_of_band boolean,
+	attempted_at timestamp with time zone,
+	duration_ms integer,
+	status integer,
+	error text,
+	succeeded boolean,
+	next_attempt_at timestamp with time zone,
+	next_cursor text
+);
+
+-- Name: TYPE webhook_delivery; Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON TYPE api.webhook_delivery IS 'An attempt to deliver an event, as the api functions return it; next_cursor as in api.issue_page_row.';
+
+-- Name: webhook_work; Type: TYPE; Schema: api; Owner: -
+
+CREATE TYPE api.webhook_work AS (
+	url text,
+	secrets text[],
+	event_id text,
+	event_type text,
+	attempt integer,
+	id bigint,
+	issue_id bigint,
+	actor_id text,
+	action text,
+	changes jsonb,
+	created_at timestamp with time zone,
+	skipped_to bigint
+);
+
+-- Name: TYPE webhook_work; Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON TYPE api.webhook_work IS 'What api.webhook_work returns for a lease: the URL, the signing secrets, the event''s webhook-id, type and attempt number, and the activity entry (NULL for a ping); or, when no entry after position is of the endpoint''s kinds, only skipped_to (the last one read).';
+
 -- Name: page_position; Type: TYPE; Schema: app; Owner: -
 
 CREATE TYPE app.page_position AS (
@@ -225,6 +302,143 @@ COMMENT ON COLUMN app.issues.version IS 'Incremented on every real change; the b
 -- Name: COLUMN issues.priority_rank; Type: COMMENT; Schema: app; Owner: -
 
 COMMENT ON COLUMN app.issues.priority_rank IS 'priority as a number (LOW 1, MEDIUM 2, HIGH 3), kept by PostgreSQL, so the priority sort is an index range scan (the text values do not sort in priority order).';
+
+-- Name: webhook_queue; Type: TABLE; Schema: app; Owner: -
+
+CREATE TABLE app.webhook_queue (
+    organization_id text NOT NULL,
+    webhook_id bigint NOT NULL,
+    head bigint NOT NULL,
+    "position" bigint NOT NULL,
+    active boolean DEFAULT true NOT NULL,
+    disabled_reason text,
+    attempt integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    claimed_until timestamp with time zone,
+    claim uuid,
+    last_delivery_id bigint DEFAULT 0 NOT NULL,
+    last_request_id bigint DEFAULT 0 NOT NULL,
+    owed_since timestamp with time zone,
+    CONSTRAINT webhook_queue_attempt_check CHECK ((attempt >= 0)),
+    CONSTRAINT webhook_queue_head_check CHECK ((head >= 0)),
+    CONSTRAINT webhook_queue_organization_id_check CHECK (app.is_valid_id(organization_id)),
+    CONSTRAINT webhook_queue_position_check CHECK (("position" >= 0))
+);
+
+ALTER TABLE ONLY app.webhook_queue FORCE ROW LEVEL SECURITY;
+
+-- Name: TABLE webhook_queue; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON TABLE app.webhook_queue IS 'The delivery state of each webhook endpoint: it owes the organization''s activity entries after position up to head, one at a time, in order. tenantry_webhooks claims due rows across organizations (a lease: claimed_until, claim) and sees only these columns; tenantry_api sees its own organization''s rows, raises head with each activity entry (any role), and changes the rest as an ADMIN only (trigger app.guard_webhook_queue).';
+
+-- Name: COLUMN webhook_queue.organization_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue.organization_id IS 'The organization of the endpoint.';
+
+-- Name: COLUMN webhook_queue.webhook_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue.webhook_id IS 'The endpoint (app.webhooks.id).';
+
+-- Name: COLUMN webhook_queue.head; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue.head IS 'The organization''s last activity entry id, raised by app.log_activity in the transaction of each entry.';
+
+-- Name: COLUMN webhook_queue."position"; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue."position" IS 'The last entry id delivered or skipped (not of the endpoint''s kinds): entries after it are owed. Starts at the organization''s last entry when the endpoint is created.';
+
+-- Name: COLUMN webhook_queue.active; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue.active IS 'false: nothing is sent (disabled by an ADMIN, by a 410, or after the last retry); entries stay owed and go out in order once true again.';
+
+-- Name: COLUMN webhook_queue.disabled_reason; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue.disabled_reason IS 'Why the service disabled the endpoint (NULL when active, or disabled by an ADMIN).';
+
+-- Name: COLUMN webhook_queue.attempt; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue.attempt IS 'Failed attempts of the entry after position so far (0: none yet).';
+
+-- Name: COLUMN webhook_queue.next_attempt_at; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue.next_attempt_at IS 'Not before this time: the next retry (with jitter, or Retry-After).';
+
+-- Name: COLUMN webhook_queue.claimed_until; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue.claimed_until IS 'A delivery in progress holds the row until then (its lease); afterwards anyone may claim it again.';
+
+-- Name: COLUMN webhook_queue.claim; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue.claim IS 'The token of the current lease: an attempt''s result counts only with it.';
+
+-- Name: COLUMN webhook_queue.last_delivery_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue.last_delivery_id IS 'The last attempt number given (app.webhook_deliveries.id).';
+
+-- Name: COLUMN webhook_queue.last_request_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue.last_request_id IS 'The last out-of-band request number given (app.webhook_requests.id).';
+
+-- Name: COLUMN webhook_queue.owed_since; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_queue.owed_since IS 'The time of the oldest entry owed (position + 1), while one is: how far behind the endpoint is.';
+
+-- Name: webhooks; Type: TABLE; Schema: app; Owner: -
+
+CREATE TABLE app.webhooks (
+    organization_id text NOT NULL,
+    id bigint NOT NULL,
+    url text NOT NULL,
+    events text[] NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    created_by text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT webhooks_created_by_check CHECK (app.is_valid_id(created_by)),
+    CONSTRAINT webhooks_description_check CHECK ((length(description) <= 1000)),
+    CONSTRAINT webhooks_events_check CHECK ((((cardinality(events) >= 1) AND (cardinality(events) <= 4)) AND (events <@ ARRAY['issue.created'::text, 'issue.updated'::text, 'issue.deleted'::text, 'issue.restored'::text]))),
+    CONSTRAINT webhooks_id_check CHECK ((id > 0)),
+    CONSTRAINT webhooks_organization_id_check CHECK (app.is_valid_id(organization_id)),
+    CONSTRAINT webhooks_url_check CHECK (((length(url) >= 1) AND (length(url) <= 2048)))
+);
+
+ALTER TABLE ONLY app.webhooks FORCE ROW LEVEL SECURITY;
+
+-- Name: TABLE webhooks; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON TABLE app.webhooks IS 'Webhook endpoints: where an organization''s activity is sent, and which kinds. Visible and writable only for the organization in app.org_id, and for tenantry_api only with app.role = ADMIN (forced row-level security). Delivery state: app.webhook_queue.';
+
+-- Name: COLUMN webhooks.organization_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhooks.organization_id IS 'The organization it belongs to.';
+
+-- Name: COLUMN webhooks.id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhooks.id IS 'Per-organization endpoint number, from app.organization_counters.';
+
+-- Name: COLUMN webhooks.url; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhooks.url IS 'Where events are POSTed: https:// (checked by the service, which also refuses private addresses when it connects).';
+
+-- Name: COLUMN webhooks.events; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhooks.events IS 'The kinds sent: issue.created, issue.updated, issue.deleted, issue.restored.';
+
+-- Name: COLUMN webhooks.description; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhooks.description IS 'Free text for people, up to 1,000 characters.';
+
+-- Name: COLUMN webhooks.created_by; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhooks.created_by IS 'The ADMIN who created it.';
+
+-- Name: COLUMN webhooks.created_at; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhooks.created_at IS 'When it was created.';
+
+-- Name: COLUMN webhooks.updated_at; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhooks.updated_at IS 'When it was last changed (PATCH, rotation).';
 
 -- Name: activity_logs; Type: TABLE; Schema: app; Owner: -
 
@@ -367,12 +581,16 @@ CREATE TABLE app.organization_counters (
     last_activity_at timestamp with time zone,
     stream_route text,
     listened_until timestamp with time zone,
+    webhooks integer DEFAULT 0 NOT NULL,
+    last_webhook_id bigint DEFAULT 0 NOT NULL,
     CONSTRAINT organization_counters_activity_today_check CHECK ((activity_today >= 0)),
     CONSTRAINT organization_counters_last_activity_id_check CHECK ((last_activity_id >= 0)),
     CONSTRAINT organization_counters_last_issue_id_check CHECK ((last_issue_id >= 0)),
+    CONSTRAINT organization_counters_last_webhook_id_check CHECK ((last_webhook_id >= 0)),
     CONSTRAINT organization_counters_live_issues_check CHECK ((live_issues >= 0)),
     CONSTRAINT organization_counters_organization_id_check CHECK (app.is_valid_id(organization_id)),
-    CONSTRAINT organization_counters_stream_route_check CHECK ((stream_route ~ '^[A-Za-z0-9_-]{22}$'::text))
+    CONSTRAINT organization_counters_stream_route_check CHECK ((stream_route ~ '^[A-Za-z0-9_-]{22}$'::text)),
+    CONSTRAINT organization_counters_webhooks_check CHECK ((webhooks >= 0))
 );
 
 ALTER TABLE ONLY app.organization_counters FORCE ROW LEVEL SECURITY;
@@ -416,6 +634,207 @@ COMMENT ON COLUMN app.organization_counters.stream_route IS 'The routing value o
 -- Name: COLUMN organization_counters.listened_until; Type: COMMENT; Schema: app; Owner: -
 
 COMMENT ON COLUMN app.organization_counters.listened_until IS 'Until when an instance serves live streams of this organization (api.watch_activity): changes notify only before this time.';
+
+-- Name: COLUMN organization_counters.webhooks; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.organization_counters.webhooks IS 'How many webhook endpoints the organization has: while above 0, app.log_activity raises their head in app.webhook_queue.';
+
+-- Name: COLUMN organization_counters.last_webhook_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.organization_counters.last_webhook_id IS 'The last webhook endpoint number given in the organization.';
+
+-- Name: webhook_deliveries; Type: TABLE; Schema: app; Owner: -
+
+CREATE TABLE app.webhook_deliveries (
+    organization_id text NOT NULL,
+    webhook_id bigint NOT NULL,
+    id bigint NOT NULL,
+    event_id text NOT NULL,
+    event_type text NOT NULL,
+    activity_id bigint,
+    attempt integer NOT NULL,
+    out_of_band boolean NOT NULL,
+    attempted_at timestamp with time zone NOT NULL,
+    duration_ms integer NOT NULL,
+    status integer,
+    error text,
+    succeeded boolean NOT NULL,
+    next_attempt_at timestamp with time zone,
+    CONSTRAINT webhook_deliveries_attempt_check CHECK ((attempt > 0)),
+    CONSTRAINT webhook_deliveries_duration_ms_check CHECK ((duration_ms >= 0)),
+    CONSTRAINT webhook_deliveries_error_check CHECK ((length(error) <= 1000)),
+    CONSTRAINT webhook_deliveries_event_id_check CHECK (((length(event_id) >= 1) AND (length(event_id) <= 100))),
+    CONSTRAINT webhook_deliveries_id_check CHECK ((id > 0)),
+    CONSTRAINT webhook_deliveries_organization_id_check CHECK (app.is_valid_id(organization_id)),
+    CONSTRAINT webhook_deliveries_status_check CHECK (((status >= 100) AND (status <= 999)))
+);
+
+ALTER TABLE ONLY app.webhook_deliveries FORCE ROW LEVEL SECURITY;
+
+-- Name: TABLE webhook_deliveries; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON TABLE app.webhook_deliveries IS 'Every attempt to deliver an event to a webhook endpoint, written by tenantry_webhooks in a transaction scoped to the organization; ADMINs read them (GET /api/webhooks/{id}/deliveries).';
+
+-- Name: COLUMN webhook_deliveries.organization_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.organization_id IS 'The organization of the endpoint.';
+
+-- Name: COLUMN webhook_deliveries.webhook_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.webhook_id IS 'The endpoint (app.webhooks.id).';
+
+-- Name: COLUMN webhook_deliveries.id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.id IS 'Per-endpoint attempt number (app.webhook_queue.last_delivery_id).';
+
+-- Name: COLUMN webhook_deliveries.event_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.event_id IS 'The webhook-id header: the same on every attempt of one event to one endpoint.';
+
+-- Name: COLUMN webhook_deliveries.event_type; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.event_type IS 'issue.created, issue.updated, issue.deleted, issue.restored or webhook.ping.';
+
+-- Name: COLUMN webhook_deliveries.activity_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.activity_id IS 'The activity entry sent (NULL for a ping).';
+
+-- Name: COLUMN webhook_deliveries.attempt; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.attempt IS 'Which attempt of this event to this endpoint (1 the first).';
+
+-- Name: COLUMN webhook_deliveries.out_of_band; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.out_of_band IS 'A ping or redelivery an ADMIN asked for, outside the endpoint''s order.';
+
+-- Name: COLUMN webhook_deliveries.attempted_at; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.attempted_at IS 'When the request was sent.';
+
+-- Name: COLUMN webhook_deliveries.duration_ms; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.duration_ms IS 'How long until the answer (or the failure).';
+
+-- Name: COLUMN webhook_deliveries.status; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.status IS 'The HTTP status answered (NULL if none came).';
+
+-- Name: COLUMN webhook_deliveries.error; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.error IS 'Why it failed without a status (time-out, refused address, TLS, ...).';
+
+-- Name: COLUMN webhook_deliveries.succeeded; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.succeeded IS 'A 2xx within the time-out.';
+
+-- Name: COLUMN webhook_deliveries.next_attempt_at; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_deliveries.next_attempt_at IS 'When the event is tried again (NULL: delivered, out of band, or the endpoint was disabled).';
+
+-- Name: webhook_requests; Type: TABLE; Schema: app; Owner: -
+
+CREATE TABLE app.webhook_requests (
+    organization_id text NOT NULL,
+    webhook_id bigint NOT NULL,
+    id bigint NOT NULL,
+    kind text NOT NULL,
+    activity_id bigint,
+    ping_event_id text,
+    requested_by text NOT NULL,
+    requested_at timestamp with time zone DEFAULT now() NOT NULL,
+    claimed_until timestamp with time zone,
+    claim uuid,
+    CONSTRAINT webhook_requests_check CHECK (((kind = 'redeliver'::text) = (activity_id IS NOT NULL))),
+    CONSTRAINT webhook_requests_check1 CHECK (((kind = 'ping'::text) = (ping_event_id IS NOT NULL))),
+    CONSTRAINT webhook_requests_id_check CHECK ((id > 0)),
+    CONSTRAINT webhook_requests_kind_check CHECK ((kind = ANY (ARRAY['ping'::text, 'redeliver'::text]))),
+    CONSTRAINT webhook_requests_organization_id_check CHECK (app.is_valid_id(organization_id)),
+    CONSTRAINT webhook_requests_requested_by_check CHECK (app.is_valid_id(requested_by))
+);
+
+ALTER TABLE ONLY app.webhook_requests FORCE ROW LEVEL SECURITY;
+
+-- Name: TABLE webhook_requests; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON TABLE app.webhook_requests IS 'Out-of-band attempts an ADMIN asked for (a ping, a redelivery): each is sent once, outside the endpoint''s order, then deleted; its attempt is in app.webhook_deliveries. Leases as in app.webhook_queue.';
+
+-- Name: COLUMN webhook_requests.organization_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_requests.organization_id IS 'The organization of the endpoint.';
+
+-- Name: COLUMN webhook_requests.webhook_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_requests.webhook_id IS 'The endpoint (app.webhooks.id).';
+
+-- Name: COLUMN webhook_requests.id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_requests.id IS 'Per-endpoint number (app.webhook_queue.last_request_id).';
+
+-- Name: COLUMN webhook_requests.kind; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_requests.kind IS 'ping (a webhook.ping event) or redeliver (the entry activity_id again).';
+
+-- Name: COLUMN webhook_requests.activity_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_requests.activity_id IS 'For redeliver: the activity entry to send again.';
+
+-- Name: COLUMN webhook_requests.ping_event_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_requests.ping_event_id IS 'For ping: the webhook-id of the ping.';
+
+-- Name: COLUMN webhook_requests.requested_by; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_requests.requested_by IS 'The ADMIN who asked.';
+
+-- Name: COLUMN webhook_requests.requested_at; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_requests.requested_at IS 'When.';
+
+-- Name: COLUMN webhook_requests.claimed_until; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_requests.claimed_until IS 'As app.webhook_queue.claimed_until.';
+
+-- Name: COLUMN webhook_requests.claim; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_requests.claim IS 'As app.webhook_queue.claim.';
+
+-- Name: webhook_secrets; Type: TABLE; Schema: app; Owner: -
+
+CREATE TABLE app.webhook_secrets (
+    organization_id text NOT NULL,
+    webhook_id bigint NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    secret text NOT NULL,
+    expires_at timestamp with time zone,
+    CONSTRAINT webhook_secrets_organization_id_check CHECK (app.is_valid_id(organization_id)),
+    CONSTRAINT webhook_secrets_secret_check CHECK ((secret ~ '^whsec_[A-Za-z0-9+/]{43}=$'::text))
+);
+
+ALTER TABLE ONLY app.webhook_secrets FORCE ROW LEVEL SECURITY;
+
+-- Name: TABLE webhook_secrets; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON TABLE app.webhook_secrets IS 'Signing secrets of webhook endpoints: the current one (expires_at NULL) and, for 24 hours after a rotation, the one before it. Every unexpired secret signs each attempt. Only tenantry_webhooks may read secret (in a transaction scoped to its organization); the API role writes secrets and reads only their times; no dba role has any grant.';
+
+-- Name: COLUMN webhook_secrets.organization_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_secrets.organization_id IS 'The organization of the endpoint.';
+
+-- Name: COLUMN webhook_secrets.webhook_id; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_secrets.webhook_id IS 'The endpoint (app.webhooks.id).';
+
+-- Name: COLUMN webhook_secrets.created_at; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_secrets.created_at IS 'When the secret was made.';
+
+-- Name: COLUMN webhook_secrets.secret; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_secrets.secret IS 'whsec_ and the base64 of 32 random bytes, made by the service.';
+
+-- Name: COLUMN webhook_secrets.expires_at; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON COLUMN app.webhook_secrets.expires_at IS 'NULL for the current secret; for the previous one, when it stops signing.';
 
 -- Name: activity_per_organization; Type: VIEW; Schema: dba; Owner: -
 
@@ -785,6 +1204,31 @@ ALTER TABLE ONLY app.issues
 ALTER TABLE ONLY app.organization_counters
     ADD CONSTRAINT organization_counters_pkey PRIMARY KEY (organization_id);
 
+-- Name: webhook_deliveries webhook_deliveries_pkey; Type: CONSTRAINT; Schema: app; Owner: -
+
+ALTER TABLE ONLY app.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (organization_id, webhook_id, id);
+
+-- Name: webhook_queue webhook_queue_pkey; Type: CONSTRAINT; Schema: app; Owner: -
+
+ALTER TABLE ONLY app.webhook_queue
+    ADD CONSTRAINT webhook_queue_pkey PRIMARY KEY (organization_id, webhook_id);
+
+-- Name: webhook_requests webhook_requests_pkey; Type: CONSTRAINT; Schema: app; Owner: -
+
+ALTER TABLE ONLY app.webhook_requests
+    ADD CONSTRAINT webhook_requests_pkey PRIMARY KEY (organization_id, webhook_id, id);
+
+-- Name: webhook_secrets webhook_secrets_pkey; Type: CONSTRAINT; Schema: app; Owner: -
+
+ALTER TABLE ONLY app.webhook_secrets
+    ADD CONSTRAINT webhook_secrets_pkey PRIMARY KEY (organization_id, webhook_id, created_at);
+
+-- Name: webhooks webhooks_pkey; Type: CONSTRAINT; Schema: app; Owner: -
+
+ALTER TABLE ONLY app.webhooks
+    ADD CONSTRAINT webhooks_pkey PRIMARY KEY (organization_id, id);
+
 -- Name: keys keys_pkey; Type: CONSTRAINT; Schema: secrets; Owner: -
 
 ALTER TABLE ONLY secrets.keys
@@ -878,6 +1322,22 @@ CREATE INDEX issues_updated_idx ON app.issues USING btree (organization_id, upda
 
 COMMENT ON INDEX app.issues_updated_idx IS 'Pages sorted by updatedAt, and updatedAfter ranges.';
 
+-- Name: webhook_deliveries_event_idx; Type: INDEX; Schema: app; Owner: -
+
+CREATE INDEX webhook_deliveries_event_idx ON app.webhook_deliveries USING btree (organization_id, webhook_id, event_id);
+
+-- Name: INDEX webhook_deliveries_event_idx; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON INDEX app.webhook_deliveries_event_idx IS 'The attempts of one event, to number a redelivery.';
+
+-- Name: webhook_queue_due_idx; Type: INDEX; Schema: app; Owner: -
+
+CREATE INDEX webhook_queue_due_idx ON app.webhook_queue USING btree (organization_id, next_attempt_at) WHERE (active AND (head > "position"));
+
+-- Name: INDEX webhook_queue_due_idx; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON INDEX app.webhook_queue_due_idx IS 'The endpoints that owe something: a claim scans only these, whatever the number of idle endpoints (led by organization_id like every key, for Citus).';
+
 -- Name: issues issues_count_live; Type: TRIGGER; Schema: app; Owner: -
 
 CREATE TRIGGER issues_count_live AFTER INSERT OR DELETE ON app.issues FOR EACH ROW EXECUTE FUNCTION app.count_live_issues();
@@ -909,6 +1369,34 @@ CREATE TRIGGER organization_counters_count_activity BEFORE INSERT OR UPDATE ON a
 -- Name: TRIGGER organization_counters_count_activity ON organization_counters; Type: COMMENT; Schema: app; Owner: -
 
 COMMENT ON TRIGGER organization_counters_count_activity ON app.organization_counters IS 'Counts activity entries per UTC day in the statement that numbers them.';
+
+-- Name: webhook_queue webhook_queue_guard; Type: TRIGGER; Schema: app; Owner: -
+
+CREATE TRIGGER webhook_queue_guard BEFORE UPDATE ON app.webhook_queue FOR EACH ROW EXECUTE FUNCTION app.guard_webhook_queue();
+
+-- Name: TRIGGER webhook_queue_guard ON webhook_queue; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON TRIGGER webhook_queue_guard ON app.webhook_queue IS 'Role rules of the delivery state (app.guard_webhook_queue).';
+
+-- Name: webhook_deliveries webhook_deliveries_organization_id_webhook_id_fkey; Type: FK CONSTRAINT; Schema: app; Owner: -
+
+ALTER TABLE ONLY app.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_organization_id_webhook_id_fkey FOREIGN KEY (organization_id, webhook_id) REFERENCES app.webhooks(organization_id, id) ON DELETE CASCADE;
+
+-- Name: webhook_queue webhook_queue_organization_id_webhook_id_fkey; Type: FK CONSTRAINT; Schema: app; Owner: -
+
+ALTER TABLE ONLY app.webhook_queue
+    ADD CONSTRAINT webhook_queue_organization_id_webhook_id_fkey FOREIGN KEY (organization_id, webhook_id) REFERENCES app.webhooks(organization_id, id) ON DELETE CASCADE;
+
+-- Name: webhook_requests webhook_requests_organization_id_webhook_id_fkey; Type: FK CONSTRAINT; Schema: app; Owner: -
+
+ALTER TABLE ONLY app.webhook_requests
+    ADD CONSTRAINT webhook_requests_organization_id_webhook_id_fkey FOREIGN KEY (organization_id, webhook_id) REFERENCES app.webhooks(organization_id, id) ON DELETE CASCADE;
+
+-- Name: webhook_secrets webhook_secrets_organization_id_webhook_id_fkey; Type: FK CONSTRAINT; Schema: app; Owner: -
+
+ALTER TABLE ONLY app.webhook_secrets
+    ADD CONSTRAINT webhook_secrets_organization_id_webhook_id_fkey FOREIGN KEY (organization_id, webhook_id) REFERENCES app.webhooks(organization_id, id) ON DELETE CASCADE;
 
 -- ======================================================================================
 -- Row-level security: policies
@@ -1070,6 +1558,162 @@ CREATE POLICY organization_counters_tenant ON app.organization_counters USING ((
 
 COMMENT ON POLICY organization_counters_tenant ON app.organization_counters IS 'Only the counters of the organization in app.org_id are visible or writable.';
 
+-- Name: webhook_deliveries; Type: ROW SECURITY; Schema: app; Owner: -
+
+ALTER TABLE app.webhook_deliveries ENABLE ROW LEVEL SECURITY;
+
+-- Name: webhook_deliveries webhook_deliveries_admin_read; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_deliveries_admin_read ON app.webhook_deliveries FOR SELECT TO tenantry_api USING (((organization_id = ( SELECT app.current_org_id() AS current_org_id)) AND (( SELECT app.current_user_role() AS current_user_role) = 'ADMIN'::text)));
+
+-- Name: POLICY webhook_deliveries_admin_read ON webhook_deliveries; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_deliveries_admin_read ON app.webhook_deliveries IS 'The API role reads the organization''s attempts as an ADMIN.';
+
+-- Name: webhook_deliveries webhook_deliveries_dba_read; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_deliveries_dba_read ON app.webhook_deliveries FOR SELECT TO tenantry_dba USING (true);
+
+-- Name: POLICY webhook_deliveries_dba_read ON webhook_deliveries; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_deliveries_dba_read ON app.webhook_deliveries IS 'DBAs read every organization''s attempts.';
+
+-- Name: webhook_deliveries webhook_deliveries_record; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_deliveries_record ON app.webhook_deliveries TO tenantry_webhooks USING ((organization_id = ( SELECT app.current_org_id() AS current_org_id))) WITH CHECK ((organization_id = ( SELECT app.current_org_id() AS current_org_id)));
+
+-- Name: POLICY webhook_deliveries_record ON webhook_deliveries; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_deliveries_record ON app.webhook_deliveries IS 'Deliveries record attempts for the organization in app.org_id.';
+
+-- Name: webhook_queue; Type: ROW SECURITY; Schema: app; Owner: -
+
+ALTER TABLE app.webhook_queue ENABLE ROW LEVEL SECURITY;
+
+-- Name: webhook_queue webhook_queue_claim; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_queue_claim ON app.webhook_queue FOR UPDATE TO tenantry_webhooks USING (true) WITH CHECK (true);
+
+-- Name: POLICY webhook_queue_claim ON webhook_queue; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_queue_claim ON app.webhook_queue IS 'Deliveries claim and record in every organization (lease and progress columns only: column grants; api.record_webhook_attempt checks the claim).';
+
+-- Name: webhook_queue webhook_queue_dba_read; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_queue_dba_read ON app.webhook_queue FOR SELECT TO tenantry_dba USING (true);
+
+-- Name: POLICY webhook_queue_dba_read ON webhook_queue; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_queue_dba_read ON app.webhook_queue IS 'DBAs read every organization''s delivery state.';
+
+-- Name: webhook_queue webhook_queue_leases; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_queue_leases ON app.webhook_queue FOR SELECT TO tenantry_webhooks USING (true);
+
+-- Name: POLICY webhook_queue_leases ON webhook_queue; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_queue_leases ON app.webhook_queue IS 'Deliveries see what is due in every organization (lease columns only: column grants).';
+
+-- Name: webhook_queue webhook_queue_tenant; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_queue_tenant ON app.webhook_queue TO tenantry_api USING ((organization_id = ( SELECT app.current_org_id() AS current_org_id))) WITH CHECK ((organization_id = ( SELECT app.current_org_id() AS current_org_id)));
+
+-- Name: POLICY webhook_queue_tenant ON webhook_queue; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_queue_tenant ON app.webhook_queue IS 'The API role: the organization in app.org_id (any role raises head with its writes; app.guard_webhook_queue keeps the rest to ADMINs).';
+
+-- Name: webhook_requests; Type: ROW SECURITY; Schema: app; Owner: -
+
+ALTER TABLE app.webhook_requests ENABLE ROW LEVEL SECURITY;
+
+-- Name: webhook_requests webhook_requests_admin; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_requests_admin ON app.webhook_requests TO tenantry_api USING (((organization_id = ( SELECT app.current_org_id() AS current_org_id)) AND (( SELECT app.current_user_role() AS current_user_role) = 'ADMIN'::text))) WITH CHECK (((organization_id = ( SELECT app.current_org_id() AS current_org_id)) AND (( SELECT app.current_user_role() AS current_user_role) = 'ADMIN'::text)));
+
+-- Name: POLICY webhook_requests_admin ON webhook_requests; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_requests_admin ON app.webhook_requests IS 'The API role: the organization in app.org_id, as an ADMIN.';
+
+-- Name: webhook_requests webhook_requests_claim; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_requests_claim ON app.webhook_requests FOR UPDATE TO tenantry_webhooks USING (true) WITH CHECK (true);
+
+-- Name: POLICY webhook_requests_claim ON webhook_requests; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_requests_claim ON app.webhook_requests IS 'Deliveries claim requests (the lease columns only: column grants).';
+
+-- Name: webhook_requests webhook_requests_dba_read; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_requests_dba_read ON app.webhook_requests FOR SELECT TO tenantry_dba USING (true);
+
+-- Name: POLICY webhook_requests_dba_read ON webhook_requests; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_requests_dba_read ON app.webhook_requests IS 'DBAs read every organization''s pending requests.';
+
+-- Name: webhook_requests webhook_requests_done; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_requests_done ON app.webhook_requests FOR DELETE TO tenantry_webhooks USING ((organization_id = ( SELECT app.current_org_id() AS current_org_id)));
+
+-- Name: POLICY webhook_requests_done ON webhook_requests; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_requests_done ON app.webhook_requests IS 'A delivery deletes the request it sent, in a transaction scoped to its organization.';
+
+-- Name: webhook_requests webhook_requests_leases; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_requests_leases ON app.webhook_requests FOR SELECT TO tenantry_webhooks USING (true);
+
+-- Name: POLICY webhook_requests_leases ON webhook_requests; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_requests_leases ON app.webhook_requests IS 'Deliveries see the due requests of every organization (lease columns only: column grants).';
+
+-- Name: webhook_secrets; Type: ROW SECURITY; Schema: app; Owner: -
+
+ALTER TABLE app.webhook_secrets ENABLE ROW LEVEL SECURITY;
+
+-- Name: webhook_secrets webhook_secrets_admin; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_secrets_admin ON app.webhook_secrets TO tenantry_api USING (((organization_id = ( SELECT app.current_org_id() AS current_org_id)) AND (( SELECT app.current_user_role() AS current_user_role) = 'ADMIN'::text))) WITH CHECK (((organization_id = ( SELECT app.current_org_id() AS current_org_id)) AND (( SELECT app.current_user_role() AS current_user_role) = 'ADMIN'::text)));
+
+-- Name: POLICY webhook_secrets_admin ON webhook_secrets; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_secrets_admin ON app.webhook_secrets IS 'The API role writes the organization''s secrets as an ADMIN (and reads their times only: column grants).';
+
+-- Name: webhook_secrets webhook_secrets_delivery_read; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhook_secrets_delivery_read ON app.webhook_secrets FOR SELECT TO tenantry_webhooks USING ((organization_id = ( SELECT app.current_org_id() AS current_org_id)));
+
+-- Name: POLICY webhook_secrets_delivery_read ON webhook_secrets; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhook_secrets_delivery_read ON app.webhook_secrets IS 'Deliveries read the claimed organization''s secrets to sign.';
+
+-- Name: webhooks; Type: ROW SECURITY; Schema: app; Owner: -
+
+ALTER TABLE app.webhooks ENABLE ROW LEVEL SECURITY;
+
+-- Name: webhooks webhooks_admin; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhooks_admin ON app.webhooks TO tenantry_api USING (((organization_id = ( SELECT app.current_org_id() AS current_org_id)) AND (( SELECT app.current_user_role() AS current_user_role) = 'ADMIN'::text))) WITH CHECK (((organization_id = ( SELECT app.current_org_id() AS current_org_id)) AND (( SELECT app.current_user_role() AS current_user_role) = 'ADMIN'::text)));
+
+-- Name: POLICY webhooks_admin ON webhooks; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhooks_admin ON app.webhooks IS 'The API role: the organization in app.org_id, as an ADMIN.';
+
+-- Name: webhooks webhooks_dba_read; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhooks_dba_read ON app.webhooks FOR SELECT TO tenantry_dba USING (true);
+
+-- Name: POLICY webhooks_dba_read ON webhooks; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhooks_dba_read ON app.webhooks IS 'DBAs read every organization''s endpoints (never their secrets).';
+
+-- Name: webhooks webhooks_delivery_read; Type: POLICY; Schema: app; Owner: -
+
+CREATE POLICY webhooks_delivery_read ON app.webhooks FOR SELECT TO tenantry_webhooks USING ((organization_id = ( SELECT app.current_org_id() AS current_org_id)));
+
+-- Name: POLICY webhooks_delivery_read ON webhooks; Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON POLICY webhooks_delivery_read ON app.webhooks IS 'Deliveries read the URL and kinds of the claimed organization''s endpoint.';
+
 -- ======================================================================================
 -- Functions
 -- ======================================================================================
@@ -1176,6 +1820,63 @@ $_$;
 
 COMMENT ON FUNCTION api.activity_stream(after_id bigint, after_at timestamp with time zone, issue_id bigint, action text[], page_size integer, max_bytes integer) IS 'The activity of the organization in app.org_id after entry after_id, oldest first. At most page_size (1-1000) entries and, with max_bytes, the entries whose changes fit in it (at least one); filters: issue_id, action (any of created, updated, deleted, restored). Then one last row with only id, the organization''s last entry, and through and through_at: how far the log was read (the last entry returned when the page is full, else the last entry) and that entry''s time. Without after_id, only that row. TN400 for an after_id past the last entry. after_at: entry after_id''s time, when known (a through_at), so the read starts in its month.';
 
+-- Name: claim_webhook_work(integer, integer, text[], integer[], integer); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.claim_webhook_work(lease_ms integer, max_claims integer, busy_orgs text[], busy_counts integer[], per_org integer) RETURNS SETOF api.webhook_claim
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if lease_ms < 1 or max_claims < 1 or per_org < 1 then
+    raise exception 'lease_ms, max_claims and per_org must be positive' using errcode = 'TN400';
+  end if;
+  return query
+  with busy as (
+    select b.org, b.n from unnest(busy_orgs, busy_counts) as b(org, n)
+  ), requests as (
+    select r.organization_id, r.webhook_id, r.id, r.requested_at as due
+      from app.webhook_requests r
+     where r.claimed_until is null or r.claimed_until < pg_catalog.now()
+     order by r.requested_at
+     limit max_claims * 4
+       for update skip locked
+  ), owed as (
+    select q.organization_id, q.webhook_id, null::bigint as id, q.next_attempt_at as due
+      from app.webhook_queue q
+     where q.active and q.head > q.position and q.next_attempt_at <= pg_catalog.now()
+       and (q.claimed_until is null or q.claimed_until < pg_catalog.now())
+     order by q.next_attempt_at
+     limit max_claims * 4
+       for update skip locked
+  ), ranked as (
+    select c.*, pg_catalog.row_number() over (partition by c.organization_id order by c.due) as n
+      from (select * from requests union all select * from owed) c
+  ), chosen as (
+    select r.organization_id, r.webhook_id, r.id, pg_catalog.gen_random_uuid() as claim
+      from ranked r left join busy b on b.org = r.organization_id
+     where r.n + coalesce(b.n, 0) <= per_org
+     order by r.due
+     limit max_claims
+  ), claimed_requests as (
+    update app.webhook_requests r
+       set claimed_until = pg_catalog.now() + pg_catalog.make_interval(secs => lease_ms / 1000.0), claim = c.claim
+      from chosen c
+     where c.id is not null and r.organization_id = c.organization_id and r.webhook_id = c.webhook_id and r.id = c.id
+    returning r.organization_id, r.webhook_id, r.id, r.claim
+  ), claimed_owed as (
+    update app.webhook_queue q
+       set claimed_until = pg_catalog.now() + pg_catalog.make_interval(secs => lease_ms / 1000.0), claim = c.claim
+      from chosen c
+     where c.id is null and q.organization_id = c.organization_id and q.webhook_id = c.webhook_id
+    returning q.organization_id, q.webhook_id, null::bigint, q.claim
+  )
+  select * from claimed_requests union all select * from claimed_owed;
+end
+$$;
+
+-- Name: FUNCTION claim_webhook_work(lease_ms integer, max_claims integer, busy_orgs text[], busy_counts integer[], per_org integer); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.claim_webhook_work(lease_ms integer, max_claims integer, busy_orgs text[], busy_counts integer[], per_org integer) IS 'Claims up to max_claims due deliveries across organizations, oldest due first, for lease_ms (FOR UPDATE SKIP LOCKED: concurrent instances never claim the same), at most per_org per organization counting busy_counts already in flight for busy_orgs. Run as tenantry_webhooks with no tenant; commit before sending.';
+
 -- Name: create_issue(text, text, text, text, text); Type: FUNCTION; Schema: api; Owner: -
 
 CREATE FUNCTION api.create_issue(title text, description text, status text DEFAULT 'OPEN'::text, priority text DEFAULT 'MEDIUM'::text, assignee_id text DEFAULT NULL::text) RETURNS SETOF api.issue
@@ -1273,6 +1974,52 @@ $$;
 
 COMMENT ON FUNCTION api.create_issue_idempotently(idempotency_key text, title text, description text, status text, priority text, assignee_id text) IS 'api.create_issue with an Idempotency-Key. The first call with a key creates the issue and remembers it for 24 hours (app.idempotency_keys); a later call with the same key and the same request (same values, same app.user_id) creates nothing and returns that issue with replayed = true; the same key with a different request raises TN422. Concurrent calls with one key create one issue. Removes the organization''s expired keys as it goes.';
 
+-- Name: create_webhook(text, text[], text, text, integer); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.create_webhook(url text, events text[], description text, secret text, max_per_org integer) RETURNS SETOF api.webhook
+    LANGUAGE plpgsql
+    AS $$
+declare
+  org     text := app.current_org_id();
+  new_id  bigint;
+  hooks   integer;
+  last_id bigint;
+  created app.webhooks;
+begin
+  perform app.require_context();
+  perform app.require_admin('create webhooks');
+  events := coalesce(events, array['issue.created', 'issue.updated', 'issue.deleted', 'issue.restored']);
+  perform app.checked_webhook(url, events, coalesce(description, ''));
+  -- Numbered under the counters row lock, which app.log_activity holds too: an entry
+  -- numbered before this is not owed to the endpoint; every later one raises its head.
+  insert into app.organization_counters as c (organization_id, last_webhook_id, webhooks)
+  values (org, 1, 1)
+  on conflict (organization_id) do update
+    set last_webhook_id = c.last_webhook_id + 1, webhooks = c.webhooks + 1
+  returning c.last_webhook_id, c.webhooks, c.last_activity_id into new_id, hooks, last_id;
+  if hooks > coalesce(max_per_org, 20) then
+    raise exception 'the organization has % webhooks, as many as WEBHOOK_MAX_PER_ORG allows', hooks - 1
+      using errcode = 'TN460', hint = 'delete a webhook first';
+  end if;
+  -- The events listed once each, in a fixed order.
+  events := array(select e from unnest(array['issue.created', 'issue.updated', 'issue.deleted', 'issue.restored']) e
+                  where e = any (create_webhook.events));
+  insert into app.webhooks (organization_id, id, url, events, description, created_by)
+  values (org, new_id, url, events, coalesce(description, ''), app.current_user_id())
+  returning * into created;
+  insert into app.webhook_secrets (organization_id, webhook_id, secret)
+  values (org, new_id, secret);
+  insert into app.webhook_queue (organization_id, webhook_id, head, position)
+  values (org, new_id, last_id, last_id);
+  return query select r.* from app.webhook_queue q cross join lateral app.webhook_row(created, q) r
+    where q.organization_id = org and q.webhook_id = new_id;
+end
+$$;
+
+-- Name: FUNCTION create_webhook(url text, events text[], description text, secret text, max_per_org integer); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.create_webhook(url text, events text[], description text, secret text, max_per_org integer) IS 'Creates a webhook endpoint (ADMIN only, TN403) for the activity entries after now, of the given kinds (NULL: all), signed with secret (made by the service, never returned). At most max_per_org endpoints per organization (TN460).';
+
 -- Name: delete_issue(bigint, bigint); Type: FUNCTION; Schema: api; Owner: -
 
 CREATE FUNCTION api.delete_issue(issue_id bigint, expected_version bigint DEFAULT NULL::bigint) RETURNS SETOF api.issue
@@ -1309,6 +2056,31 @@ $$;
 
 COMMENT ON FUNCTION api.delete_issue(issue_id bigint, expected_version bigint) IS 'ADMIN only (else TN403). Deletes one issue of the organization in app.org_id (TN404 when missing), logs a deleted entry holding the whole final issue, and returns it. With expected_version (HTTP If-Match), an issue at any other version is left alone and TN412 is raised, its DETAIL naming the current version.';
 
+-- Name: delete_webhook(bigint); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.delete_webhook(webhook_id bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  org text := app.current_org_id();
+begin
+  perform app.require_context();
+  perform app.require_admin('delete webhooks');
+  -- The counters row first, as every write of the organization takes it.
+  update app.organization_counters c set webhooks = c.webhooks - 1
+   where c.organization_id = org
+     and exists (select from app.webhooks w where w.organization_id = org and w.id = delete_webhook.webhook_id);
+  if not found then
+    raise exception 'webhook % not found', webhook_id using errcode = 'TN404';
+  end if;
+  delete from app.webhooks w where w.organization_id = org and w.id = delete_webhook.webhook_id;
+end
+$$;
+
+-- Name: FUNCTION delete_webhook(webhook_id bigint); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.delete_webhook(webhook_id bigint) IS 'Deletes a webhook endpoint with its secrets, delivery state and attempts (ADMIN only, TN403; TN404). Nothing more is sent to it.';
+
 -- Name: get_issue(bigint); Type: FUNCTION; Schema: api; Owner: -
 
 CREATE FUNCTION api.get_issue(issue_id bigint) RETURNS SETOF api.issue
@@ -1328,6 +2100,30 @@ $$;
 -- Name: FUNCTION get_issue(issue_id bigint); Type: COMMENT; Schema: api; Owner: -
 
 COMMENT ON FUNCTION api.get_issue(issue_id bigint) IS 'One issue of the organization in app.org_id; raises TN404 when it has no such issue (another organization''s issue is indistinguishable from a missing one).';
+
+-- Name: get_webhook(bigint); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.get_webhook(webhook_id bigint) RETURNS SETOF api.webhook
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  found api.webhook;
+begin
+  perform app.require_admin('read webhooks');
+  select r.* into found from app.webhooks w
+    join app.webhook_queue q on q.organization_id = w.organization_id and q.webhook_id = w.id
+    cross join lateral app.webhook_row(w, q) r
+   where w.organization_id = app.current_org_id() and w.id = get_webhook.webhook_id;
+  if found.id is null then
+    raise exception 'webhook % not found', webhook_id using errcode = 'TN404';
+  end if;
+  return next found;
+end
+$$;
+
+-- Name: FUNCTION get_webhook(webhook_id bigint); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.get_webhook(webhook_id bigint) IS 'One webhook endpoint of the organization (ADMIN only, TN403; TN404 if it has no such one).';
 
 -- Name: issue_activity(bigint, integer, text, integer); Type: FUNCTION; Schema: api; Owner: -
 
@@ -1621,6 +2417,215 @@ $_$;
 
 COMMENT ON FUNCTION api.list_issues(page_size integer, sort text, after text, status text[], priority text[], assignee_id text, created_by text, created_after timestamp with time zone, created_before timestamp with time zone, updated_after timestamp with time zone, search text, max_bytes integer) IS 'One page of the issues of the organization in app.org_id (empty when no tenant is set). page_size 1-200 rows. sort: createdAt, updatedAt or priority, "-" first for descending (ties broken by number in the same direction); default -createdAt, or relevance when searching (score, then newest). Filters, all combinable: status and priority (arrays: any of), assignee_id (''none'': unassigned), created_by, created_after, created_before, updated_after (exclusive bounds), search (every word a prefix; at most 10 words, 200 characters). after: the next_cursor of the previous page, valid only with the same sort and filters. max_bytes (for a client that caps its bodies): every row the page may have to end at to keep its JSON within max_bytes gets the cursor of the page after it, and rows are read no further than the first that cannot fit; the first row is always returned. Invalid input raises TN400 naming the parameter in COLUMN.';
 
+-- Name: list_webhook_deliveries(bigint, integer, text); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.list_webhook_deliveries(webhook_id bigint, page_size integer DEFAULT 50, after text DEFAULT NULL::text) RETURNS SETOF api.webhook_delivery
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  org      text := app.current_org_id();
+  fingerprint text := app.list_fingerprint('webhook_deliveries', pg_catalog.jsonb_build_object('webhookId', webhook_id));
+  page_at  app.page_position;
+  item     api.webhook_delivery;
+  pending  api.webhook_delivery;
+  n        integer := 0;
+begin
+  perform app.require_admin('read webhook deliveries');
+  if page_size is null or page_size not between 1 and 200 then
+    raise exception 'page_size must be from 1 to 200' using errcode = 'TN400', column = 'page_size';
+  end if;
+  page_at := app.decode_cursor(after, '-id', fingerprint);
+  if not exists (select from app.webhooks w where w.organization_id = org and w.id = list_webhook_deliveries.webhook_id) then
+    raise exception 'webhook % not found', webhook_id using errcode = 'TN404';
+  end if;
+  for item in
+    select d.id, d.event_id, d.event_type, d.activity_id, d.attempt, d.out_of_band, d.attempted_at,
+           d.duration_ms, d.status, d.error, d.succeeded, d.next_attempt_at, null::text
+      from app.webhook_deliveries d
+     where d.organization_id = org and d.webhook_id = list_webhook_deliveries.webhook_id
+       and (page_at.id is null or d.id < page_at.id)
+     order by d.id desc limit page_size + 1
+  loop
+    n := n + 1;
+    if n > page_size then
+      pending.next_cursor := app.encode_cursor('-id', fingerprint, pg_catalog.to_jsonb(pending.id), pending.id);
+      exit;
+    end if;
+    if n > 1 then
+      return next pending;
+    end if;
+    pending := item;
+  end loop;
+  if n > 0 then
+    return next pending;
+  end if;
+end
+$$;
+
+-- Name: FUNCTION list_webhook_deliveries(webhook_id bigint, page_size integer, after text); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.list_webhook_deliveries(webhook_id bigint, page_size integer, after text) IS 'One page of an endpoint''s attempts, newest first (ADMIN only, TN403; TN404).';
+
+-- Name: list_webhooks(integer, text); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.list_webhooks(page_size integer DEFAULT 50, after text DEFAULT NULL::text) RETURNS SETOF api.webhook
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  org      text := app.current_org_id();
+  page_at  app.page_position;
+  fingerprint text := app.list_fingerprint('webhooks', '{}'::jsonb);
+  item     api.webhook;
+  n        integer := 0;
+  pending  api.webhook;
+begin
+  perform app.require_admin('list webhooks');
+  if page_size is null or page_size not between 1 and 200 then
+    raise exception 'page_size must be from 1 to 200' using errcode = 'TN400', column = 'page_size';
+  end if;
+  page_at := app.decode_cursor(after, 'id', fingerprint);
+  for item in
+    select r.* from app.webhooks w
+      join app.webhook_queue q on q.organization_id = w.organization_id and q.webhook_id = w.id
+      cross join lateral app.webhook_row(w, q) r
+     where w.organization_id = org and (page_at.id is null or w.id > page_at.id)
+     order by w.id limit page_size + 1
+  loop
+    n := n + 1;
+    if n > page_size then
+      pending.next_cursor := app.encode_cursor('id', fingerprint, pg_catalog.to_jsonb(pending.id), pending.id);
+      exit;
+    end if;
+    if n > 1 then
+      return next pending;
+    end if;
+    pending := item;
+  end loop;
+  if n > 0 then
+    return next pending;
+  end if;
+end
+$$;
+
+-- Name: FUNCTION list_webhooks(page_size integer, after text); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.list_webhooks(page_size integer, after text) IS 'One page of the organization''s webhook endpoints by id (ADMIN only, TN403); after: the next_cursor of the previous page.';
+
+-- Name: record_webhook_attempt(bigint, bigint, uuid, text, text, bigint, integer, timestamp with time zone, integer, integer, text, boolean, timestamp with time zone, text, bigint); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.record_webhook_attempt(webhook_id bigint, request_id bigint, claim uuid, event_id text, event_type text, activity_id bigint, attempt integer, attempted_at timestamp with time zone, duration_ms integer, status integer, error text, succeeded boolean, next_attempt_at timestamp with time zone, disable_reason text, skipped_to bigint DEFAULT NULL::bigint) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+declare
+  org     text := app.current_org_id();
+  held     boolean;
+  number   bigint;
+  state    record;
+  moved_to bigint;
+begin
+  if request_id is not null then
+    delete from app.webhook_requests r
+     where r.organization_id = org and r.webhook_id = record_webhook_attempt.webhook_id
+       and r.id = request_id and r.claim = record_webhook_attempt.claim;
+    held := found;
+  else
+    -- The lease must still be ours: after it expired another instance may have sent the
+    -- entry and moved on; then this attempt is only recorded.
+    select q.position, q.head into state from app.webhook_queue q
+     where q.organization_id = org and q.webhook_id = record_webhook_attempt.webhook_id
+       and q.claim = record_webhook_attempt.claim
+       for update;
+    moved_to := case when succeeded then activity_id
+                     when skipped_to is not null then greatest(state.position, skipped_to)
+                     else state.position end;
+    update app.webhook_queue q
+       set position = moved_to,
+           owed_since = case when q.head <= moved_to then null
+                             when moved_to = q.position then q.owed_since
+                             else (select a.created_at from app.activity_logs a
+                                    where a.organization_id = org and a.id = moved_to + 1) end,
+           attempt = case when record_webhook_attempt.succeeded or record_webhook_attempt.skipped_to is not null then 0
+                          else q.attempt + 1 end,
+           next_attempt_at = coalesce(record_webhook_attempt.next_attempt_at, pg_catalog.now()),
+           active = q.active and record_webhook_attempt.disable_reason is null,
+           disabled_reason = coalesce(record_webhook_attempt.disable_reason, q.disabled_reason),
+           claimed_until = null,
+           claim = null
+     where q.organization_id = org and q.webhook_id = record_webhook_attempt.webhook_id
+       and q.claim = record_webhook_attempt.claim;
+    held := found;
+  end if;
+  if skipped_to is not null then
+    return held;
+  end if;
+  update app.webhook_queue q set last_delivery_id = q.last_delivery_id + 1
+   where q.organization_id = org and q.webhook_id = record_webhook_attempt.webhook_id
+  returning q.last_delivery_id into number;
+  if number is null then
+    return false;
+  end if;
+  insert into app.webhook_deliveries (organization_id, webhook_id, id, event_id, event_type, activity_id,
+    attempt, out_of_band, attempted_at, duration_ms, status, error, succeeded, next_attempt_at)
+  values (org, record_webhook_attempt.webhook_id, number, event_id, event_type, activity_id, attempt,
+          request_id is not null, attempted_at, duration_ms, status, pg_catalog.left(error, 1000), succeeded,
+          case when held and not succeeded and disable_reason is null and request_id is null
+               then record_webhook_attempt.next_attempt_at end);
+  return held;
+end
+$$;
+
+-- Name: FUNCTION record_webhook_attempt(webhook_id bigint, request_id bigint, claim uuid, event_id text, event_type text, activity_id bigint, attempt integer, attempted_at timestamp with time zone, duration_ms integer, status integer, error text, succeeded boolean, next_attempt_at timestamp with time zone, disable_reason text, skipped_to bigint); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.record_webhook_attempt(webhook_id bigint, request_id bigint, claim uuid, event_id text, event_type text, activity_id bigint, attempt integer, attempted_at timestamp with time zone, duration_ms integer, status integer, error text, succeeded boolean, next_attempt_at timestamp with time zone, disable_reason text, skipped_to bigint) IS 'Records an attempt of a lease (tenantry_webhooks, scoped to the organization) and releases it: success moves the endpoint past the entry; failure schedules the retry at next_attempt_at, or disables the endpoint with disable_reason; skipped_to (no attempt made) moves past entries not of its kinds. Returns whether the lease was still held.';
+
+-- Name: request_webhook_attempt(bigint, text, bigint); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.request_webhook_attempt(webhook_id bigint, kind text, delivery_id bigint DEFAULT NULL::bigint) RETURNS TABLE(request_id bigint, event_id text)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  org        text := app.current_org_id();
+  entry      bigint;
+  request    bigint;
+  ping_id    text;
+begin
+  perform app.require_context();
+  perform app.require_admin('send webhook events');
+  if kind not in ('ping', 'redeliver') then
+    raise exception 'kind must be ping or redeliver' using errcode = 'TN400', column = 'kind';
+  end if;
+  update app.webhook_queue q set last_request_id = q.last_request_id + 1
+   where q.organization_id = org and q.webhook_id = request_webhook_attempt.webhook_id
+  returning q.last_request_id into request;
+  if request is null then
+    raise exception 'webhook % not found', webhook_id using errcode = 'TN404';
+  end if;
+  if kind = 'redeliver' then
+    select d.activity_id, d.event_id into entry, event_id from app.webhook_deliveries d
+     where d.organization_id = org and d.webhook_id = request_webhook_attempt.webhook_id
+       and d.id = request_webhook_attempt.delivery_id;
+    if event_id is null then
+      raise exception 'delivery % of webhook % not found', delivery_id, webhook_id using errcode = 'TN404';
+    end if;
+    if entry is null then
+      kind := 'ping';
+    end if;
+  end if;
+  if kind = 'ping' then
+    ping_id := coalesce(event_id, format('msg_%s_ping_%s', webhook_id, request));
+    event_id := ping_id;
+  end if;
+  insert into app.webhook_requests (organization_id, webhook_id, id, kind, activity_id, ping_event_id, requested_by)
+  values (org, request_webhook_attempt.webhook_id, request, kind, entry, ping_id, app.current_user_id());
+  request_id := request;
+  return next;
+end
+$$;
+
+-- Name: FUNCTION request_webhook_attempt(webhook_id bigint, kind text, delivery_id bigint); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.request_webhook_attempt(webhook_id bigint, kind text, delivery_id bigint) IS 'Asks for one out-of-band attempt (ADMIN only, TN403; TN404): kind ping (a webhook.ping event), or redeliver (the event of attempt delivery_id again, with its webhook-id). Returns the request number and the webhook-id it will carry.';
+
 -- Name: restore_issue(bigint); Type: FUNCTION; Schema: api; Owner: -
 
 CREATE FUNCTION api.restore_issue(issue_id bigint) RETURNS SETOF api.issue
@@ -1671,6 +2676,41 @@ $$;
 -- Name: FUNCTION restore_issue(issue_id bigint); Type: COMMENT; Schema: api; Owner: -
 
 COMMENT ON FUNCTION api.restore_issue(issue_id bigint) IS 'ADMIN only (else TN403). Brings a deleted issue of the organization in app.org_id back under its own number, as its deleted entry recorded it (creator and createdAt kept, updatedAt now, version one more), and logs a restored entry holding it. TN404 when the organization never had the issue, TN409 when it is not deleted.';
+
+-- Name: rotate_webhook_secret(bigint, text); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.rotate_webhook_secret(webhook_id bigint, secret text) RETURNS SETOF api.webhook
+    LANGUAGE plpgsql
+    AS $$
+declare
+  org     text := app.current_org_id();
+  changed app.webhooks;
+begin
+  perform app.require_context();
+  perform app.require_admin('rotate webhook secrets');
+  update app.webhooks w set updated_at = pg_catalog.now()
+   where w.organization_id = org and w.id = rotate_webhook_secret.webhook_id
+  returning * into changed;
+  if changed.id is null then
+    raise exception 'webhook % not found', webhook_id using errcode = 'TN404';
+  end if;
+  -- Two sign at most: a secret still in its 24 hours stops now; the current one gets them.
+  delete from app.webhook_secrets s
+   where s.organization_id = org and s.webhook_id = rotate_webhook_secret.webhook_id
+     and s.expires_at is not null;
+  update app.webhook_secrets s set expires_at = pg_catalog.now() + interval '24 hours'
+   where s.organization_id = org and s.webhook_id = rotate_webhook_secret.webhook_id
+     and s.expires_at is null;
+  insert into app.webhook_secrets (organization_id, webhook_id, secret)
+  values (org, rotate_webhook_secret.webhook_id, rotate_webhook_secret.secret);
+  return query select r.* from app.webhook_queue q cross join lateral app.webhook_row(changed, q) r
+    where q.organization_id = org and q.webhook_id = rotate_webhook_secret.webhook_id;
+end
+$$;
+
+-- Name: FUNCTION rotate_webhook_secret(webhook_id bigint, secret text); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.rotate_webhook_secret(webhook_id bigint, secret text) IS 'Makes secret the endpoint''s signing secret (ADMIN only, TN403; TN404); the one before keeps signing alongside it for 24 hours (an older one still in its 24 hours stops now).';
 
 -- Name: schema_version(); Type: FUNCTION; Schema: api; Owner: -
 
@@ -1764,6 +2804,49 @@ $$;
 
 COMMENT ON FUNCTION api.update_issue(issue_id bigint, patch jsonb, expected_version bigint) IS 'ADMIN only (else TN403). Applies patch, a JSON object of column names (title, description, status, priority, assignee_id; assignee_id may be null) to one issue of the organization in app.org_id (TN404 when missing), and logs an updated entry with each changed field''s from and to. A patch that changes nothing writes nothing and returns the issue. With expected_version (HTTP If-Match), an issue at any other version is left alone and TN412 is raised, its DETAIL naming the current version.';
 
+-- Name: update_webhook(bigint, text, text[], text, boolean); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.update_webhook(webhook_id bigint, url text DEFAULT NULL::text, events text[] DEFAULT NULL::text[], description text DEFAULT NULL::text, active boolean DEFAULT NULL::boolean) RETURNS SETOF api.webhook
+    LANGUAGE plpgsql
+    AS $$
+declare
+  org     text := app.current_org_id();
+  changed app.webhooks;
+begin
+  perform app.require_context();
+  perform app.require_admin('change webhooks');
+  perform app.checked_webhook(url, events, description);
+  update app.webhooks w
+     set url = coalesce(update_webhook.url, w.url),
+         events = case when update_webhook.events is null then w.events
+                       else array(select e from unnest(array['issue.created', 'issue.updated', 'issue.deleted', 'issue.restored']) e
+                                   where e = any (update_webhook.events)) end,
+         description = coalesce(update_webhook.description, w.description),
+         updated_at = pg_catalog.now()
+   where w.organization_id = org and w.id = update_webhook.webhook_id
+  returning * into changed;
+  if changed.id is null then
+    raise exception 'webhook % not found', webhook_id using errcode = 'TN404';
+  end if;
+  -- Enabling again: the owed entries go out from the first, retries counted anew.
+  if active is not null then
+    update app.webhook_queue q
+       set active = update_webhook.active,
+           disabled_reason = null,
+           attempt = case when update_webhook.active and not q.active then 0 else q.attempt end,
+           next_attempt_at = case when update_webhook.active and not q.active then pg_catalog.now()
+                                  else q.next_attempt_at end
+     where q.organization_id = org and q.webhook_id = update_webhook.webhook_id;
+  end if;
+  return query select r.* from app.webhook_queue q cross join lateral app.webhook_row(changed, q) r
+    where q.organization_id = org and q.webhook_id = update_webhook.webhook_id;
+end
+$$;
+
+-- Name: FUNCTION update_webhook(webhook_id bigint, url text, events text[], description text, active boolean); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.update_webhook(webhook_id bigint, url text, events text[], description text, active boolean) IS 'Changes a webhook endpoint''s url, events, description or active (NULL: unchanged; ADMIN only, TN403; TN404). Setting active true again sends the entries owed since, in order, with the retries counted anew.';
+
 -- Name: watch_activity(text, integer); Type: FUNCTION; Schema: api; Owner: -
 
 CREATE FUNCTION api.watch_activity(route text, seconds integer) RETURNS TABLE(last_id bigint, last_at timestamp with time zone)
@@ -1795,6 +2878,109 @@ $_$;
 -- Name: FUNCTION watch_activity(route text, seconds integer); Type: COMMENT; Schema: api; Owner: -
 
 COMMENT ON FUNCTION api.watch_activity(route text, seconds integer) IS 'Registers an instance streaming the organization in app.org_id for the next seconds (1-3600). Until then every change sends NOTIFY tenantry_activity with route (a keyed hash of the organization id, 22 characters of base64url). Takes the counters row lock, like a change; returns the last entry''s id and time as of then (0 and NULL before any entry).';
+
+-- Name: webhook_backlog(); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.webhook_backlog() RETURNS TABLE(owing bigint, oldest_seconds double precision)
+    LANGUAGE sql STABLE
+    AS $$
+    select pg_catalog.count(*), extract(epoch from pg_catalog.now() - pg_catalog.min(q.owed_since))::double precision
+      from app.webhook_queue q
+     where q.active and q.head > q.position
+  $$;
+
+-- Name: FUNCTION webhook_backlog(); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.webhook_backlog() IS 'For /metrics (tenantry_webhooks, no tenant): how many active endpoints are owed entries, and the age in seconds of the oldest entry owed (NULL: none).';
+
+-- Name: webhook_work(bigint, bigint, uuid); Type: FUNCTION; Schema: api; Owner: -
+
+CREATE FUNCTION api.webhook_work(webhook_id bigint, request_id bigint, claim uuid) RETURNS SETOF api.webhook_work
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  org     text := app.current_org_id();
+  q       record;
+  r       record;
+  hook    app.webhooks;
+  work    api.webhook_work;
+  entry   record;
+  last_read bigint;
+begin
+  select * into hook from app.webhooks w where w.organization_id = org and w.id = webhook_work.webhook_id;
+  if hook.id is null then
+    return;
+  end if;
+  work.url := hook.url;
+  work.secrets := array(select s.secret from app.webhook_secrets s
+                         where s.organization_id = org and s.webhook_id = webhook_work.webhook_id
+                           and (s.expires_at is null or s.expires_at > pg_catalog.now())
+                         order by s.created_at desc);
+  if request_id is not null then
+    select * into r from app.webhook_requests x
+     where x.organization_id = org and x.webhook_id = webhook_work.webhook_id and x.id = request_id
+       and x.claim = webhook_work.claim;
+    if r.id is null then
+      return;
+    end if;
+    if r.kind = 'ping' then
+      work.event_id := r.ping_event_id;
+      work.event_type := 'webhook.ping';
+      work.created_at := r.requested_at;
+    else
+      select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at into entry
+        from app.activity_logs a where a.organization_id = org and a.id = r.activity_id;
+      if entry.id is null then
+        return;
+      end if;
+      work.event_id := format('msg_%s_%s', webhook_id, entry.id);
+      work.event_type := 'issue.' || entry.action;
+      work.id := entry.id; work.issue_id := entry.issue_id; work.actor_id := entry.actor_id;
+      work.action := entry.action; work.changes := entry.changes; work.created_at := entry.created_at;
+    end if;
+    work.attempt := 1 + (select pg_catalog.count(*) from app.webhook_deliveries d
+                          where d.organization_id = org and d.webhook_id = webhook_work.webhook_id
+                            and d.event_id = work.event_id);
+    return next work;
+    return;
+  end if;
+
+  select x.position, x.head, x.attempt, x.claim into q from app.webhook_queue x
+   where x.organization_id = org and x.webhook_id = webhook_work.webhook_id;
+  if q.claim is distinct from webhook_work.claim then
+    return;
+  end if;
+  -- The next entry of the endpoint's kinds, reading at most 1,000 (bounded by time too:
+  -- entry times grow with ids, so only the months from the position's entry on are read).
+  for entry in
+    select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at
+      from app.activity_logs a
+     where a.organization_id = org and a.id > q.position and a.id <= q.head
+       and a.created_at >= coalesce((select p.created_at from app.activity_logs p
+                                      where p.organization_id = org and p.id = q.position), '-infinity')
+     order by a.id
+     limit 1000
+  loop
+    last_read := entry.id;
+    if ('issue.' || entry.action) = any (hook.events) then
+      work.event_id := format('msg_%s_%s', webhook_id, entry.id);
+      work.event_type := 'issue.' || entry.action;
+      work.attempt := q.attempt + 1;
+      work.id := entry.id; work.issue_id := entry.issue_id; work.actor_id := entry.actor_id;
+      work.action := entry.action; work.changes := entry.changes; work.created_at := entry.created_at;
+      return next work;
+      return;
+    end if;
+  end loop;
+  -- Nothing of its kinds (or the entries are gone: dropped with their month): skip past.
+  work.skipped_to := coalesce(last_read, q.head);
+  return next work;
+end
+$$;
+
+-- Name: FUNCTION webhook_work(webhook_id bigint, request_id bigint, claim uuid); Type: COMMENT; Schema: api; Owner: -
+
+COMMENT ON FUNCTION api.webhook_work(webhook_id bigint, request_id bigint, claim uuid) IS 'For a lease of api.claim_webhook_work, in a transaction scoped to its organization: what to send (see api.webhook_work). Nothing when the lease is no longer held or the endpoint is gone.';
 
 -- Name: activity_partition_name(timestamp without time zone); Type: FUNCTION; Schema: app; Owner: -
 
@@ -1873,6 +3059,34 @@ $$;
 -- Name: FUNCTION checked_search(search text, max_candidates integer); Type: COMMENT; Schema: app; Owner: -
 
 COMMENT ON FUNCTION app.checked_search(search text, max_candidates integer) IS 'The search text unchanged, if every word has at least 2 characters and all its words together start at most max_candidates term rows of the organization (NULL: no bound); TN400 (column search) otherwise. The service wraps api.list_issues''s search in it, so a search never costs more than a bounded read.';
+
+-- Name: checked_webhook(text, text[], text); Type: FUNCTION; Schema: app; Owner: -
+
+CREATE FUNCTION app.checked_webhook(url text, events text[], description text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  if url is not null and (pg_catalog.length(url) not between 1 and 2048 or url !~ '^https?://') then
+    raise exception 'url must be an https:// URL of at most 2048 characters'
+      using errcode = 'TN400', column = 'url';
+  end if;
+  if events is not null and (pg_catalog.cardinality(events) not between 1 and 4
+      or not events <@ array['issue.created', 'issue.updated', 'issue.deleted', 'issue.restored']
+      or array_position(events, null) is not null) then
+    raise exception 'events must be one or more of issue.created, issue.updated, issue.deleted, issue.restored'
+      using errcode = 'TN400', column = 'events';
+  end if;
+  if description is not null and (pg_catalog.length(description) > 1000
+      or app.has_control_chars(description, true)) then
+    raise exception 'description must be at most 1000 characters, without control characters'
+      using errcode = 'TN400', column = 'description';
+  end if;
+end
+$$;
+
+-- Name: FUNCTION checked_webhook(url text, events text[], description text); Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON FUNCTION app.checked_webhook(url text, events text[], description text) IS 'Raises TN400 (COLUMN url, events or description) for a value a webhook endpoint cannot take. The service checks the URL further (https only, a public host).';
 
 -- Name: copy_table_security(regclass, regclass); Type: FUNCTION; Schema: app; Owner: -
 
@@ -2137,6 +3351,41 @@ CREATE FUNCTION app.encode_cursor(sort text, fingerprint text, sort_key jsonb, i
 
 COMMENT ON FUNCTION app.encode_cursor(sort text, fingerprint text, sort_key jsonb, id bigint) IS 'The cursor of the page after the row with this sort key and id: base64url (no padding) of [1, sort, fingerprint, sort key, id]. Opaque to clients, not secret.';
 
+-- Name: guard_webhook_queue(); Type: FUNCTION; Schema: app; Owner: -
+
+CREATE FUNCTION app.guard_webhook_queue() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if current_user = 'tenantry_api'
+     and app.current_user_role() is distinct from 'ADMIN'
+     and (new.active, new.disabled_reason, new.attempt, new.next_attempt_at, new.claimed_until, new.claim, new.last_request_id)
+         is distinct from
+         (old.active, old.disabled_reason, old.attempt, old.next_attempt_at, old.claimed_until, old.claim, old.last_request_id)
+  then
+    raise exception 'only an ADMIN may change a webhook''s delivery state'
+      using errcode = 'TN403',
+            detail = format('app.role is %s', coalesce(app.current_user_role(), 'unset'));
+  end if;
+  -- head is an entry the organization has: a raised head that is not would make the
+  -- deliveries skip entries that come later.
+  if new.head is distinct from old.head
+     and new.head > (select c.last_activity_id from app.organization_counters c
+                      where c.organization_id = new.organization_id) then
+    raise exception 'head must be an activity entry id of the organization'
+      using errcode = 'TN403';
+  end if;
+  if new.head < old.head then
+    new.head := old.head;
+  end if;
+  return new;
+end
+$$;
+
+-- Name: FUNCTION guard_webhook_queue(); Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON FUNCTION app.guard_webhook_queue() IS 'Trigger: on app.webhook_queue, the API role changes anything but head only as an ADMIN (TN403); head never goes down, nor above the organization''s last activity entry.';
+
 -- Name: has_control_chars(text, boolean); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.has_control_chars(value text, allow_line_breaks boolean) RETURNS boolean
@@ -2269,6 +3518,7 @@ declare
   entry_id bigint;
   entry_at timestamptz;
   route    text;
+  hooks    integer;
 begin
   -- Numbered and timed under the counters row lock: the time never runs behind the
   -- previous entry's, so ids and times grow together.
@@ -2278,23 +3528,28 @@ begin
     set last_activity_id = c.last_activity_id + 1,
         last_activity_at = greatest(c.last_activity_at, pg_catalog.now())
   returning c.last_activity_id, c.last_activity_at,
-            case when c.listened_until > pg_catalog.now() then c.stream_route end
-    into entry_id, entry_at, route;
+            case when c.listened_until > pg_catalog.now() then c.stream_route end, c.webhooks
+    into entry_id, entry_at, route, hooks;
 
   insert into app.activity_logs (organization_id, id, issue_id, actor_id, action, changes, created_at)
   values (app.current_org_id(), entry_id, log_activity.issue_id, app.current_user_id(),
           log_activity.action, log_activity.changes, entry_at);
 
-  -- Only while an instance listens, and only the opaque route: see the header.
+  -- Only while an instance listens, and only the opaque route (migration 12).
   if route is not null then
     perform pg_catalog.pg_notify('tenantry_activity', route);
+  end if;
+  -- The entry is owed to every endpoint, in this transaction (migration 13).
+  if hooks > 0 then
+    update app.webhook_queue q set head = entry_id, owed_since = coalesce(q.owed_since, entry_at)
+     where q.organization_id = app.current_org_id();
   end if;
 end
 $$;
 
 -- Name: FUNCTION log_activity(issue_id bigint, action text, changes jsonb); Type: COMMENT; Schema: app; Owner: -
 
-COMMENT ON FUNCTION app.log_activity(issue_id bigint, action text, changes jsonb) IS 'Appends an activity entry for the current organization and actor, numbered and timed from app.organization_counters (times never run behind the previous entry''s), and wakes the instances that stream the organization (NOTIFY tenantry_activity with its opaque route, only while one listens). Called by the api functions in the transaction of the change.';
+COMMENT ON FUNCTION app.log_activity(issue_id bigint, action text, changes jsonb) IS 'Appends an activity entry for the current organization and actor, numbered and timed from app.organization_counters (times never run behind the previous entry''s); wakes the instances that stream the organization (NOTIFY tenantry_activity with its opaque route, only while one listens); and owes the entry to the organization''s webhook endpoints (app.webhook_queue.head, only when it has some). Called by the api functions in the transaction of the change.';
 
 -- Name: maintain_activity_partitions(integer, integer); Type: FUNCTION; Schema: app; Owner: -
 
@@ -2404,7 +3659,8 @@ begin
   loop
     begin
       lock table app.issues, app.organization_counters, app.activity_logs, app.issue_terms,
-                 app.idempotency_keys in access exclusive mode nowait;
+                 app.idempotency_keys, app.webhooks, app.webhook_secrets, app.webhook_queue,
+                 app.webhook_requests, app.webhook_deliveries in access exclusive mode nowait;
       exit;
     exception when lock_not_available then
       attempts := attempts + 1;
@@ -2414,7 +3670,8 @@ begin
       perform pg_catalog.pg_sleep(0.05);
     end;
   end loop;
-  truncate app.issue_terms, app.idempotency_keys, app.activity_logs, app.issues, app.organization_counters;
+  truncate app.issue_terms, app.idempotency_keys, app.activity_logs, app.issues, app.organization_counters,
+           app.webhook_deliveries, app.webhook_requests, app.webhook_queue, app.webhook_secrets, app.webhooks;
   -- Numbers start again at 1: a new key, so that entity tags of the old issues never match
   -- the new ones (a server running now keeps the key it read at start until it restarts).
   update secrets.keys
@@ -2428,7 +3685,7 @@ $$;
 
 -- Name: FUNCTION reset_tenant_data(); Type: COMMENT; Schema: app; Owner: -
 
-COMMENT ON FUNCTION app.reset_tenant_data() IS 'Deletes the data of every organization (issues, search words, activity, counters, idempotency keys) and makes a new entity-tag key: `tenantry reset --yes`. Owner only. Takes every table at once without waiting (retrying for up to 30 s), so it never deadlocks with requests.';
+COMMENT ON FUNCTION app.reset_tenant_data() IS 'Deletes the data of every organization (issues, search words, activity, counters, idempotency keys, webhooks) and makes a new entity-tag key: `tenantry reset --yes`. Owner only. Takes every table at once without waiting (retrying for up to 30 s), so it never deadlocks with requests.';
 
 -- Name: search_terms(text, text); Type: FUNCTION; Schema: app; Owner: -
 
@@ -2547,6 +3804,23 @@ $$;
 
 COMMENT ON FUNCTION app.use_policies_without_subqueries() IS 'For Citus: rewrites every policy of the app schema from (select app.current_org_id()) (and the user and role helpers) to a direct call, which Citus accepts on distributed tables, and returns the policies it changed. Same rules; on plain PostgreSQL the role check of the admin policies is then evaluated per row instead of once per statement. Raises on a policy holding any other sub-query. Run as the owner, once, before create_distributed_table (docs/citus.md). Not executable by the API role.';
 
+-- Name: webhook_row(app.webhooks, app.webhook_queue); Type: FUNCTION; Schema: app; Owner: -
+
+CREATE FUNCTION app.webhook_row(w app.webhooks, q app.webhook_queue) RETURNS api.webhook
+    LANGUAGE sql STABLE
+    AS $$
+    select w.id, w.url, w.events, w.description, q.active, q.disabled_reason, w.created_by,
+           w.created_at, w.updated_at,
+           (select pg_catalog.max(s.expires_at) from app.webhook_secrets s
+             where s.organization_id = w.organization_id and s.webhook_id = w.id
+               and s.expires_at > pg_catalog.now()),
+           null::text
+  $$;
+
+-- Name: FUNCTION webhook_row(w app.webhooks, q app.webhook_queue); Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON FUNCTION app.webhook_row(w app.webhooks, q app.webhook_queue) IS 'An endpoint and its delivery state as api.webhook.';
+
 -- Name: as_tenant(text); Type: FUNCTION; Schema: dba; Owner: -
 
 CREATE FUNCTION dba.as_tenant(org text) RETURNS text
@@ -2574,12 +3848,14 @@ COMMENT ON FUNCTION dba.as_tenant(org text) IS 'Switches to role tenantry_tenant
 -- Name: SCHEMA api; Type: ACL; Schema: -; Owner: -
 
 GRANT USAGE ON SCHEMA api TO tenantry_api;
+GRANT USAGE ON SCHEMA api TO tenantry_webhooks;
 
 -- Name: SCHEMA app; Type: ACL; Schema: -; Owner: -
 
 GRANT USAGE ON SCHEMA app TO tenantry_api;
 GRANT USAGE ON SCHEMA app TO tenantry_dba;
 GRANT USAGE ON SCHEMA app TO tenantry_tenant_view;
+GRANT USAGE ON SCHEMA app TO tenantry_webhooks;
 
 -- Name: SCHEMA dba; Type: ACL; Schema: -; Owner: -
 
@@ -2589,6 +3865,11 @@ GRANT USAGE ON SCHEMA dba TO tenantry_dba;
 
 REVOKE ALL ON FUNCTION api.activity_stream(after_id bigint, after_at timestamp with time zone, issue_id bigint, action text[], page_size integer, max_bytes integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION api.activity_stream(after_id bigint, after_at timestamp with time zone, issue_id bigint, action text[], page_size integer, max_bytes integer) TO tenantry_api;
+
+-- Name: FUNCTION claim_webhook_work(lease_ms integer, max_claims integer, busy_orgs text[], busy_counts integer[], per_org integer); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.claim_webhook_work(lease_ms integer, max_claims integer, busy_orgs text[], busy_counts integer[], per_org integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.claim_webhook_work(lease_ms integer, max_claims integer, busy_orgs text[], busy_counts integer[], per_org integer) TO tenantry_webhooks;
 
 -- Name: FUNCTION create_issue(title text, description text, status text, priority text, assignee_id text); Type: ACL; Schema: api; Owner: -
 
@@ -2600,15 +3881,30 @@ GRANT ALL ON FUNCTION api.create_issue(title text, description text, status text
 REVOKE ALL ON FUNCTION api.create_issue_idempotently(idempotency_key text, title text, description text, status text, priority text, assignee_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION api.create_issue_idempotently(idempotency_key text, title text, description text, status text, priority text, assignee_id text) TO tenantry_api;
 
+-- Name: FUNCTION create_webhook(url text, events text[], description text, secret text, max_per_org integer); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.create_webhook(url text, events text[], description text, secret text, max_per_org integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.create_webhook(url text, events text[], description text, secret text, max_per_org integer) TO tenantry_api;
+
 -- Name: FUNCTION delete_issue(issue_id bigint, expected_version bigint); Type: ACL; Schema: api; Owner: -
 
 REVOKE ALL ON FUNCTION api.delete_issue(issue_id bigint, expected_version bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION api.delete_issue(issue_id bigint, expected_version bigint) TO tenantry_api;
 
+-- Name: FUNCTION delete_webhook(webhook_id bigint); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.delete_webhook(webhook_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.delete_webhook(webhook_id bigint) TO tenantry_api;
+
 -- Name: FUNCTION get_issue(issue_id bigint); Type: ACL; Schema: api; Owner: -
 
 REVOKE ALL ON FUNCTION api.get_issue(issue_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION api.get_issue(issue_id bigint) TO tenantry_api;
+
+-- Name: FUNCTION get_webhook(webhook_id bigint); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.get_webhook(webhook_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.get_webhook(webhook_id bigint) TO tenantry_api;
 
 -- Name: FUNCTION issue_activity(issue_id bigint, page_size integer, after text, max_bytes integer); Type: ACL; Schema: api; Owner: -
 
@@ -2625,10 +3921,35 @@ GRANT ALL ON FUNCTION api.list_activity(page_size integer, after text, actor_id 
 REVOKE ALL ON FUNCTION api.list_issues(page_size integer, sort text, after text, status text[], priority text[], assignee_id text, created_by text, created_after timestamp with time zone, created_before timestamp with time zone, updated_after timestamp with time zone, search text, max_bytes integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION api.list_issues(page_size integer, sort text, after text, status text[], priority text[], assignee_id text, created_by text, created_after timestamp with time zone, created_before timestamp with time zone, updated_after timestamp with time zone, search text, max_bytes integer) TO tenantry_api;
 
+-- Name: FUNCTION list_webhook_deliveries(webhook_id bigint, page_size integer, after text); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.list_webhook_deliveries(webhook_id bigint, page_size integer, after text) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.list_webhook_deliveries(webhook_id bigint, page_size integer, after text) TO tenantry_api;
+
+-- Name: FUNCTION list_webhooks(page_size integer, after text); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.list_webhooks(page_size integer, after text) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.list_webhooks(page_size integer, after text) TO tenantry_api;
+
+-- Name: FUNCTION record_webhook_attempt(webhook_id bigint, request_id bigint, claim uuid, event_id text, event_type text, activity_id bigint, attempt integer, attempted_at timestamp with time zone, duration_ms integer, status integer, error text, succeeded boolean, next_attempt_at timestamp with time zone, disable_reason text, skipped_to bigint); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.record_webhook_attempt(webhook_id bigint, request_id bigint, claim uuid, event_id text, event_type text, activity_id bigint, attempt integer, attempted_at timestamp with time zone, duration_ms integer, status integer, error text, succeeded boolean, next_attempt_at timestamp with time zone, disable_reason text, skipped_to bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.record_webhook_attempt(webhook_id bigint, request_id bigint, claim uuid, event_id text, event_type text, activity_id bigint, attempt integer, attempted_at timestamp with time zone, duration_ms integer, status integer, error text, succeeded boolean, next_attempt_at timestamp with time zone, disable_reason text, skipped_to bigint) TO tenantry_webhooks;
+
+-- Name: FUNCTION request_webhook_attempt(webhook_id bigint, kind text, delivery_id bigint); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.request_webhook_attempt(webhook_id bigint, kind text, delivery_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.request_webhook_attempt(webhook_id bigint, kind text, delivery_id bigint) TO tenantry_api;
+
 -- Name: FUNCTION restore_issue(issue_id bigint); Type: ACL; Schema: api; Owner: -
 
 REVOKE ALL ON FUNCTION api.restore_issue(issue_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION api.restore_issue(issue_id bigint) TO tenantry_api;
+
+-- Name: FUNCTION rotate_webhook_secret(webhook_id bigint, secret text); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.rotate_webhook_secret(webhook_id bigint, secret text) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.rotate_webhook_secret(webhook_id bigint, secret text) TO tenantry_api;
 
 -- Name: FUNCTION schema_version(); Type: ACL; Schema: api; Owner: -
 
@@ -2640,10 +3961,25 @@ GRANT ALL ON FUNCTION api.schema_version() TO tenantry_api;
 REVOKE ALL ON FUNCTION api.update_issue(issue_id bigint, patch jsonb, expected_version bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION api.update_issue(issue_id bigint, patch jsonb, expected_version bigint) TO tenantry_api;
 
+-- Name: FUNCTION update_webhook(webhook_id bigint, url text, events text[], description text, active boolean); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.update_webhook(webhook_id bigint, url text, events text[], description text, active boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.update_webhook(webhook_id bigint, url text, events text[], description text, active boolean) TO tenantry_api;
+
 -- Name: FUNCTION watch_activity(route text, seconds integer); Type: ACL; Schema: api; Owner: -
 
 REVOKE ALL ON FUNCTION api.watch_activity(route text, seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION api.watch_activity(route text, seconds integer) TO tenantry_api;
+
+-- Name: FUNCTION webhook_backlog(); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.webhook_backlog() FROM PUBLIC;
+GRANT ALL ON FUNCTION api.webhook_backlog() TO tenantry_webhooks;
+
+-- Name: FUNCTION webhook_work(webhook_id bigint, request_id bigint, claim uuid); Type: ACL; Schema: api; Owner: -
+
+REVOKE ALL ON FUNCTION api.webhook_work(webhook_id bigint, request_id bigint, claim uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION api.webhook_work(webhook_id bigint, request_id bigint, claim uuid) TO tenantry_webhooks;
 
 -- Name: FUNCTION activity_partition_name(month timestamp without time zone); Type: ACL; Schema: app; Owner: -
 
@@ -2658,6 +3994,11 @@ GRANT ALL ON FUNCTION app.checked_choices(chosen text[], allowed text[], paramet
 
 REVOKE ALL ON FUNCTION app.checked_search(search text, max_candidates integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION app.checked_search(search text, max_candidates integer) TO tenantry_api;
+
+-- Name: FUNCTION checked_webhook(url text, events text[], description text); Type: ACL; Schema: app; Owner: -
+
+REVOKE ALL ON FUNCTION app.checked_webhook(url text, events text[], description text) FROM PUBLIC;
+GRANT ALL ON FUNCTION app.checked_webhook(url text, events text[], description text) TO tenantry_api;
 
 -- Name: FUNCTION copy_table_security(source regclass, target regclass); Type: ACL; Schema: app; Owner: -
 
@@ -2683,6 +4024,7 @@ REVOKE ALL ON FUNCTION app.current_org_id() FROM PUBLIC;
 GRANT ALL ON FUNCTION app.current_org_id() TO tenantry_api;
 GRANT ALL ON FUNCTION app.current_org_id() TO tenantry_dba;
 GRANT ALL ON FUNCTION app.current_org_id() TO tenantry_tenant_view;
+GRANT ALL ON FUNCTION app.current_org_id() TO tenantry_webhooks;
 
 -- Name: FUNCTION current_user_id(); Type: ACL; Schema: app; Owner: -
 
@@ -2690,6 +4032,7 @@ REVOKE ALL ON FUNCTION app.current_user_id() FROM PUBLIC;
 GRANT ALL ON FUNCTION app.current_user_id() TO tenantry_api;
 GRANT ALL ON FUNCTION app.current_user_id() TO tenantry_dba;
 GRANT ALL ON FUNCTION app.current_user_id() TO tenantry_tenant_view;
+GRANT ALL ON FUNCTION app.current_user_id() TO tenantry_webhooks;
 
 -- Name: FUNCTION current_user_role(); Type: ACL; Schema: app; Owner: -
 
@@ -2697,6 +4040,7 @@ REVOKE ALL ON FUNCTION app.current_user_role() FROM PUBLIC;
 GRANT ALL ON FUNCTION app.current_user_role() TO tenantry_api;
 GRANT ALL ON FUNCTION app.current_user_role() TO tenantry_dba;
 GRANT ALL ON FUNCTION app.current_user_role() TO tenantry_tenant_view;
+GRANT ALL ON FUNCTION app.current_user_role() TO tenantry_webhooks;
 
 -- Name: FUNCTION decode_cursor(cursor text, sort text, fingerprint text); Type: ACL; Schema: app; Owner: -
 
@@ -2711,6 +4055,12 @@ REVOKE ALL ON FUNCTION app.drop_activity_partitions_before(cutoff timestamp with
 
 REVOKE ALL ON FUNCTION app.encode_cursor(sort text, fingerprint text, sort_key jsonb, id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION app.encode_cursor(sort text, fingerprint text, sort_key jsonb, id bigint) TO tenantry_api;
+
+-- Name: FUNCTION guard_webhook_queue(); Type: ACL; Schema: app; Owner: -
+
+REVOKE ALL ON FUNCTION app.guard_webhook_queue() FROM PUBLIC;
+GRANT ALL ON FUNCTION app.guard_webhook_queue() TO tenantry_api;
+GRANT ALL ON FUNCTION app.guard_webhook_queue() TO tenantry_webhooks;
 
 -- Name: FUNCTION has_control_chars(value text, allow_line_breaks boolean); Type: ACL; Schema: app; Owner: -
 
@@ -2732,6 +4082,7 @@ GRANT ALL ON FUNCTION app.is_blank(value text) TO tenantry_api;
 REVOKE ALL ON FUNCTION app.is_valid_id(value text) FROM PUBLIC;
 GRANT ALL ON FUNCTION app.is_valid_id(value text) TO tenantry_api;
 GRANT ALL ON FUNCTION app.is_valid_id(value text) TO tenantry_dba;
+GRANT ALL ON FUNCTION app.is_valid_id(value text) TO tenantry_webhooks;
 
 -- Name: FUNCTION is_valid_idempotency_key(value text); Type: ACL; Schema: app; Owner: -
 
@@ -2844,6 +4195,98 @@ GRANT ALL ON FUNCTION app.to_api_issue(i app.issues) TO tenantry_api;
 
 REVOKE ALL ON FUNCTION app.use_policies_without_subqueries() FROM PUBLIC;
 
+-- Name: TABLE webhook_queue; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT,INSERT,DELETE ON TABLE app.webhook_queue TO tenantry_api;
+GRANT SELECT ON TABLE app.webhook_queue TO tenantry_dba;
+
+-- Name: COLUMN webhook_queue.organization_id; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT(organization_id) ON TABLE app.webhook_queue TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_queue.webhook_id; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT(webhook_id) ON TABLE app.webhook_queue TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_queue.head; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(head) ON TABLE app.webhook_queue TO tenantry_api;
+GRANT SELECT(head) ON TABLE app.webhook_queue TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_queue."position"; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT("position"),UPDATE("position") ON TABLE app.webhook_queue TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_queue.active; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(active) ON TABLE app.webhook_queue TO tenantry_api;
+GRANT SELECT(active),UPDATE(active) ON TABLE app.webhook_queue TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_queue.disabled_reason; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(disabled_reason) ON TABLE app.webhook_queue TO tenantry_api;
+GRANT SELECT(disabled_reason),UPDATE(disabled_reason) ON TABLE app.webhook_queue TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_queue.attempt; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(attempt) ON TABLE app.webhook_queue TO tenantry_api;
+GRANT SELECT(attempt),UPDATE(attempt) ON TABLE app.webhook_queue TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_queue.next_attempt_at; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(next_attempt_at) ON TABLE app.webhook_queue TO tenantry_api;
+GRANT SELECT(next_attempt_at),UPDATE(next_attempt_at) ON TABLE app.webhook_queue TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_queue.claimed_until; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(claimed_until) ON TABLE app.webhook_queue TO tenantry_api;
+GRANT SELECT(claimed_until),UPDATE(claimed_until) ON TABLE app.webhook_queue TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_queue.claim; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(claim) ON TABLE app.webhook_queue TO tenantry_api;
+GRANT SELECT(claim),UPDATE(claim) ON TABLE app.webhook_queue TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_queue.last_delivery_id; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT(last_delivery_id),UPDATE(last_delivery_id) ON TABLE app.webhook_queue TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_queue.last_request_id; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(last_request_id) ON TABLE app.webhook_queue TO tenantry_api;
+
+-- Name: COLUMN webhook_queue.owed_since; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(owed_since) ON TABLE app.webhook_queue TO tenantry_api;
+GRANT SELECT(owed_since),UPDATE(owed_since) ON TABLE app.webhook_queue TO tenantry_webhooks;
+
+-- Name: TABLE webhooks; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT,INSERT,DELETE ON TABLE app.webhooks TO tenantry_api;
+GRANT SELECT ON TABLE app.webhooks TO tenantry_webhooks;
+GRANT SELECT ON TABLE app.webhooks TO tenantry_dba;
+
+-- Name: COLUMN webhooks.url; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(url) ON TABLE app.webhooks TO tenantry_api;
+
+-- Name: COLUMN webhooks.events; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(events) ON TABLE app.webhooks TO tenantry_api;
+
+-- Name: COLUMN webhooks.description; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(description) ON TABLE app.webhooks TO tenantry_api;
+
+-- Name: COLUMN webhooks.updated_at; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(updated_at) ON TABLE app.webhooks TO tenantry_api;
+
+-- Name: FUNCTION webhook_row(w app.webhooks, q app.webhook_queue); Type: ACL; Schema: app; Owner: -
+
+REVOKE ALL ON FUNCTION app.webhook_row(w app.webhooks, q app.webhook_queue) FROM PUBLIC;
+GRANT ALL ON FUNCTION app.webhook_row(w app.webhooks, q app.webhook_queue) TO tenantry_api;
+
 -- Name: FUNCTION as_tenant(org text); Type: ACL; Schema: dba; Owner: -
 
 REVOKE ALL ON FUNCTION dba.as_tenant(org text) FROM PUBLIC;
@@ -2854,6 +4297,7 @@ GRANT ALL ON FUNCTION dba.as_tenant(org text) TO tenantry_dba;
 GRANT SELECT,INSERT ON TABLE app.activity_logs TO tenantry_api;
 GRANT SELECT ON TABLE app.activity_logs TO tenantry_dba;
 GRANT SELECT ON TABLE app.activity_logs TO tenantry_tenant_view;
+GRANT SELECT ON TABLE app.activity_logs TO tenantry_webhooks;
 
 -- Name: TABLE idempotency_keys; Type: ACL; Schema: app; Owner: -
 
@@ -2889,6 +4333,10 @@ GRANT SELECT,INSERT ON TABLE app.organization_counters TO tenantry_api;
 GRANT SELECT ON TABLE app.organization_counters TO tenantry_dba;
 GRANT SELECT ON TABLE app.organization_counters TO tenantry_tenant_view;
 
+-- Name: COLUMN organization_counters.organization_id; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT(organization_id) ON TABLE app.organization_counters TO tenantry_webhooks;
+
 -- Name: COLUMN organization_counters.last_issue_id; Type: ACL; Schema: app; Owner: -
 
 GRANT UPDATE(last_issue_id) ON TABLE app.organization_counters TO tenantry_api;
@@ -2896,6 +4344,7 @@ GRANT UPDATE(last_issue_id) ON TABLE app.organization_counters TO tenantry_api;
 -- Name: COLUMN organization_counters.last_activity_id; Type: ACL; Schema: app; Owner: -
 
 GRANT UPDATE(last_activity_id) ON TABLE app.organization_counters TO tenantry_api;
+GRANT SELECT(last_activity_id) ON TABLE app.organization_counters TO tenantry_webhooks;
 
 -- Name: COLUMN organization_counters.live_issues; Type: ACL; Schema: app; Owner: -
 
@@ -2920,6 +4369,55 @@ GRANT UPDATE(stream_route) ON TABLE app.organization_counters TO tenantry_api;
 -- Name: COLUMN organization_counters.listened_until; Type: ACL; Schema: app; Owner: -
 
 GRANT UPDATE(listened_until) ON TABLE app.organization_counters TO tenantry_api;
+
+-- Name: COLUMN organization_counters.webhooks; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(webhooks) ON TABLE app.organization_counters TO tenantry_api;
+
+-- Name: COLUMN organization_counters.last_webhook_id; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(last_webhook_id) ON TABLE app.organization_counters TO tenantry_api;
+
+-- Name: TABLE webhook_deliveries; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT ON TABLE app.webhook_deliveries TO tenantry_api;
+GRANT SELECT ON TABLE app.webhook_deliveries TO tenantry_dba;
+GRANT SELECT,INSERT ON TABLE app.webhook_deliveries TO tenantry_webhooks;
+
+-- Name: TABLE webhook_requests; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT,INSERT,DELETE ON TABLE app.webhook_requests TO tenantry_api;
+GRANT SELECT,DELETE ON TABLE app.webhook_requests TO tenantry_webhooks;
+GRANT SELECT ON TABLE app.webhook_requests TO tenantry_dba;
+
+-- Name: COLUMN webhook_requests.claimed_until; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(claimed_until) ON TABLE app.webhook_requests TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_requests.claim; Type: ACL; Schema: app; Owner: -
+
+GRANT UPDATE(claim) ON TABLE app.webhook_requests TO tenantry_webhooks;
+
+-- Name: TABLE webhook_secrets; Type: ACL; Schema: app; Owner: -
+
+GRANT INSERT,DELETE ON TABLE app.webhook_secrets TO tenantry_api;
+GRANT SELECT ON TABLE app.webhook_secrets TO tenantry_webhooks;
+
+-- Name: COLUMN webhook_secrets.organization_id; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT(organization_id) ON TABLE app.webhook_secrets TO tenantry_api;
+
+-- Name: COLUMN webhook_secrets.webhook_id; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT(webhook_id) ON TABLE app.webhook_secrets TO tenantry_api;
+
+-- Name: COLUMN webhook_secrets.created_at; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT(created_at) ON TABLE app.webhook_secrets TO tenantry_api;
+
+-- Name: COLUMN webhook_secrets.expires_at; Type: ACL; Schema: app; Owner: -
+
+GRANT SELECT(expires_at),UPDATE(expires_at) ON TABLE app.webhook_secrets TO tenantry_api;
 
 -- Name: TABLE activity_per_organization; Type: ACL; Schema: dba; Owner: -
 

@@ -189,6 +189,63 @@ pub struct Config {
 
     #[command(flatten)]
     pub streams: StreamConfig,
+
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
+}
+
+/// Webhooks: how many endpoints, how deliveries are made, retried and bounded.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookConfig {
+    /// Webhook endpoints one organization may have; past it a new one is a 403.
+    #[arg(long, env = "WEBHOOK_MAX_PER_ORG", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub webhook_max_per_org: u32,
+
+    /// Connections of the deliveries' own pool (as tenantry_webhooks): deliveries never
+    /// take a connection from requests.
+    #[arg(long, env = "WEBHOOK_DB_POOL_SIZE", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub webhook_db_pool_size: u32,
+
+    /// Deliveries this instance makes at once (0: none: this instance sends nothing, others
+    /// on the same database do).
+    #[arg(long, env = "WEBHOOK_MAX_IN_FLIGHT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub webhook_max_in_flight: u32,
+
+    /// Deliveries one organization may have in flight on this instance, so that its slow
+    /// endpoints cannot take every slot.
+    #[arg(long, env = "WEBHOOK_MAX_IN_FLIGHT_PER_ORG", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub webhook_max_in_flight_per_org: u32,
+
+    /// Waits before each retry of a failed event, comma-separated, each a number with ms,
+    /// s, m or h (±20 % jitter; a longer Retry-After wins). After the last, the endpoint is
+    /// disabled.
+    #[arg(long, env = "WEBHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = crate::webhooks::schedule::RetrySchedule::parse)]
+    pub webhook_retry_schedule: crate::webhooks::schedule::RetrySchedule,
+
+    /// Milliseconds an endpoint has to answer with a 2xx.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub webhook_timeout_ms: u64,
+
+    /// Milliseconds a claimed delivery stays this instance's (its lease) before another
+    /// may take it over; longer than WEBHOOK_TIMEOUT_MS.
+    #[arg(long, env = "WEBHOOK_LEASE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub webhook_lease_ms: u64,
+
+    /// How often (milliseconds) the instance looks for due deliveries when it has none
+    /// under way.
+    #[arg(long, env = "WEBHOOK_POLL_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub webhook_poll_interval_ms: u64,
+
+    /// Allow http:// URLs and loopback, private and link-local addresses (1): for
+    /// development and tests only; a production service must never reach its own network.
+    #[arg(long, env = "WEBHOOK_ALLOW_INSECURE_TARGETS", default_value_t = false, value_parser = BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub webhook_allow_insecure_targets: bool,
+
+    /// PostgreSQL URL of a login for tenantry_webhooks. Unset: that role on DATABASE_URL's
+    /// server (passwordless, as the private cluster allows), else the request login's way
+    /// (see ALLOW_OWNER_REQUEST_LOGIN).
+    #[arg(long, env = "WEBHOOKS_DATABASE_URL", hide_env_values = true)]
+    pub webhooks_database_url: Option<String>,
 }
 
 /// Live activity streams (`GET /api/activity/stream`): limits, timings, and the LISTEN

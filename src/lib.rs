@@ -9,6 +9,7 @@ pub mod http;
 pub mod logging;
 pub mod telemetry;
 pub mod trace;
+pub mod webhooks;
 
 use std::{future::Future, io, net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
 
@@ -93,6 +94,21 @@ pub enum StartupError {
     StreamHeartbeat { heartbeat_ms: u64, idle_ms: u64 },
     #[error("could not read the ETag key from the database: {0}")]
     ReadEtagKey(#[source] tokio_postgres::Error),
+    #[error(
+        "webhook deliveries must not run as DATABASE_URL's user, and logging in as {role} on the same \
+         server failed: {source}. Set WEBHOOKS_DATABASE_URL to a login for {role} (production), or \
+         ALLOW_OWNER_REQUEST_LOGIN=1 (development only)",
+        role = db::WEBHOOKS_ROLE
+    )]
+    WebhooksLogin { source: tokio_postgres::Error },
+    #[error("refusing to deliver webhooks: {0}")]
+    UnsafeWebhooksRole(RoleProblem),
+    #[error(
+        "WEBHOOK_LEASE_MS={lease_ms} must be longer than WEBHOOK_TIMEOUT_MS={timeout_ms}: a delivery still under way would be sent again"
+    )]
+    WebhookLease { lease_ms: u64, timeout_ms: u64 },
+    #[error("the webhook HTTP client: {0}")]
+    WebhookClient(String),
 }
 
 /// The database side of a start: where it is, and the private cluster if we run one.
@@ -220,6 +236,9 @@ pub struct App {
     addr: SocketAddr,
     db: Database,
     live: Arc<db::live::LiveActivity>,
+    webhooks: webhooks::dispatch::Handle,
+    webhook_db: Database,
+    endpoint_rules: webhooks::EndpointRules,
     setup: DatabaseSetup,
     services: Arc<Services>,
     tags: EntityTags,
@@ -257,6 +276,25 @@ impl App {
             .map(|url| {
                 db::Endpoint::parse(url)
                     .map_err(|source| StartupError::InvalidUrl { name: "LISTEN_DATABASE_URL", source })
+            })
+            .transpose()?;
+        let hooks = &config.webhooks;
+        if hooks.webhook_lease_ms <= hooks.webhook_timeout_ms {
+            let (lease_ms, timeout_ms) = (hooks.webhook_lease_ms, hooks.webhook_timeout_ms);
+            return Err(StartupError::WebhookLease { lease_ms, timeout_ms });
+        }
+        let targets = webhooks::client::Targets::new(hooks.webhook_allow_insecure_targets);
+        let deliverer = webhooks::client::Deliverer::with_timeout(
+            targets,
+            Duration::from_millis(hooks.webhook_timeout_ms),
+        )
+        .map_err(|err| StartupError::WebhookClient(err.to_string()))?;
+        let webhooks_url = hooks
+            .webhooks_database_url
+            .as_deref()
+            .map(|url| {
+                db::Endpoint::parse(url)
+                    .map_err(|source| StartupError::InvalidUrl { name: "WEBHOOKS_DATABASE_URL", source })
             })
             .transpose()?;
         let authenticator = Authenticator::new(config.auth_mode, &config.jwt)?;
@@ -322,6 +360,19 @@ impl App {
             .with_quotas(config.org_max_issues, config.org_max_activity_per_day);
         db.settle_statements(&setup.target.requests.config).await;
         let role = db::verify_request_role(&db).await?;
+        let webhook_db = webhook_database(config, &setup, webhooks_url).await?;
+        let webhooks = webhooks::dispatch::start(
+            webhook_db.clone(),
+            deliverer,
+            webhooks::dispatch::Settings {
+                max_in_flight: hooks.webhook_max_in_flight,
+                max_in_flight_per_org: hooks.webhook_max_in_flight_per_org,
+                schedule: hooks.webhook_retry_schedule.clone(),
+                lease: Duration::from_millis(hooks.webhook_lease_ms),
+                poll_interval: Duration::from_millis(hooks.webhook_poll_interval_ms),
+            },
+        );
+        let endpoint_rules = webhooks::EndpointRules { targets, max_per_org: hooks.webhook_max_per_org };
         let live = db::live::LiveActivity::new(
             db.clone(),
             config.streams.live_settings(),
@@ -347,6 +398,9 @@ impl App {
             addr,
             db,
             live,
+            webhooks,
+            webhook_db,
+            endpoint_rules,
             setup,
             services,
             tags: EntityTags::new(&etag_key),
@@ -383,6 +437,9 @@ impl App {
             acceptor,
             db,
             live,
+            webhooks,
+            webhook_db,
+            endpoint_rules,
             setup,
             services,
             tags,
@@ -398,8 +455,13 @@ impl App {
             tokio::time::sleep(next_upkeep).await;
             db::maintenance::run_periodically(owner, upkeep).await
         });
-        let routes =
-            poem::EndpointExt::data(http::routes(db.clone(), services, tags, auth_mode), live.clone());
+        let routes = poem::EndpointExt::data(
+            poem::EndpointExt::data(
+                poem::EndpointExt::data(http::routes(db.clone(), services, tags, auth_mode), live.clone()),
+                endpoint_rules,
+            ),
+            webhooks.stats().clone(),
+        );
         // Streams never finish on their own: on shutdown they end at once, so the graceful
         // shutdown waits only for ordinary requests.
         let streams = live.clone();
@@ -411,6 +473,8 @@ impl App {
             .run_with_graceful_shutdown(routes, shutdown, Some(shutdown_timeout))
             .await;
         live.close();
+        webhooks.close();
+        webhook_db.close();
         housekeeping.abort();
         partitions.abort();
         db.close();
@@ -418,6 +482,39 @@ impl App {
         drop(setup);
         result
     }
+}
+
+/// The pool webhook deliveries run on, as `tenantry_webhooks`: WEBHOOKS_DATABASE_URL, else
+/// that role's login on the owner's server, else (ALLOW_OWNER_REQUEST_LOGIN=1, as requests)
+/// the owner's login switching role per transaction. Checked like the request role.
+async fn webhook_database(
+    config: &Config,
+    setup: &DatabaseSetup,
+    url: Option<db::Endpoint>,
+) -> Result<Database, StartupError> {
+    let (target, role) = match url {
+        Some(url) => (url, db::RequestRole::LoggedIn),
+        None => {
+            let mut login = setup.target.owner.clone();
+            login.config.user(db::WEBHOOKS_ROLE);
+            login.config.password(Vec::<u8>::new());
+            match db::connect_owner(&login).await {
+                Ok(_) => (login, db::RequestRole::LoggedIn),
+                Err(source) if !config.allow_owner_request_login => {
+                    return Err(StartupError::WebhooksLogin { source });
+                }
+                Err(_) => (setup.target.owner.clone(), db::RequestRole::SwitchPerTransaction),
+            }
+        }
+    };
+    let size = usize::try_from(config.webhooks.webhook_db_pool_size).unwrap_or(usize::MAX);
+    let pool = db::request_pool(&target, PoolSettings { size, wait_timeout: config.pool_timeout() });
+    // Deliveries are few and short: unnamed statements work behind any pooler.
+    let db = Database::for_webhooks(pool, role, db::StatementMode::Unnamed)
+        .with_statement_timeout(config.statement_timeout())
+        .with_context_mode(config.context);
+    db::verify_request_role(&db).await.map_err(StartupError::UnsafeWebhooksRole)?;
+    Ok(db)
 }
 
 async fn forget_idle_rate_limit_keys(services: std::sync::Weak<Services>) {

@@ -52,7 +52,7 @@ pub fn init(endpoint: Option<&str>) -> Result<Option<Telemetry>, String> {
         roots
     })
     .with_no_client_auth();
-    let client = otlp_http::blocking::Client::builder()
+    let client = http_client::blocking::Client::builder()
         .tls_backend_preconfigured(tls)
         .build()
         .map_err(|err| format!("the OTLP HTTP client: {err}"))?;

@@ -93,14 +93,19 @@ impl ActivityRows {
 }
 
 pub(super) fn entry_from_row(row: &Row) -> Result<ActivityEntry, Error> {
-    let action: &str = row.try_get(3)?;
+    entry_from_row_at(row, 0)
+}
+
+/// An entry whose six columns start at column `first`.
+pub(super) fn entry_from_row_at(row: &Row, first: usize) -> Result<ActivityEntry, Error> {
+    let action: &str = row.try_get(first + 3)?;
     Ok(ActivityEntry {
-        id: row.try_get(0)?,
-        issue_id: row.try_get(1)?,
-        actor_id: row.try_get(2)?,
+        id: row.try_get(first)?,
+        issue_id: row.try_get(first + 1)?,
+        actor_id: row.try_get(first + 2)?,
         action: Action::parse(action)
             .ok_or_else(|| Error::Internal(format!("unknown action {action:?}").into()))?,
-        changes: row.try_get(4)?,
-        created_at: row.try_get(5)?,
+        changes: row.try_get(first + 4)?,
+        created_at: row.try_get(first + 5)?,
     })
 }

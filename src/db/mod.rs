@@ -17,6 +17,7 @@ mod scoped;
 mod shares;
 pub mod stream;
 pub mod tls;
+pub mod webhooks;
 
 pub use error::Error;
 pub use listen::CHANNEL as ACTIVITY_CHANNEL;
@@ -30,5 +31,7 @@ pub use tls::Endpoint;
 
 /// The login (or switched-to) role every request runs as. Created by migration 1.
 pub const API_ROLE: &str = "tenantry_api";
+/// The role webhook deliveries run as. Created by migration 13.
+pub const WEBHOOKS_ROLE: &str = "tenantry_webhooks";
 /// The read-only inspection role. Created by migration 1.
 pub const DBA_ROLE: &str = "tenantry_dba";

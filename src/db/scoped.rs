@@ -124,6 +124,15 @@ const SET_CONTEXT_AND_ROLE: Sql = Sql {
     param_types: SET_CONTEXT.param_types,
 };
 
+/// [`SET_CONTEXT_AND_ROLE`] for the webhook deliveries' role.
+const SET_CONTEXT_AND_WEBHOOKS_ROLE: Sql = Sql {
+    text: "select set_config('role', 'tenantry_webhooks', true), \
+           set_config('app.org_id', $1, true), set_config('app.user_id', $2, true), \
+           set_config('app.role', $3, true), set_config('statement_timeout', $4, true), \
+           set_config('app.max_issues', $5, true), set_config('app.max_activity_per_day', $6, true)",
+    param_types: SET_CONTEXT.param_types,
+};
+
 /// The settings [`SET_CONTEXT`] sets, in its order: `app.org_id`, `app.user_id`, `app.role`.
 const CONTEXT_SETTINGS: [&str; 3] = ["app.org_id", "app.user_id", "app.role"];
 /// The settings that are the same for every transaction, in [`SET_CONTEXT`]'s order.
@@ -134,6 +143,8 @@ const LIMIT_SETTINGS: [&str; 3] = ["statement_timeout", "app.max_issues", "app.m
 pub struct Database {
     pool: Pool,
     role: RequestRole,
+    /// The role its transactions run as (`tenantry_api`, or `tenantry_webhooks`).
+    role_name: &'static str,
     set_context: Sql,
     /// What DATABASE_STATEMENTS asked for.
     statements: StatementMode,
@@ -162,6 +173,7 @@ impl Database {
         Database {
             pool,
             role,
+            role_name: super::API_ROLE,
             set_context,
             statements,
             unnamed: Arc::new(AtomicBool::new(statements != StatementMode::Prepared)),
@@ -172,6 +184,16 @@ impl Database {
             search_max_candidates: None,
             page_max_bytes: None,
         }
+    }
+
+    /// The pool of webhook deliveries: its transactions run as `tenantry_webhooks`.
+    pub fn for_webhooks(pool: Pool, role: RequestRole, statements: StatementMode) -> Self {
+        let mut db = Database::new(pool, role, statements);
+        db.role_name = super::WEBHOOKS_ROLE;
+        if role == RequestRole::SwitchPerTransaction {
+            db.set_context = SET_CONTEXT_AND_WEBHOOKS_ROLE;
+        }
+        db
     }
 
     /// Quotas of every organization (0: none): issues it may have, activity entries per
@@ -257,8 +279,9 @@ impl Database {
     }
 
     /// Like [`Database::call`] with every setting empty, i.e. no tenant: for checks of
-    /// the role itself (see `safety.rs`).
-    pub(super) async fn call_without_tenant(
+    /// the role itself (see `safety.rs`), and the webhook deliveries' claims, which see
+    /// only leases across organizations (`webhooks.rs`).
+    pub async fn call_without_tenant(
         &self,
         sql: &Sql,
         params: &[&(dyn ToSql + Sync)],
@@ -277,7 +300,9 @@ impl Database {
         let params = encode(sql, params)?;
         let set_local = match self.context {
             ContextMode::SetConfig => None,
-            ContextMode::SetLocal => Some(set_local_script(self.role, settings, &self.limits)?),
+            ContextMode::SetLocal => {
+                Some(set_local_script(self.role, self.role_name, settings, &self.limits)?)
+            }
         };
         let work = Arc::new(Pipeline {
             settings: settings.map(str::to_owned),
@@ -713,13 +738,20 @@ async fn query_unnamed(
 /// `begin; set local ...;` for [`ContextMode::SetLocal`]: one simple-query message (so it
 /// pipelines like the BEGIN it replaces), every value a quoted literal. SET cannot take a
 /// bound parameter; the literals are what make it safe, not the ids' validation.
-fn set_local_script(role: RequestRole, settings: [&str; 3], limits: &[String; 3]) -> Result<String, Error> {
+fn set_local_script(
+    role: RequestRole,
+    role_name: &str,
+    settings: [&str; 3],
+    limits: &[String; 3],
+) -> Result<String, Error> {
     let mut script = String::with_capacity(160);
     // First, so that Citus forwards the SET LOCALs after it to the workers; for this
     // transaction only, and a harmless placeholder on plain PostgreSQL.
     script.push_str("begin; set local citus.propagate_set_commands = 'local';");
     if role == RequestRole::SwitchPerTransaction {
-        script.push_str(" set local role tenantry_api;");
+        script.push_str(" set local role ");
+        script.push_str(role_name);
+        script.push(';');
     }
     let names = CONTEXT_SETTINGS.iter().chain(&LIMIT_SETTINGS);
     for (name, value) in names.zip(settings.into_iter().chain(limits.iter().map(String::as_str))) {

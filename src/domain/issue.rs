@@ -188,6 +188,22 @@ pub mod timestamp {
         serializer.serialize_str(std::str::from_utf8(&bytes).expect("ASCII digits and separators"))
     }
 
+    /// The same for an optional timestamp (`null` when absent).
+    pub mod option {
+        use serde::Serializer;
+        use time::OffsetDateTime;
+
+        pub fn serialize<S: Serializer>(
+            value: &Option<OffsetDateTime>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(value) => super::serialize(value, serializer),
+                None => serializer.serialize_none(),
+            }
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339, macros::datetime};

@@ -7,8 +7,12 @@ mod context;
 mod issue;
 pub mod page;
 pub mod rules;
+mod webhook;
 
 pub use activity::{Action, ActivityEntry};
 pub use context::{Role, TenantContext};
 pub use issue::{Issue, IssuePatch, IssueRef, NewIssue, Priority, Status, timestamp};
 pub use page::{ActivityQuery, IssueQuery, IssueSort};
+pub use webhook::{
+    CreatedWebhook, EventType, NewWebhook, PING, QueuedAttempt, Webhook, WebhookDelivery, WebhookPatch,
+};

@@ -284,3 +284,33 @@ pub fn render_streams(out: &mut String, stats: &crate::db::live::LiveStats) {
         let _ = writeln!(out, "tenantry_sse_ended_total{{reason=\"{}\"}} {count}", ending.as_str());
     }
 }
+
+/// The webhook deliveries' series (`webhooks::dispatch`): attempts by outcome, deliveries
+/// in flight, and how far behind the endpoints are (across every instance).
+pub fn render_webhooks(out: &mut String, stats: &crate::webhooks::dispatch::StatsSnapshot) {
+    use crate::webhooks::dispatch::Outcome;
+    out.push_str(
+        "# HELP tenantry_webhook_deliveries_total Webhook attempts this instance made, by outcome.\n\
+         # TYPE tenantry_webhook_deliveries_total counter\n",
+    );
+    for (outcome, count) in Outcome::ALL.iter().zip(stats.outcomes) {
+        let _ =
+            writeln!(out, "tenantry_webhook_deliveries_total{{outcome=\"{}\"}} {count}", outcome.as_str());
+    }
+    let _ = write!(
+        out,
+        "# HELP tenantry_webhook_in_flight Webhook attempts this instance has under way.\n\
+         # TYPE tenantry_webhook_in_flight gauge\n\
+         tenantry_webhook_in_flight {}\n\
+         # HELP tenantry_webhook_endpoints_behind Active webhook endpoints owed at least one event (all instances).\n\
+         # TYPE tenantry_webhook_endpoints_behind gauge\n\
+         tenantry_webhook_endpoints_behind {}\n\
+         # HELP tenantry_webhook_oldest_undelivered_seconds Age of the oldest event an active endpoint is owed (0: none).\n\
+         # TYPE tenantry_webhook_oldest_undelivered_seconds gauge\n\
+         tenantry_webhook_oldest_undelivered_seconds {:.3}\n\
+         # HELP tenantry_webhook_claim_errors_total Failed claims of due deliveries (the database unreachable).\n\
+         # TYPE tenantry_webhook_claim_errors_total counter\n\
+         tenantry_webhook_claim_errors_total {}\n",
+        stats.in_flight, stats.owing, stats.oldest_seconds, stats.claim_errors,
+    );
+}

@@ -6,6 +6,7 @@ pub mod activity;
 pub mod issues;
 pub mod ops;
 pub mod stream;
+pub mod webhooks;
 
 use poem_openapi::{OpenApi, OpenApiService};
 
@@ -14,12 +15,17 @@ use crate::domain::page::DEFAULT_PAGE_SIZE;
 use activity::ActivityApi;
 use issues::IssuesApi;
 use stream::StreamApi;
+use webhooks::WebhooksApi;
 
 /// Every API operation.
-pub type Api = (IssuesApi, ActivityApi, StreamApi);
+pub type Api = (IssuesApi, ActivityApi, StreamApi, WebhooksApi);
 
 pub fn service() -> OpenApiService<Api, ()> {
-    OpenApiService::new((IssuesApi, ActivityApi, StreamApi), "tenantry", env!("CARGO_PKG_VERSION"))
+    OpenApiService::new(
+        (IssuesApi, ActivityApi, StreamApi, WebhooksApi),
+        "tenantry",
+        env!("CARGO_PKG_VERSION"),
+    )
 }
 
 /// The route table of every API operation, from poem-openapi's metadata.

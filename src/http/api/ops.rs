@@ -68,10 +68,12 @@ pub fn metrics(
     services: Data<&Arc<Services>>,
     db: Data<&Database>,
     live: Data<&Arc<db::live::LiveActivity>>,
+    webhooks: Data<&Arc<crate::webhooks::dispatch::Stats>>,
 ) -> Response {
     let in_flight = services.in_flight.load(std::sync::atomic::Ordering::Relaxed);
     let mut body = services.metrics.render(db.pool_status(), in_flight);
     crate::http::metrics::render_streams(&mut body, &live.stats());
+    crate::http::metrics::render_webhooks(&mut body, &webhooks.snapshot());
     Response::builder().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
 }
 

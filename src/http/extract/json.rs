@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     db,
-    domain::{ActivityEntry, IssueRef, timestamp},
+    domain::{ActivityEntry, IssueRef, Webhook, WebhookDelivery, timestamp},
     http::error::{ApiError, FieldError},
 };
 
@@ -202,6 +202,18 @@ impl ListItem for ActivityEntry {
     }
 }
 
+impl ListItem for Webhook {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        serde_json::to_writer(out, self).map_err(|err| ApiError::Internal(err.into()))
+    }
+}
+
+impl ListItem for WebhookDelivery {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        serde_json::to_writer(out, self).map_err(|err| ApiError::Internal(err.into()))
+    }
+}
+
 impl ListItem for IssueRef<'_> {
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
         write_issue(out, self);
@@ -373,15 +385,66 @@ impl Fields {
         allowed.iter().copied().find(|e| name(*e) == text)
     }
 
+    /// An optional array of distinct values of `allowed` (by their `as_str` spelling), at
+    /// least one; in `allowed`'s order.
+    pub fn choices<E: Copy + PartialEq>(
+        &mut self,
+        field: &str,
+        allowed: &[E],
+        name: fn(E) -> &'static str,
+    ) -> Option<Vec<E>> {
+        let spellings: Vec<&str> = allowed.iter().map(|e| name(*e)).collect();
+        let rule = format!("must be an array of one or more of {}", spellings.join(", "));
+        let Value::Array(values) = self.object.remove(field)? else {
+            self.fail(field, rule);
+            return None;
+        };
+        let mut chosen = Vec::new();
+        for value in &values {
+            match value.as_str().and_then(|text| allowed.iter().copied().find(|e| name(*e) == text)) {
+                Some(e) if !chosen.contains(&e) => chosen.push(e),
+                Some(_) => {
+                    self.fail(field, format!("names {} twice", value));
+                    return None;
+                }
+                None => {
+                    self.fail(field, rule);
+                    return None;
+                }
+            }
+        }
+        if chosen.is_empty() {
+            self.fail(field, rule);
+            return None;
+        }
+        Some(allowed.iter().copied().filter(|e| chosen.contains(e)).collect())
+    }
+
+    /// An optional boolean field.
+    pub fn boolean(&mut self, field: &str) -> Option<bool> {
+        match self.object.remove(field)? {
+            Value::Bool(value) => Some(value),
+            other => {
+                self.fail(field, format!("must be true or false, not {}", json_type(&other)));
+                None
+            }
+        }
+    }
+
     /// Everything read: fails on fields left over, explaining the ones the server sets.
     pub fn finish(mut self) -> Result<(), Vec<FieldError>> {
         let leftovers: Vec<String> = self.object.keys().cloned().collect();
         for field in leftovers {
             let message = match field.as_str() {
                 "organizationId" => "cannot be sent: the server sets it to the caller's organization",
-                "id" | "createdAt" | "updatedAt" | "createdBy" | "version" => {
-                    "cannot be sent: the server sets it"
-                }
+                "secret" => "cannot be sent: the server makes it (POST /api/webhooks/{id}/rotate-secret)",
+                "id"
+                | "createdAt"
+                | "updatedAt"
+                | "createdBy"
+                | "version"
+                | "disabledReason"
+                | "previousSecretExpiresAt" => "cannot be sent: the server sets it",
                 _ => "is not a known field",
             };
             self.fail(&field, message);

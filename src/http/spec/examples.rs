@@ -247,6 +247,130 @@ pub fn for_operation(operation_id: &str) -> OperationExamples {
             ],
             ..Default::default()
         },
+        "createWebhook" => OperationExamples {
+            request: vec![
+                Example::new(
+                    "everything",
+                    "Every kind of event, to one URL",
+                    json!({"url": "https://hooks.example.com/tenantry", "description": "Chat notifier"}),
+                ),
+                Example::new(
+                    "some kinds",
+                    "Only new and deleted issues",
+                    json!({"url": "https://ci.example.com/hooks/issues", "events": ["issue.created", "issue.deleted"]}),
+                ),
+            ],
+            responses: vec![
+                (
+                    201,
+                    vec![Example::new(
+                        "created",
+                        "The endpoint and its secret, shown this once",
+                        with_secret(),
+                    )],
+                ),
+                (
+                    400,
+                    vec![Example::problem(
+                        "http",
+                        "Only https:// URLs, to public addresses",
+                        ApiError::invalid("url", "url must use https://"),
+                    )],
+                ),
+            ],
+            ..Default::default()
+        },
+        "listWebhooks" => OperationExamples {
+            responses: vec![(
+                200,
+                vec![
+                    Example::new(
+                        "endpoints",
+                        "The organization's endpoints",
+                        json!([webhook_json(webhook())]),
+                    ),
+                    Example::new("none", "No endpoints yet", json!([])),
+                ],
+            )],
+            ..Default::default()
+        },
+        "getWebhook" | "deleteWebhook" => OperationExamples {
+            parameters: id(),
+            responses: vec![
+                (
+                    200,
+                    vec![Example::new(
+                        "endpoint",
+                        "One endpoint (never its secret)",
+                        webhook_json(webhook()),
+                    )],
+                ),
+                (400, vec![invalid_id_example()]),
+            ],
+            ..Default::default()
+        },
+        "updateWebhook" => OperationExamples {
+            parameters: id(),
+            request: vec![
+                Example::new("pause", "Stop sending; events are kept", json!({"active": false})),
+                Example::new("resume", "Send what is owed since, in order", json!({"active": true})),
+                Example::new("kinds", "Only updates from now on", json!({"events": ["issue.updated"]})),
+            ],
+            responses: vec![
+                (
+                    200,
+                    vec![Example::new(
+                        "paused",
+                        "The endpoint after the change",
+                        webhook_json(crate::domain::Webhook { active: false, ..webhook() }),
+                    )],
+                ),
+                (400, vec![invalid_id_example()]),
+            ],
+        },
+        "rotateWebhookSecret" => OperationExamples {
+            parameters: id(),
+            responses: vec![
+                (
+                    200,
+                    vec![Example::new(
+                        "rotated",
+                        "The new secret, shown this once; the old one signs 24 h more",
+                        {
+                            let mut value = with_secret();
+                            value["previousSecretExpiresAt"] = json!("2026-02-02T09:30:00.000000Z");
+                            value
+                        },
+                    )],
+                ),
+                (400, vec![invalid_id_example()]),
+            ],
+            ..Default::default()
+        },
+        "listWebhookDeliveries" => OperationExamples {
+            parameters: id(),
+            responses: vec![(
+                200,
+                vec![Example::new("attempts", "A failed attempt and its retry", deliveries())],
+            )],
+            ..Default::default()
+        },
+        "redeliverWebhookEvent" => OperationExamples {
+            parameters: vec![("id", json!(1)), ("deliveryId", json!(1))],
+            responses: vec![
+                (202, vec![Example::new("queued", "Sent shortly", json!({"eventId": "msg_1_1"}))]),
+                (400, vec![invalid_id_example()]),
+            ],
+            ..Default::default()
+        },
+        "pingWebhook" => OperationExamples {
+            parameters: id(),
+            responses: vec![
+                (202, vec![Example::new("queued", "Sent shortly", json!({"eventId": "msg_1_ping_1"}))]),
+                (400, vec![invalid_id_example()]),
+            ],
+            ..Default::default()
+        },
         _ => OperationExamples::default(),
     }
 }
@@ -468,4 +592,64 @@ fn updated_issue() -> Issue {
         version: 2,
         ..new_issue()
     }
+}
+
+fn webhook() -> crate::domain::Webhook {
+    crate::domain::Webhook {
+        id: 1,
+        url: "https://hooks.example.com/tenantry".into(),
+        events: crate::domain::EventType::ALL.to_vec(),
+        description: "Chat notifier".into(),
+        active: true,
+        disabled_reason: None,
+        created_by: "ann".into(),
+        created_at: datetime!(2026-01-31 09:30:00.123456 UTC),
+        updated_at: datetime!(2026-01-31 09:30:00.123456 UTC),
+        previous_secret_expires_at: None,
+    }
+}
+
+fn webhook_json(webhook: crate::domain::Webhook) -> Value {
+    serde_json::to_value(webhook).expect("a webhook serializes")
+}
+
+fn with_secret() -> Value {
+    let created = crate::domain::CreatedWebhook {
+        webhook: webhook(),
+        secret: "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD8hjUCHMrz4E=".into(),
+    };
+    serde_json::to_value(created).expect("a webhook serializes")
+}
+
+fn deliveries() -> Value {
+    let failed = crate::domain::WebhookDelivery {
+        id: 1,
+        event_id: "msg_1_1".into(),
+        event_type: "issue.created".into(),
+        activity_id: Some(1),
+        attempt: 1,
+        out_of_band: false,
+        attempted_at: datetime!(2026-01-31 09:30:00.5 UTC),
+        duration_ms: 31,
+        status: Some(503),
+        error: None,
+        succeeded: false,
+        next_attempt_at: Some(datetime!(2026-01-31 09:30:05.4 UTC)),
+    };
+    let delivered = crate::domain::WebhookDelivery {
+        id: 2,
+        attempt: 2,
+        attempted_at: datetime!(2026-01-31 09:30:05.4 UTC),
+        duration_ms: 12,
+        status: Some(200),
+        succeeded: true,
+        next_attempt_at: None,
+        ..failed.clone()
+    };
+    json!([delivered, failed])
+}
+
+/// The body of a webhook request, for the document's `WebhookEvent` example.
+pub fn webhook_event() -> Value {
+    json!({"type": "issue.created", "timestamp": "2026-01-31T09:30:00.123456Z", "data": entry_json(created_entry())})
 }

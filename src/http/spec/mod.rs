@@ -152,10 +152,21 @@ fn describe_401_as_the_token(spec: &mut Value) {
 }
 
 /// Request bodies that refuse unknown fields (see `http::json::Fields::finish`).
-const CLOSED_SCHEMAS: &[&str] = &["NewIssue", "IssuePatch"];
+const CLOSED_SCHEMAS: &[&str] = &["NewIssue", "IssuePatch", "NewWebhook", "WebhookPatch"];
 /// Properties that may be `null` (poem-openapi marks `Option` as optional, not nullable).
-const NULLABLE_PROPERTIES: &[(&str, &str)] =
-    &[("Issue", "assigneeId"), ("NewIssue", "assigneeId"), ("IssuePatch", "assigneeId")];
+const NULLABLE_PROPERTIES: &[(&str, &str)] = &[
+    ("Issue", "assigneeId"),
+    ("NewIssue", "assigneeId"),
+    ("IssuePatch", "assigneeId"),
+    ("Webhook", "disabledReason"),
+    ("Webhook", "previousSecretExpiresAt"),
+    ("CreatedWebhook", "disabledReason"),
+    ("CreatedWebhook", "previousSecretExpiresAt"),
+    ("WebhookDelivery", "activityId"),
+    ("WebhookDelivery", "status"),
+    ("WebhookDelivery", "error"),
+    ("WebhookDelivery", "nextAttemptAt"),
+];
 
 /// Text rules the derives cannot state (a `pattern` there would be a second copy).
 const TEXT_PATTERNS: &[(&str, &str, &str)] = &[
@@ -178,10 +189,46 @@ fn refine_schemas(spec: &mut Value) {
         schemas[schema]["properties"][property]["nullable"] = Value::Bool(true);
     }
     describe_activity_changes(schemas);
+    describe_webhook_events(schemas);
 }
 
 /// `ActivityEntry.changes` is a `serde_json::Value` (any JSON) to poem-openapi; say what
 /// it really holds: a field-by-field diff, or a whole issue (with its `version`).
+/// OpenAPI 3.0 has no `webhooks` object: the body of a webhook request is the component
+/// schema `WebhookEvent` (its headers are described in `createWebhook`).
+fn describe_webhook_events(schemas: &mut Value) {
+    schemas["WebhookEvent"] = serde_json::json!({
+        "type": "object",
+        "title": "WebhookEvent",
+        "description": "The JSON body POSTed to a webhook endpoint (Standard Webhooks 1.0), with the headers \
+            `webhook-id` (the same on every attempt of one event to one endpoint), `webhook-timestamp` (Unix \
+            seconds of this attempt) and `webhook-signature` (`v1,` and the base64 HMAC-SHA256 of \
+            `id.timestamp.body` keyed with the secret's bytes after `whsec_`; two, space-separated, during a \
+            rotation).",
+        "required": ["type", "timestamp", "data"],
+        "properties": {
+            "type": {
+                "type": "string",
+                "enum": ["issue.created", "issue.updated", "issue.deleted", "issue.restored", "webhook.ping"],
+                "description": "The kind of event: `issue.` and the entry's action, or `webhook.ping`."
+            },
+            "timestamp": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When the change was made (the entry's createdAt), or the ping asked for."
+            },
+            "data": {
+                "description": "The activity entry exactly as GET /api/activity shows it; for a ping, `{\"webhookId\": 1}`.",
+                "oneOf": [
+                    {"$ref": "#/components/schemas/ActivityEntry"},
+                    {"type": "object", "required": ["webhookId"], "properties": {"webhookId": {"type": "integer", "format": "int64"}}}
+                ]
+            }
+        },
+        "example": examples::webhook_event()
+    });
+}
+
 fn describe_activity_changes(schemas: &mut Value) {
     schemas["FieldChange"] = serde_json::json!({
         "type": "object",

@@ -49,8 +49,9 @@ fn referenced_paths(source: &str) -> Vec<Vec<String>> {
     // `use` trees, expanded: use a::{b::{c, d}, e};
     let mut rest = code.as_str();
     while let Some(at) = rest.find("use ") {
-        let before_ok =
-            at == 0 || !rest.as_bytes()[at - 1].is_ascii_alphanumeric() && rest.as_bytes()[at - 1] != b'_';
+        // A `use` item starts its line (after `pub` at most): not the word in a string.
+        let line_start = rest[..at].rfind('\n').map_or(0, |n| n + 1);
+        let before_ok = matches!(rest[line_start..at].trim(), "" | "pub" | "pub(crate)" | "pub(super)");
         let tail = &rest[at + 4..];
         let Some(end) = tail.find(';') else { break };
         if before_ok {

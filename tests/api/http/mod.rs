@@ -20,3 +20,4 @@ pub mod stream;
 mod stream_browser;
 mod timeouts;
 mod validation;
+pub mod webhooks;

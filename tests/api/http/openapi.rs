@@ -82,7 +82,7 @@ fn every_operation_requires_all_three_identity_headers_together_or_a_bearer_toke
             assert!(operation["responses"]["429"]["headers"]["Retry-After"].is_object(), "{method} {path}");
         }
     }
-    assert_eq!(operations, 9);
+    assert_eq!(operations, 18);
 }
 
 #[test]
@@ -516,7 +516,7 @@ fn the_document_lists_operations_fields_and_examples_in_working_order() {
     let spec: Value = serde_json::from_str(COMMITTED).unwrap();
     let tags: Vec<&str> =
         spec["tags"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(tags, ["Issues", "Activity"]);
+    assert_eq!(tags, ["Issues", "Activity", "Webhooks"]);
     let operations: Vec<&str> = spec["paths"]
         .as_object()
         .unwrap()
@@ -535,7 +535,16 @@ fn the_document_lists_operations_fields_and_examples_in_working_order() {
             "restoreIssue",
             "listActivity",
             "listIssueActivity",
-            "streamActivity"
+            "streamActivity",
+            "createWebhook",
+            "listWebhooks",
+            "getWebhook",
+            "updateWebhook",
+            "deleteWebhook",
+            "rotateWebhookSecret",
+            "listWebhookDeliveries",
+            "redeliverWebhookEvent",
+            "pingWebhook"
         ]
     );
     let fields: Vec<&String> =

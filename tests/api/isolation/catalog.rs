@@ -33,7 +33,18 @@ async fn every_table_in_the_private_schema_has_forced_rls_a_policy_and_org_led_k
         .collect();
     assert_eq!(
         names,
-        ["activity_logs", "idempotency_keys", "issue_terms", "issues", "organization_counters"]
+        [
+            "activity_logs",
+            "idempotency_keys",
+            "issue_terms",
+            "issues",
+            "organization_counters",
+            "webhook_deliveries",
+            "webhook_queue",
+            "webhook_requests",
+            "webhook_secrets",
+            "webhooks"
+        ]
     );
     assert!(tables.len() >= names.len() + 4, "this month's partition and three ahead");
     for row in &tables {
