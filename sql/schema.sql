@@ -1825,6 +1825,10 @@ COMMENT ON FUNCTION api.activity_stream(after_id bigint, after_at timestamp with
 CREATE FUNCTION api.claim_webhook_work(lease_ms integer, max_claims integer, busy_orgs text[], busy_counts integer[], per_org integer) RETURNS SETOF api.webhook_claim
     LANGUAGE plpgsql
     AS $$
+declare
+  -- Organizations with no slot left on the calling instance: not even looked at, so they
+  -- cannot crowd the others out of the candidates.
+  full_orgs text[] := array(select b.org from unnest(busy_orgs, busy_counts) as b(org, n) where b.n >= per_org);
 begin
   if lease_ms < 1 or max_claims < 1 or per_org < 1 then
     raise exception 'lease_ms, max_claims and per_org must be positive' using errcode = 'TN400';
@@ -1835,7 +1839,8 @@ begin
   ), requests as (
     select r.organization_id, r.webhook_id, r.id, r.requested_at as due
       from app.webhook_requests r
-     where r.claimed_until is null or r.claimed_until < pg_catalog.now()
+     where (r.claimed_until is null or r.claimed_until < pg_catalog.now())
+       and not r.organization_id = any (full_orgs)
      order by r.requested_at
      limit max_claims * 4
        for update skip locked
@@ -1844,6 +1849,7 @@ begin
       from app.webhook_queue q
      where q.active and q.head > q.position and q.next_attempt_at <= pg_catalog.now()
        and (q.claimed_until is null or q.claimed_until < pg_catalog.now())
+       and not q.organization_id = any (full_orgs)
      order by q.next_attempt_at
      limit max_claims * 4
        for update skip locked
@@ -2594,6 +2600,12 @@ begin
   if kind not in ('ping', 'redeliver') then
     raise exception 'kind must be ping or redeliver' using errcode = 'TN400', column = 'kind';
   end if;
+  -- Bounded, so that asking faster than the endpoint answers cannot grow the table.
+  if (select pg_catalog.count(*) from (select from app.webhook_requests r
+        where r.organization_id = org and r.webhook_id = request_webhook_attempt.webhook_id limit 100) pending) >= 100 then
+    raise exception 'webhook % already has 100 pings and redeliveries waiting', webhook_id
+      using errcode = 'TN460', hint = 'wait until they are sent (GET /api/webhooks/{id}/deliveries)';
+  end if;
   update app.webhook_queue q set last_request_id = q.last_request_id + 1
    where q.organization_id = org and q.webhook_id = request_webhook_attempt.webhook_id
   returning q.last_request_id into request;
@@ -2624,7 +2636,7 @@ $$;
 
 -- Name: FUNCTION request_webhook_attempt(webhook_id bigint, kind text, delivery_id bigint); Type: COMMENT; Schema: api; Owner: -
 
-COMMENT ON FUNCTION api.request_webhook_attempt(webhook_id bigint, kind text, delivery_id bigint) IS 'Asks for one out-of-band attempt (ADMIN only, TN403; TN404): kind ping (a webhook.ping event), or redeliver (the event of attempt delivery_id again, with its webhook-id). Returns the request number and the webhook-id it will carry.';
+COMMENT ON FUNCTION api.request_webhook_attempt(webhook_id bigint, kind text, delivery_id bigint) IS 'Asks for one out-of-band attempt (ADMIN only, TN403; TN404): kind ping (a webhook.ping event), or redeliver (the event of attempt delivery_id again, with its webhook-id); at most 100 waiting per endpoint (TN460). Returns the request number and the webhook-id it will carry.';
 
 -- Name: restore_issue(bigint); Type: FUNCTION; Schema: api; Owner: -
 

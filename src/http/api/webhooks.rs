@@ -136,12 +136,23 @@ impl ErrorStatuses for OneErrors {
     const STATUSES: &'static [(u16, &'static str)] =
         &[BAD_REQUEST, UNAUTHORIZED, ADMIN_ONLY, NO_WEBHOOK, SERVICE_UNAVAILABLE];
 }
+/// 403 of the out-of-band attempts.
+const ADMIN_ONLY_OR_TOO_MANY_WAITING: (u16, &str) = (
+    403,
+    "Only an ADMIN may manage webhooks; or 100 pings and redeliveries of this webhook are already \
+     waiting (problem `type` `urn:tenantry:problem:quota-exceeded`).",
+);
+pub struct PingErrors;
+impl ErrorStatuses for PingErrors {
+    const STATUSES: &'static [(u16, &'static str)] =
+        &[BAD_REQUEST, UNAUTHORIZED, ADMIN_ONLY_OR_TOO_MANY_WAITING, NO_WEBHOOK, SERVICE_UNAVAILABLE];
+}
 pub struct RedeliverErrors;
 impl ErrorStatuses for RedeliverErrors {
     const STATUSES: &'static [(u16, &'static str)] = &[
         BAD_REQUEST,
         UNAUTHORIZED,
-        ADMIN_ONLY,
+        ADMIN_ONLY_OR_TOO_MANY_WAITING,
         (404, "The organization has no such webhook, or the webhook no such delivery."),
         SERVICE_UNAVAILABLE,
     ];
@@ -368,7 +379,7 @@ impl WebhooksApi {
         /// The endpoint's number within the organization.
         #[oai(validator(minimum(value = "1")))]
         id: Path<i64>,
-    ) -> Result<Queued, Failure<OneErrors>> {
+    ) -> Result<Queued, Failure<PingErrors>> {
         Ok(Queued::Accepted(JsonBody(db::webhooks::request_attempt(&db, &caller.0, id.0, None).await?)))
     }
 }

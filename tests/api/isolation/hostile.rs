@@ -268,10 +268,12 @@ async fn slowloris_connections_are_closed_at_the_header_deadline_and_others_are_
     // Timed from when each client saw its connection, which lags the server's accept when
     // thousands connect at once (by up to 600 ms on a loaded 2-core machine, so the first
     // ones to be closed can look early): the typical one was kept until the deadline, not
-    // closed at once, and none later.
+    // closed at once. Every one was closed (the bug kept them forever), well before the
+    // clients give up at 30 s; how soon after the deadline depends on the machine's load
+    // (2.4 s seen with other builds running), so that is not what this checks.
     let typical = kept[kept.len() / 2];
     assert!(typical >= std::time::Duration::from_millis(500), "closed at once: {typical:?} (median)");
-    assert!(slowest <= std::time::Duration::from_millis(2000), "the last one was kept {slowest:?}");
+    assert!(slowest <= std::time::Duration::from_secs(10), "the last one was kept {slowest:?}");
 }
 
 /// At MAX_CONNECTIONS, a new connection is accepted and closed at once; one comes free
