@@ -423,6 +423,12 @@ impl LiveActivity {
                         if !state.ready {
                             state.ready = true;
                             state.cursor = last;
+                        } else if state.cursor.id < last.id {
+                            // Entries the feed has not read were committed before this
+                            // registration, when it may not have been in force (it had
+                            // lapsed, or the feed was polling): they may never notify, so
+                            // they are read now, not at the organization's next change.
+                            read_now = true;
                         }
                         drop(state);
                         feed.progress.notify_waiters();

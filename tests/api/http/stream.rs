@@ -103,10 +103,14 @@ impl Stream {
         block.id.expect("the opening block has an id")
     }
 
-    /// The next event (skipping comments), or `None` when the stream ended.
+    /// The next event (skipping comments), or `None` when the stream ended; fails when
+    /// none came for 20 s (heartbeats do not count: they would wait forever).
     pub async fn next_event(&mut self) -> Option<Block> {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let block = self.next_block().await?;
+            let block = tokio::time::timeout_at(deadline, self.next_block())
+                .await
+                .expect("waited 20 s for an event")?;
             if block.data.is_some() {
                 return Some(block);
             }
@@ -854,4 +858,41 @@ async fn a_listen_connection_that_drops_is_replaced_and_what_was_missed_arrives(
     app.create_ok(&ann, "and heard again").await;
     assert_eq!(event_ids(&stream.events(1).await), [2]);
     assert_eq!(metric(&app, "tenantry_sse_polls_total").await, 0.0, "no poll was needed");
+}
+
+/// An organization's registration lapses when its instance cannot renew it in time (the
+/// database was away for longer than the registration lasts, the instance stalled): its
+/// changes then notify no one. When the feed registers again it reads what it missed at
+/// once, rather than leaving it for the organization's next change, which may never come.
+#[tokio::test]
+async fn what_was_written_while_a_registration_had_lapsed_arrives_when_it_is_renewed() {
+    let app =
+        spawn_app_with(Mode::ApiLogin, |config| config.streams.stream_poll_interval_ms = 3_600_000).await;
+    let mut stream = Stream::open(&app, &member("acme"), "", None).await;
+    stream.opening().await;
+    wait_for_metric(&app, "tenantry_sse_listening", 1.0).await;
+    // Settled: the read every feed makes when the LISTEN connection starts is done.
+    let reads = "tenantry_sse_reads_total{kind=\"feed\"}";
+    wait_until("the feed read once after LISTEN started", || async { metric(&app, reads).await >= 1.0 })
+        .await;
+    let owner = app.owner_sql().await;
+    owner
+        .execute(
+            "update app.organization_counters set listened_until = now() - interval '1 second'
+              where organization_id = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap();
+    app.create_ok(&admin("acme"), "written while nobody was registered").await;
+    // The feed renews its registration every 15-25 s: wait for that, however long it takes.
+    let renewed =
+        "select listened_until > now() from app.organization_counters where organization_id = 'acme'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !owner.query_one(renewed, &[]).await.unwrap().get::<_, bool>(0) {
+        assert!(std::time::Instant::now() < deadline, "the registration was never renewed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(event_ids(&stream.events(1).await), [1]);
+    assert_eq!(metric(&app, "tenantry_sse_polls_total").await, 0.0, "no poll brought it");
 }
