@@ -896,3 +896,60 @@ async fn what_was_written_while_a_registration_had_lapsed_arrives_when_it_is_ren
     assert_eq!(event_ids(&stream.events(1).await), [1]);
     assert_eq!(metric(&app, "tenantry_sse_polls_total").await, 0.0, "no poll brought it");
 }
+
+/// AUTH_MODE=jwt: a stream with more to send than its client takes in still ends at its
+/// token's `exp`: neither catching up (read as the token's caller) nor a busy organization
+/// keeps it going past it.
+#[tokio::test]
+async fn with_jwt_a_stream_that_still_has_entries_to_send_ends_at_its_tokens_expiry() {
+    use tenantry::{
+        config::{AuthMode, JwtConfig},
+        domain::{Role, TenantContext},
+        http::extract::jwt,
+    };
+    let settings = JwtConfig {
+        jwt_secret: Some("a test secret that is long enough for HS256".into()),
+        jwt_audience_optional: true,
+        ..JwtConfig::default()
+    };
+    let jwt_settings = settings.clone();
+    let app = spawn_app_with(Mode::ApiLogin, move |config| {
+        config.auth_mode = AuthMode::Jwt;
+        config.jwt = jwt_settings;
+    })
+    .await;
+    // 3,000 entries of 10 kB each, in one transaction: 30 MB, far more than the sockets
+    // between the server and this client hold.
+    const ENTRIES: i64 = 3000;
+    app.owner_sql()
+        .await
+        .batch_execute(&format!(
+            "begin; set local role tenantry_api; {};
+             select app.log_activity(1, 'updated',
+                      jsonb_build_object('description', jsonb_build_object('from', '', 'to', repeat('x', 10000))))
+               from generate_series(1, {ENTRIES});
+             commit;",
+            set_tenant_sql("acme", "ann", "ADMIN")
+        ))
+        .await
+        .unwrap();
+    let ctx = TenantContext { org_id: "acme".into(), user_id: "mo".into(), role: Role::Member };
+    let expires = jsonwebtoken::get_current_timestamp() + 2; // at most the token's exp
+    let token = jwt::mint(&settings, None, &ctx, Duration::from_secs(2)).unwrap();
+    let response =
+        app.client.get(format!("{}{PATH}?after=0", app.address)).bearer_auth(&token).send().await.unwrap();
+    let mut stream = Stream::of(response);
+    assert_eq!(stream.opening().await, 0);
+    // The client takes nothing more until its token has expired.
+    while jsonwebtoken::get_current_timestamp() <= expires {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rest = stream.rest().await;
+    assert_eq!(
+        rest.last().map(|b| b.comments.clone()),
+        Some(vec!["the bearer token expired: reconnect with a new one and Last-Event-ID".to_owned()])
+    );
+    let ids = event_ids(&rest.into_iter().filter(|b| b.data.is_some()).collect::<Vec<_>>());
+    assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>(), "a prefix, no gap");
+    assert!((ids.len() as i64) < ENTRIES, "it went on past exp: all {ENTRIES} entries were sent");
+}
