@@ -355,7 +355,12 @@ impl LiveActivity {
     }
 
     pub(super) fn set_listening(&self, listening: bool) {
-        self.listening.store(listening, Relaxed);
+        if self.listening.swap(listening, Relaxed) && !listening {
+            // Feeds waiting for notifications until their next renewal (15-25 s) poll
+            // from now on: wake them to say so (and to read once, for what was notified
+            // as the connection went).
+            self.wake_all();
+        }
     }
 
     pub fn stats(&self) -> LiveStats {

@@ -953,3 +953,68 @@ async fn with_jwt_a_stream_that_still_has_entries_to_send_ends_at_its_tokens_exp
     assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>(), "a prefix, no gap");
     assert!((ids.len() as i64) < ENTRIES, "it went on past exp: all {ENTRIES} entries were sent");
 }
+
+/// A TCP relay to the test cluster that a test can cut: every connection through it
+/// closes and new ones are refused, as when the network to the database goes.
+struct Relay {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn to_cluster() -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = cluster().pg.port();
+        let task = tokio::spawn(async move {
+            // Dropped with the task: every connection through it ends.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Relay { port, task }
+    }
+
+    /// `url` (of the test cluster) through the relay.
+    fn url(&self, url: &str) -> String {
+        url.replace(&format!(":{}/", cluster().pg.port()), &format!(":{}/", self.port))
+    }
+
+    /// Closes every connection through the relay and refuses new ones.
+    async fn cut(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// The LISTEN connection goes and cannot be had again: the streams poll from then on,
+/// at once, not only once their organization's registration is next renewed (every
+/// 15-25 s, the registration being the same: that it is unchanged when the entry
+/// arrives shows the poll brought it).
+#[tokio::test]
+async fn when_the_listen_connection_goes_for_good_streams_poll_from_then_on() {
+    let relay = Relay::to_cluster().await;
+    let app = spawn_app_with(Mode::ApiLogin, |config| {
+        config.streams.listen_database_url = Some(relay.url(config.database_url.as_deref().unwrap()));
+        config.streams.stream_poll_interval_ms = 50;
+    })
+    .await;
+    let mut stream = Stream::open(&app, &member("acme"), "", None).await;
+    stream.opening().await;
+    wait_for_metric(&app, "tenantry_sse_listening", 1.0).await;
+    let owner = app.owner_sql().await;
+    let registration = "select listened_until from app.organization_counters where organization_id = 'acme'";
+    let registered: std::time::SystemTime = owner.query_one(registration, &[]).await.unwrap().get(0);
+    relay.cut().await;
+    wait_for_metric(&app, "tenantry_sse_listening", 0.0).await;
+    app.create_ok(&admin("acme"), "written with nobody listening").await;
+    assert_eq!(event_ids(&stream.events(1).await), [1]);
+    assert!(metric(&app, "tenantry_sse_polls_total").await > 0.0);
+    let now: std::time::SystemTime = owner.query_one(registration, &[]).await.unwrap().get(0);
+    assert_eq!(now, registered, "a poll brought it, not the registration's renewal");
+}
