@@ -629,14 +629,19 @@ impl Subscription {
     /// opening block can rely on being woken. A failed registration does not hold the
     /// stream back (it is fed by polling until one succeeds).
     pub async fn registered(&self) {
+        // Nor does shutdown: a feed that starts once the service is closing never tries.
+        let mut closed = self.closed.clone();
         loop {
             let progress = self.feed.progress.notified();
             tokio::pin!(progress);
             progress.as_mut().enable();
-            if lock(&self.feed.state).tried {
+            if lock(&self.feed.state).tried || *closed.borrow_and_update() {
                 return;
             }
-            progress.await;
+            tokio::select! {
+                _ = progress => {}
+                _ = closed.changed() => {}
+            }
         }
     }
 

@@ -1018,3 +1018,32 @@ async fn when_the_listen_connection_goes_for_good_streams_poll_from_then_on() {
     let now: std::time::SystemTime = owner.query_one(registration, &[]).await.unwrap().get(0);
     assert_eq!(now, registered, "a poll brought it, not the registration's renewal");
 }
+
+/// A stream opened just as the service starts shutting down: its organization's new feed
+/// ends before it tries to register, and the handler, which waits for that try before
+/// it answers, must not wait for it forever (the graceful shutdown would wait with it).
+#[tokio::test]
+async fn a_stream_opened_as_the_service_closes_does_not_wait_for_a_registration_that_never_comes() {
+    use tenantry::{
+        db::stream::{Filters, Position},
+        domain::{Role, TenantContext},
+    };
+    let database = fresh_database().await;
+    let pg = &cluster().pg;
+    let config = tenantry::config::Config {
+        port: 0,
+        database_url: Some(pg.url(pg_sandbox::postgres::SUPERUSER, &database)),
+        api_database_url: Some(pg.url(tenantry::db::API_ROLE, &database)),
+        ..Default::default()
+    };
+    let app = tenantry::App::build(&config).await.unwrap();
+    let live = app.live().clone();
+    let ctx = TenantContext { org_id: "acme".into(), user_id: "mo".into(), role: Role::Member };
+    // On this test's one thread, the feed's task first runs when the test waits: after
+    // the service closed.
+    let subscription = live.subscribe(&ctx, Filters::default(), Position { id: 0, at: None }).unwrap();
+    live.close();
+    tokio::time::timeout(WAIT, subscription.registered())
+        .await
+        .expect("the wait for the registration ends when the service closes");
+}
