@@ -1047,3 +1047,91 @@ async fn a_stream_opened_as_the_service_closes_does_not_wait_for_a_registration_
         .await
         .expect("the wait for the registration ends when the service closes");
 }
+
+/// Many streams of one organization, with and without filters, opened while 6 writers
+/// change it (so each one's catch-up hands over to its feed while entries keep coming):
+/// each receives exactly its share of the log after the point it started from, each
+/// entry once, in order, whatever the moment of its handover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_opened_while_writers_run_get_exactly_their_filtered_share_of_the_log() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let (red, blue) = (admin("red"), admin("blue"));
+    let writers: Vec<_> = (0..6)
+        .map(|n| {
+            let app = app.clone();
+            async move {
+                let actor = admin(["red", "blue"][n % 2]);
+                for round in 0..10 {
+                    let id = app.create_ok(&actor, &format!("w{n} r{round}")).await["id"].as_i64().unwrap();
+                    assert_eq!(
+                        app.patch(&actor, id, json!({"status": "DONE"})).await.status(),
+                        StatusCode::OK
+                    );
+                    if round % 3 == 0 {
+                        app.delete(&actor, id).await;
+                    }
+                }
+            }
+        })
+        .collect();
+    // (query, Last-Event-ID), each opened once after the other while the writers write.
+    let kinds: [(&str, Option<i64>); 6] = [
+        ("", None),
+        ("?action=updated", None),
+        ("?after=0&action=created,deleted", None),
+        ("?issueId=2", Some(0)),
+        ("", Some(0)),
+        ("?action=deleted", None),
+    ];
+    let opener = {
+        let app = app.clone();
+        async move {
+            let mut opened = Vec::new();
+            for round in 0..3 {
+                for (query, last_event_id) in kinds {
+                    let actor = if round % 2 == 0 { member("red") } else { member("blue") };
+                    let mut stream = Stream::open(&app, &actor, query, last_event_id).await;
+                    let start = stream.opening().await;
+                    opened.push((actor, query, start, stream));
+                }
+            }
+            opened
+        }
+    };
+    let (_, mut opened) = tokio::join!(futures::future::join_all(writers), opener);
+    let logs = HashMap::from([("red", log_of(&app, &red).await), ("blue", log_of(&app, &blue).await)]);
+    let mid_way = opened
+        .iter()
+        .filter(|(actor, _, start, _)| (1..logs[actor.org.as_str()].len() as i64).contains(start));
+    assert!(mid_way.count() >= 2, "streams started while the writers wrote");
+    for (actor, query, start, stream) in &mut opened {
+        let issue: Option<i64> = query.split_once("issueId=").map(|(_, id)| id.parse().unwrap());
+        let actions: Vec<&str> =
+            query.split_once("action=").map(|(_, list)| list.split(',').collect()).unwrap_or_default();
+        let expected: Vec<&Value> = logs[actor.org.as_str()]
+            .iter()
+            .filter(|e| e["id"].as_i64().unwrap() > *start)
+            .filter(|e| issue.is_none_or(|id| e["issueId"].as_i64() == Some(id)))
+            .filter(|e| actions.is_empty() || actions.contains(&e["action"].as_str().unwrap()))
+            .collect();
+        let received = stream.events(expected.len()).await;
+        let received: Vec<&Value> = received.iter().map(|e| e.data.as_ref().unwrap()).collect();
+        assert!(received == expected, "{} {query} after {start}: {:?}", actor.org, event_ids_of(&received));
+    }
+    // And nothing more: one last change per organization is the next event of every
+    // stream it matches.
+    for actor in [&red, &blue] {
+        app.create_ok(actor, "the last one").await;
+    }
+    for (actor, query, _, stream) in &mut opened {
+        if query.contains("issueId") || query.contains("updated") || *query == "?action=deleted" {
+            continue;
+        }
+        let last = logs[actor.org.as_str()].len() as i64 + 1;
+        assert_eq!(event_ids(&stream.events(1).await), [last], "{} {query}", actor.org);
+    }
+}
+
+fn event_ids_of(data: &[&Value]) -> Vec<i64> {
+    data.iter().map(|d| d["id"].as_i64().unwrap()).collect()
+}
