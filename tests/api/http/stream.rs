@@ -461,7 +461,9 @@ async fn a_client_that_never_reads_is_cut_off_with_bounded_memory_and_resumes_wh
     let app = spawn_app_with(Mode::ApiLogin, |config| {
         config.streams.stream_max_queued = 4;
         config.streams.stream_heartbeat_ms = 100;
-        config.idle_timeout_ms = 1000;
+        // Long enough for a few writes on a loaded machine once the socket is full: with
+        // 1 s, the connection was sometimes cut before the queue overflowed.
+        config.idle_timeout_ms = 5000;
     })
     .await;
     let ann = admin("acme");
@@ -475,6 +477,11 @@ async fn a_client_that_never_reads_is_cut_off_with_bounded_memory_and_resumes_wh
         assert_eq!(app.patch(&ann, id, json!({"description": description})).await.status(), StatusCode::OK);
         writes += 1;
         assert!(writes < 2000, "the stream never fell behind");
+        let cut = metric(&app, "tenantry_sse_streams").await == 0.0;
+        assert!(
+            !cut || metric(&app, "tenantry_sse_behind_total").await > 0.0,
+            "cut off before it fell behind"
+        );
         assert!(metric(&app, "tenantry_sse_queued").await <= 4.0, "a queue holds at most STREAM_MAX_QUEUED");
     }
     // Fed no more: further changes do not queue for it.
