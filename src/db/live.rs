@@ -355,7 +355,12 @@ impl LiveActivity {
     }
 
     pub(super) fn set_listening(&self, listening: bool) {
-        self.listening.store(listening, Relaxed);
+        if self.listening.swap(listening, Relaxed) && !listening {
+            // Feeds waiting for notifications until their next renewal (15-25 s) poll
+            // from now on: wake them to say so (and to read once, for what was notified
+            // as the connection went).
+            self.wake_all();
+        }
     }
 
     pub fn stats(&self) -> LiveStats {
@@ -423,6 +428,12 @@ impl LiveActivity {
                         if !state.ready {
                             state.ready = true;
                             state.cursor = last;
+                        } else if state.cursor.id < last.id {
+                            // Entries the feed has not read were committed before this
+                            // registration, when it may not have been in force (it had
+                            // lapsed, or the feed was polling): they may never notify, so
+                            // they are read now, not at the organization's next change.
+                            read_now = true;
                         }
                         drop(state);
                         feed.progress.notify_waiters();
@@ -618,14 +629,19 @@ impl Subscription {
     /// opening block can rely on being woken. A failed registration does not hold the
     /// stream back (it is fed by polling until one succeeds).
     pub async fn registered(&self) {
+        // Nor does shutdown: a feed that starts once the service is closing never tries.
+        let mut closed = self.closed.clone();
         loop {
             let progress = self.feed.progress.notified();
             tokio::pin!(progress);
             progress.as_mut().enable();
-            if lock(&self.feed.state).tried {
+            if lock(&self.feed.state).tried || *closed.borrow_and_update() {
                 return;
             }
-            progress.await;
+            tokio::select! {
+                _ = progress => {}
+                _ = closed.changed() => {}
+            }
         }
     }
 

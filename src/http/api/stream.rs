@@ -227,6 +227,11 @@ struct Streaming {
 }
 
 impl Streaming {
+    /// Its bearer token has expired.
+    fn expired(&self) -> bool {
+        self.expires.is_some_and(|expires| Instant::now() >= expires)
+    }
+
     async fn step(mut self) -> Option<(Result<Bytes, io::Error>, Streaming)> {
         if self.done {
             return None;
@@ -236,6 +241,13 @@ impl Streaming {
             return Some((Ok(first), self));
         }
         loop {
+            // Checked before each chunk, not only when the stream is idle: one still
+            // catching up, or in a busy organization, always has entries to send.
+            if self.expired() {
+                self.subscription.ended(Ending::Expired);
+                self.done = true;
+                return Some((Ok(Bytes::from_static(EXPIRED)), self));
+            }
             let beat = self.last_write + self.heartbeat;
             let until = self.expires.map_or(beat, |expires| expires.min(beat));
             let chunk = match self.subscription.next(until).await {
@@ -246,12 +258,7 @@ impl Streaming {
                     }
                     Bytes::from(out)
                 }
-                Next::Idle if self.expires.is_some_and(|expires| Instant::now() >= expires) => {
-                    self.subscription.ended(Ending::Expired);
-                    self.done = true;
-                    Bytes::from_static(EXPIRED)
-                }
-                Next::Idle if Instant::now() >= beat => Bytes::from_static(KEEP_ALIVE),
+                Next::Idle if Instant::now() >= beat && !self.expired() => Bytes::from_static(KEEP_ALIVE),
                 Next::Idle => continue,
                 // Whatever it had queued went out; nothing more can reach a client this far
                 // behind. It resumes with Last-Event-ID.

@@ -103,10 +103,14 @@ impl Stream {
         block.id.expect("the opening block has an id")
     }
 
-    /// The next event (skipping comments), or `None` when the stream ended.
+    /// The next event (skipping comments), or `None` when the stream ended; fails when
+    /// none came for 20 s (heartbeats do not count: they would wait forever).
     pub async fn next_event(&mut self) -> Option<Block> {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let block = self.next_block().await?;
+            let block = tokio::time::timeout_at(deadline, self.next_block())
+                .await
+                .expect("waited 20 s for an event")?;
             if block.data.is_some() {
                 return Some(block);
             }
@@ -457,7 +461,9 @@ async fn a_client_that_never_reads_is_cut_off_with_bounded_memory_and_resumes_wh
     let app = spawn_app_with(Mode::ApiLogin, |config| {
         config.streams.stream_max_queued = 4;
         config.streams.stream_heartbeat_ms = 100;
-        config.idle_timeout_ms = 1000;
+        // Long enough for a few writes on a loaded machine once the socket is full: with
+        // 1 s, the connection was sometimes cut before the queue overflowed.
+        config.idle_timeout_ms = 5000;
     })
     .await;
     let ann = admin("acme");
@@ -471,6 +477,11 @@ async fn a_client_that_never_reads_is_cut_off_with_bounded_memory_and_resumes_wh
         assert_eq!(app.patch(&ann, id, json!({"description": description})).await.status(), StatusCode::OK);
         writes += 1;
         assert!(writes < 2000, "the stream never fell behind");
+        let cut = metric(&app, "tenantry_sse_streams").await == 0.0;
+        assert!(
+            !cut || metric(&app, "tenantry_sse_behind_total").await > 0.0,
+            "cut off before it fell behind"
+        );
         assert!(metric(&app, "tenantry_sse_queued").await <= 4.0, "a queue holds at most STREAM_MAX_QUEUED");
     }
     // Fed no more: further changes do not queue for it.
@@ -854,4 +865,280 @@ async fn a_listen_connection_that_drops_is_replaced_and_what_was_missed_arrives(
     app.create_ok(&ann, "and heard again").await;
     assert_eq!(event_ids(&stream.events(1).await), [2]);
     assert_eq!(metric(&app, "tenantry_sse_polls_total").await, 0.0, "no poll was needed");
+}
+
+/// An organization's registration lapses when its instance cannot renew it in time (the
+/// database was away for longer than the registration lasts, the instance stalled): its
+/// changes then notify no one. When the feed registers again it reads what it missed at
+/// once, rather than leaving it for the organization's next change, which may never come.
+#[tokio::test]
+async fn what_was_written_while_a_registration_had_lapsed_arrives_when_it_is_renewed() {
+    let app =
+        spawn_app_with(Mode::ApiLogin, |config| config.streams.stream_poll_interval_ms = 3_600_000).await;
+    let mut stream = Stream::open(&app, &member("acme"), "", None).await;
+    stream.opening().await;
+    wait_for_metric(&app, "tenantry_sse_listening", 1.0).await;
+    // Settled: the read every feed makes when the LISTEN connection starts is done.
+    let reads = "tenantry_sse_reads_total{kind=\"feed\"}";
+    wait_until("the feed read once after LISTEN started", || async { metric(&app, reads).await >= 1.0 })
+        .await;
+    let owner = app.owner_sql().await;
+    owner
+        .execute(
+            "update app.organization_counters set listened_until = now() - interval '1 second'
+              where organization_id = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap();
+    app.create_ok(&admin("acme"), "written while nobody was registered").await;
+    // The feed renews its registration every 15-25 s: wait for that, however long it takes.
+    let renewed =
+        "select listened_until > now() from app.organization_counters where organization_id = 'acme'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !owner.query_one(renewed, &[]).await.unwrap().get::<_, bool>(0) {
+        assert!(std::time::Instant::now() < deadline, "the registration was never renewed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(event_ids(&stream.events(1).await), [1]);
+    assert_eq!(metric(&app, "tenantry_sse_polls_total").await, 0.0, "no poll brought it");
+}
+
+/// AUTH_MODE=jwt: a stream with more to send than its client takes in still ends at its
+/// token's `exp`: neither catching up (read as the token's caller) nor a busy organization
+/// keeps it going past it.
+#[tokio::test]
+async fn with_jwt_a_stream_that_still_has_entries_to_send_ends_at_its_tokens_expiry() {
+    use tenantry::{
+        config::{AuthMode, JwtConfig},
+        domain::{Role, TenantContext},
+        http::extract::jwt,
+    };
+    let settings = JwtConfig {
+        jwt_secret: Some("a test secret that is long enough for HS256".into()),
+        jwt_audience_optional: true,
+        ..JwtConfig::default()
+    };
+    let jwt_settings = settings.clone();
+    let app = spawn_app_with(Mode::ApiLogin, move |config| {
+        config.auth_mode = AuthMode::Jwt;
+        config.jwt = jwt_settings;
+    })
+    .await;
+    // 3,000 entries of 10 kB each, in one transaction: 30 MB, far more than the sockets
+    // between the server and this client hold.
+    const ENTRIES: i64 = 3000;
+    app.owner_sql()
+        .await
+        .batch_execute(&format!(
+            "begin; set local role tenantry_api; {};
+             select app.log_activity(1, 'updated',
+                      jsonb_build_object('description', jsonb_build_object('from', '', 'to', repeat('x', 10000))))
+               from generate_series(1, {ENTRIES});
+             commit;",
+            set_tenant_sql("acme", "ann", "ADMIN")
+        ))
+        .await
+        .unwrap();
+    let ctx = TenantContext { org_id: "acme".into(), user_id: "mo".into(), role: Role::Member };
+    let expires = jsonwebtoken::get_current_timestamp() + 2; // at most the token's exp
+    let token = jwt::mint(&settings, None, &ctx, Duration::from_secs(2)).unwrap();
+    let response =
+        app.client.get(format!("{}{PATH}?after=0", app.address)).bearer_auth(&token).send().await.unwrap();
+    let mut stream = Stream::of(response);
+    assert_eq!(stream.opening().await, 0);
+    // The client takes nothing more until its token has expired.
+    while jsonwebtoken::get_current_timestamp() <= expires {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rest = stream.rest().await;
+    assert_eq!(
+        rest.last().map(|b| b.comments.clone()),
+        Some(vec!["the bearer token expired: reconnect with a new one and Last-Event-ID".to_owned()])
+    );
+    let ids = event_ids(&rest.into_iter().filter(|b| b.data.is_some()).collect::<Vec<_>>());
+    assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>(), "a prefix, no gap");
+    assert!((ids.len() as i64) < ENTRIES, "it went on past exp: all {ENTRIES} entries were sent");
+}
+
+/// A TCP relay to the test cluster that a test can cut: every connection through it
+/// closes and new ones are refused, as when the network to the database goes.
+struct Relay {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn to_cluster() -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = cluster().pg.port();
+        let task = tokio::spawn(async move {
+            // Dropped with the task: every connection through it ends.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Relay { port, task }
+    }
+
+    /// `url` (of the test cluster) through the relay.
+    fn url(&self, url: &str) -> String {
+        url.replace(&format!(":{}/", cluster().pg.port()), &format!(":{}/", self.port))
+    }
+
+    /// Closes every connection through the relay and refuses new ones.
+    async fn cut(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// The LISTEN connection goes and cannot be had again: the streams poll from then on,
+/// at once, not only once their organization's registration is next renewed (every
+/// 15-25 s, the registration being the same: that it is unchanged when the entry
+/// arrives shows the poll brought it).
+#[tokio::test]
+async fn when_the_listen_connection_goes_for_good_streams_poll_from_then_on() {
+    let relay = Relay::to_cluster().await;
+    let app = spawn_app_with(Mode::ApiLogin, |config| {
+        config.streams.listen_database_url = Some(relay.url(config.database_url.as_deref().unwrap()));
+        config.streams.stream_poll_interval_ms = 50;
+    })
+    .await;
+    let mut stream = Stream::open(&app, &member("acme"), "", None).await;
+    stream.opening().await;
+    wait_for_metric(&app, "tenantry_sse_listening", 1.0).await;
+    let owner = app.owner_sql().await;
+    let registration = "select listened_until from app.organization_counters where organization_id = 'acme'";
+    let registered: std::time::SystemTime = owner.query_one(registration, &[]).await.unwrap().get(0);
+    relay.cut().await;
+    wait_for_metric(&app, "tenantry_sse_listening", 0.0).await;
+    app.create_ok(&admin("acme"), "written with nobody listening").await;
+    assert_eq!(event_ids(&stream.events(1).await), [1]);
+    assert!(metric(&app, "tenantry_sse_polls_total").await > 0.0);
+    let now: std::time::SystemTime = owner.query_one(registration, &[]).await.unwrap().get(0);
+    assert_eq!(now, registered, "a poll brought it, not the registration's renewal");
+}
+
+/// A stream opened just as the service starts shutting down: its organization's new feed
+/// ends before it tries to register, and the handler, which waits for that try before
+/// it answers, must not wait for it forever (the graceful shutdown would wait with it).
+#[tokio::test]
+async fn a_stream_opened_as_the_service_closes_does_not_wait_for_a_registration_that_never_comes() {
+    use tenantry::{
+        db::stream::{Filters, Position},
+        domain::{Role, TenantContext},
+    };
+    let database = fresh_database().await;
+    let pg = &cluster().pg;
+    let config = tenantry::config::Config {
+        port: 0,
+        database_url: Some(pg.url(pg_sandbox::postgres::SUPERUSER, &database)),
+        api_database_url: Some(pg.url(tenantry::db::API_ROLE, &database)),
+        ..Default::default()
+    };
+    let app = tenantry::App::build(&config).await.unwrap();
+    let live = app.live().clone();
+    let ctx = TenantContext { org_id: "acme".into(), user_id: "mo".into(), role: Role::Member };
+    // On this test's one thread, the feed's task first runs when the test waits: after
+    // the service closed.
+    let subscription = live.subscribe(&ctx, Filters::default(), Position { id: 0, at: None }).unwrap();
+    live.close();
+    tokio::time::timeout(WAIT, subscription.registered())
+        .await
+        .expect("the wait for the registration ends when the service closes");
+}
+
+/// Many streams of one organization, with and without filters, opened while 6 writers
+/// change it (so each one's catch-up hands over to its feed while entries keep coming):
+/// each receives exactly its share of the log after the point it started from, each
+/// entry once, in order, whatever the moment of its handover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_opened_while_writers_run_get_exactly_their_filtered_share_of_the_log() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let (red, blue) = (admin("red"), admin("blue"));
+    let writers: Vec<_> = (0..6)
+        .map(|n| {
+            let app = app.clone();
+            async move {
+                let actor = admin(["red", "blue"][n % 2]);
+                for round in 0..10 {
+                    let id = app.create_ok(&actor, &format!("w{n} r{round}")).await["id"].as_i64().unwrap();
+                    assert_eq!(
+                        app.patch(&actor, id, json!({"status": "DONE"})).await.status(),
+                        StatusCode::OK
+                    );
+                    if round % 3 == 0 {
+                        app.delete(&actor, id).await;
+                    }
+                }
+            }
+        })
+        .collect();
+    // (query, Last-Event-ID), each opened once after the other while the writers write.
+    let kinds: [(&str, Option<i64>); 6] = [
+        ("", None),
+        ("?action=updated", None),
+        ("?after=0&action=created,deleted", None),
+        ("?issueId=2", Some(0)),
+        ("", Some(0)),
+        ("?action=deleted", None),
+    ];
+    let opener = {
+        let app = app.clone();
+        async move {
+            let mut opened = Vec::new();
+            for round in 0..3 {
+                for (query, last_event_id) in kinds {
+                    let actor = if round % 2 == 0 { member("red") } else { member("blue") };
+                    let mut stream = Stream::open(&app, &actor, query, last_event_id).await;
+                    let start = stream.opening().await;
+                    opened.push((actor, query, start, stream));
+                }
+            }
+            opened
+        }
+    };
+    let (_, mut opened) = tokio::join!(futures::future::join_all(writers), opener);
+    let logs = HashMap::from([("red", log_of(&app, &red).await), ("blue", log_of(&app, &blue).await)]);
+    let mid_way = opened
+        .iter()
+        .filter(|(actor, _, start, _)| (1..logs[actor.org.as_str()].len() as i64).contains(start));
+    assert!(mid_way.count() >= 2, "streams started while the writers wrote");
+    for (actor, query, start, stream) in &mut opened {
+        let issue: Option<i64> = query.split_once("issueId=").map(|(_, id)| id.parse().unwrap());
+        let actions: Vec<&str> =
+            query.split_once("action=").map(|(_, list)| list.split(',').collect()).unwrap_or_default();
+        let expected: Vec<&Value> = logs[actor.org.as_str()]
+            .iter()
+            .filter(|e| e["id"].as_i64().unwrap() > *start)
+            .filter(|e| issue.is_none_or(|id| e["issueId"].as_i64() == Some(id)))
+            .filter(|e| actions.is_empty() || actions.contains(&e["action"].as_str().unwrap()))
+            .collect();
+        let received = stream.events(expected.len()).await;
+        let received: Vec<&Value> = received.iter().map(|e| e.data.as_ref().unwrap()).collect();
+        assert!(received == expected, "{} {query} after {start}: {:?}", actor.org, event_ids_of(&received));
+    }
+    // And nothing more: one last change per organization is the next event of every
+    // stream it matches.
+    for actor in [&red, &blue] {
+        app.create_ok(actor, "the last one").await;
+    }
+    for (actor, query, _, stream) in &mut opened {
+        if query.contains("issueId") || query.contains("updated") || *query == "?action=deleted" {
+            continue;
+        }
+        let last = logs[actor.org.as_str()].len() as i64 + 1;
+        assert_eq!(event_ids(&stream.events(1).await), [last], "{} {query}", actor.org);
+    }
+}
+
+fn event_ids_of(data: &[&Value]) -> Vec<i64> {
+    data.iter().map(|d| d["id"].as_i64().unwrap()).collect()
 }

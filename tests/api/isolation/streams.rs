@@ -146,3 +146,43 @@ async fn a_listen_session_hears_an_opaque_route_only_for_organizations_someone_s
     let (_, other_route) = heard(&mut connect_only_heard).await;
     assert_ne!(other_route, routes[0]);
 }
+
+/// One organization's reader stuck in PostgreSQL (its registration waits for a row lock
+/// held elsewhere, with no statement time-out) holds up no other organization's streams:
+/// each organization has its own reader, and none holds a lock another needs across a read.
+#[tokio::test]
+async fn an_organizations_stuck_reader_holds_up_no_other_organizations_streams() {
+    let app = std::sync::Arc::new(
+        spawn_app_with(Mode::ApiLogin, |config| {
+            config.statement_timeout_ms = 0;
+            config.request_timeout_ms = 0;
+        })
+        .await,
+    );
+    let (acme, globex) = (admin("acme"), admin("globex"));
+    app.create_ok(&acme, "acme's counters row").await;
+    let locker = app.owner_sql().await;
+    locker
+        .batch_execute(
+            "begin; select from app.organization_counters where organization_id = 'acme' for update",
+        )
+        .await
+        .unwrap();
+    // acme's first stream: its reader's registration waits for the lock, and its response
+    // waits for the registration.
+    let stuck = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let mut stream = Stream::open(&app, &member("acme"), "", None).await;
+            stream.opening().await
+        }
+    });
+    wait_for_lock_waiters(&app.owner_sql().await, &app.database, 1).await;
+    let mut stream = Stream::open(&app, &member("globex"), "", None).await;
+    assert_eq!(stream.opening().await, 0);
+    app.create_ok(&globex, "globex goes on").await;
+    assert_eq!(event_ids(&stream.events(1).await), [1]);
+    assert!(!stuck.is_finished(), "acme's stream still waits for its registration");
+    locker.batch_execute("commit").await.unwrap();
+    assert_eq!(stuck.await.unwrap(), 1, "then it opens, after acme's one entry");
+}
