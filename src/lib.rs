@@ -109,6 +109,12 @@ pub enum StartupError {
     WebhookLease { lease_ms: u64, timeout_ms: u64 },
     #[error("the webhook HTTP client: {0}")]
     WebhookClient(String),
+    #[error(
+        "LISTEN_DATABASE_URL names the database {listen:?}, but the service's database is {owner:?}: \
+         PostgreSQL delivers notifications only within one database, so the live streams would \
+         never wake"
+    )]
+    ListenDatabase { listen: String, owner: String },
 }
 
 /// The database side of a start: where it is, and the private cluster if we run one.
@@ -373,6 +379,9 @@ impl App {
             },
         );
         let endpoint_rules = webhooks::EndpointRules { targets, max_per_org: hooks.webhook_max_per_org };
+        if let Some(listen) = &listen_url {
+            check_listen_database(listen, &setup.target.owner).await?;
+        }
         let live = db::live::LiveActivity::new(
             db.clone(),
             config.streams.live_settings(),
@@ -515,6 +524,32 @@ async fn webhook_database(
         .with_context_mode(config.context);
     db::verify_request_role(&db).await.map_err(StartupError::UnsafeWebhooksRole)?;
     Ok(db)
+}
+
+/// LISTEN_DATABASE_URL must reach the service's own database (notifications do not cross
+/// databases). When it cannot be reached now, the streams poll until it can: not fatal.
+async fn check_listen_database(listen: &db::Endpoint, owner: &db::Endpoint) -> Result<(), StartupError> {
+    const CURRENT: &str = "select current_database()::text";
+    let name = |client: tokio_postgres::Client| async move {
+        client.query_one(CURRENT, &[]).await.map(|row| row.get::<_, String>(0))
+    };
+    let listen_db = match db::connect_owner(listen).await {
+        Ok(client) => name(client).await,
+        Err(err) => Err(err),
+    };
+    let listen_db = match listen_db {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::warn!(error = %err, "LISTEN_DATABASE_URL cannot be reached now; live streams poll until it can");
+            return Ok(());
+        }
+    };
+    let client = db::connect_owner(owner).await.map_err(StartupError::Connect)?;
+    let owner_db = name(client).await.map_err(StartupError::Connect)?;
+    if listen_db != owner_db {
+        return Err(StartupError::ListenDatabase { listen: listen_db, owner: owner_db });
+    }
+    Ok(())
 }
 
 async fn forget_idle_rate_limit_keys(services: std::sync::Weak<Services>) {

@@ -556,6 +556,26 @@ async fn streams_end_at_once_when_the_server_shuts_down() {
     assert!(started.elapsed() < Duration::from_secs(30), "ended at once, not at SHUTDOWN_TIMEOUT_SECONDS");
 }
 
+/// Notifications do not cross databases: a LISTEN_DATABASE_URL on another database of the
+/// same server would leave every stream waiting for wake-ups that never come.
+#[tokio::test]
+async fn a_listen_database_url_on_another_database_is_refused_at_start() {
+    let database = crate::helpers::fresh_database().await;
+    let pg = &crate::helpers::cluster().pg;
+    let config = tenantry::config::Config {
+        database_url: Some(pg.url(pg_sandbox::postgres::SUPERUSER, &database)),
+        api_database_url: Some(pg.url(tenantry::db::API_ROLE, &database)),
+        port: 0,
+        streams: tenantry::config::StreamConfig {
+            listen_database_url: Some(pg.url(pg_sandbox::postgres::SUPERUSER, "postgres")),
+            ..tenantry::config::Config::default().streams
+        },
+        ..tenantry::config::Config::default()
+    };
+    let refused = tenantry::App::build(&config).await.err().expect("the start is refused").to_string();
+    assert!(refused.contains("LISTEN_DATABASE_URL names the database \"postgres\""), "{refused}");
+}
+
 #[tokio::test]
 async fn without_a_listen_connection_streams_poll_and_miss_nothing() {
     let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
