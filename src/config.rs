@@ -267,6 +267,12 @@ pub struct StreamConfig {
     #[arg(long, env = "STREAM_MAX_QUEUED", default_value_t = 1000)]
     pub stream_max_queued: usize,
 
+    /// Bytes of entries (as JSON) a stream may have waiting for its client; a client
+    /// further behind is disconnected as above (large entries reach the byte bound before
+    /// the count).
+    #[arg(long, env = "STREAM_MAX_QUEUED_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub stream_max_queued_bytes: usize,
+
     /// Milliseconds without a write after which a stream sends a `: keep-alive` comment
     /// (must be shorter than IDLE_TIMEOUT_MS).
     #[arg(long, env = "STREAM_HEARTBEAT_MS", default_value_t = 15_000)]
@@ -295,6 +301,7 @@ impl StreamConfig {
             max_streams: self.stream_max,
             max_per_org: self.stream_max_per_org,
             max_queued: self.stream_max_queued.max(1),
+            max_queued_bytes: self.stream_max_queued_bytes.max(1),
             poll_interval: Duration::from_millis(self.stream_poll_interval_ms.max(1)),
             heartbeat: Duration::from_millis(self.stream_heartbeat_ms),
             retry: Duration::from_millis(self.stream_retry_ms),

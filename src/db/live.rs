@@ -25,7 +25,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, MutexGuard, OnceLock, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
     time::Duration,
 };
@@ -65,6 +65,8 @@ pub struct LiveSettings {
     pub max_per_org: usize,
     /// Entries a stream may have waiting for its client; past it the stream ends.
     pub max_queued: usize,
+    /// Bytes (of entries as JSON) a stream may have waiting; past it the stream ends too.
+    pub max_queued_bytes: usize,
     /// How often a feed reads when nothing can wake it (no LISTEN connection, or its
     /// registration failed).
     pub poll_interval: Duration,
@@ -79,6 +81,27 @@ pub struct LiveEntry {
     pub entry: ActivityEntry,
     /// The entry as a client receives it, made once by the first stream that sends it.
     pub wire: OnceLock<Bytes>,
+    /// Its size as JSON, what it counts against a stream's STREAM_MAX_QUEUED_BYTES.
+    size: usize,
+}
+
+impl LiveEntry {
+    fn new(entry: ActivityEntry) -> Arc<LiveEntry> {
+        /// Counts what is written, keeping nothing.
+        struct Counter(usize);
+        impl std::io::Write for Counter {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0 += bytes.len();
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut counter = Counter(0);
+        let _ = serde_json::to_writer(&mut counter, &entry);
+        Arc::new(LiveEntry { entry, wire: OnceLock::new(), size: counter.0 })
+    }
 }
 
 /// Why a stream could not be opened.
@@ -157,6 +180,8 @@ pub struct LiveStats {
     pub entries: u64,
     /// Entries waiting in the streams' queues for their clients now.
     pub queued: usize,
+    /// Their bytes (as JSON), each stream's at most STREAM_MAX_QUEUED_BYTES.
+    pub queued_bytes: usize,
     /// Streams whose client fell more than STREAM_MAX_QUEUED entries behind.
     pub fell_behind: u64,
     /// Streams ended, by [`Ending`] (in [`Ending::ALL`]'s order).
@@ -221,6 +246,8 @@ struct Subscriber {
     position: i64,
     /// `None` once it fell behind.
     queue: Option<mpsc::Sender<Arc<LiveEntry>>>,
+    /// The bytes of what waits in the queue (the stream takes them off as it receives).
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -303,9 +330,16 @@ impl LiveActivity {
         let key = feeds.next_key;
         feeds.next_key += 1;
         feeds.open += 1;
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         lock(&feed.state).subscribers.insert(
             key,
-            Subscriber { filters: filters.clone(), live: false, position: from.id, queue: Some(queue) },
+            Subscriber {
+                filters: filters.clone(),
+                live: false,
+                position: from.id,
+                queue: Some(queue),
+                queued_bytes: queued_bytes.clone(),
+            },
         );
         drop(feeds);
         if created {
@@ -321,6 +355,7 @@ impl LiveActivity {
             position: from,
             live: false,
             receiver,
+            queued_bytes,
             closed: self.closed.subscribe(),
             ending: Ending::Client,
         })
@@ -366,7 +401,7 @@ impl LiveActivity {
     pub fn stats(&self) -> LiveStats {
         let feeds = lock(&self.feeds);
         let load = |counter: &AtomicU64| counter.load(Relaxed);
-        let queued = feeds
+        let (queued, queued_bytes) = feeds
             .by_org
             .values()
             .flat_map(|feed| {
@@ -374,10 +409,13 @@ impl LiveActivity {
                 state
                     .subscribers
                     .values()
-                    .filter_map(|s| s.queue.as_ref().map(|q| q.max_capacity() - q.capacity()))
+                    .map(|s| {
+                        let entries = s.queue.as_ref().map_or(0, |q| q.max_capacity() - q.capacity());
+                        (entries, s.queued_bytes.load(Relaxed))
+                    })
                     .collect::<Vec<_>>()
             })
-            .sum();
+            .fold((0, 0), |(entries, bytes), (e, b)| (entries + e, bytes + b));
         LiveStats {
             streams: feeds.open,
             organizations: feeds.by_org.len(),
@@ -388,6 +426,7 @@ impl LiveActivity {
             catch_up_reads: load(&self.counters.catch_up_reads),
             entries: load(&self.counters.entries),
             queued,
+            queued_bytes,
             fell_behind: load(&self.counters.fell_behind),
             ended: std::array::from_fn(|i| load(&self.counters.ended[i])),
             refused: std::array::from_fn(|i| load(&self.counters.refused[i])),
@@ -508,11 +547,7 @@ impl LiveActivity {
         .await?;
         self.counters.feed_reads.fetch_add(1, Relaxed);
         let more = page.through.id < page.last;
-        let entries: Vec<Arc<LiveEntry>> = page
-            .entries
-            .into_iter()
-            .map(|entry| Arc::new(LiveEntry { entry, wire: OnceLock::new() }))
-            .collect();
+        let entries: Vec<Arc<LiveEntry>> = page.entries.into_iter().map(LiveEntry::new).collect();
         let mut state = lock(&feed.state);
         if page.through.id > state.cursor.id {
             state.cursor = page.through;
@@ -526,12 +561,17 @@ impl LiveActivity {
                 if !subscriber.filters.matches(&entry.entry) {
                     continue;
                 }
-                if queue.try_send(entry.clone()).is_err() {
-                    // Full (the client is more than STREAM_MAX_QUEUED behind) or gone: what
-                    // it has queued still goes out, then its stream ends.
+                // Past its byte budget (one entry always fits), full (the client is more
+                // than STREAM_MAX_QUEUED behind) or gone: what it has queued still goes
+                // out, then its stream ends.
+                let waiting = subscriber.queued_bytes.load(Relaxed);
+                if (waiting > 0 && waiting + entry.size > self.settings.max_queued_bytes)
+                    || queue.try_send(entry.clone()).is_err()
+                {
                     kept = false;
                     break;
                 }
+                subscriber.queued_bytes.fetch_add(entry.size, Relaxed);
                 handed += 1;
             }
             if kept {
@@ -564,6 +604,8 @@ pub struct Subscription {
     position: Position,
     live: bool,
     receiver: mpsc::Receiver<Arc<LiveEntry>>,
+    /// Shared with the feed: the bytes waiting in `receiver`.
+    queued_bytes: Arc<AtomicUsize>,
     closed: watch::Receiver<bool>,
     ending: Ending,
 }
@@ -617,6 +659,8 @@ impl Subscription {
                             Err(_) => break,
                         }
                     }
+                    let taken = entries.iter().map(|entry| entry.size).sum();
+                    self.queued_bytes.fetch_sub(taken, Relaxed);
                     return Next::Entries(entries);
                 }
                 _ = tokio::time::sleep_until(until) => return Next::Idle,
@@ -689,11 +733,7 @@ impl Subscription {
         .await?;
         hub.counters.catch_up_reads.fetch_add(1, Relaxed);
         self.position = page.through;
-        Ok(page
-            .entries
-            .into_iter()
-            .map(|entry| Arc::new(LiveEntry { entry, wire: OnceLock::new() }))
-            .collect())
+        Ok(page.entries.into_iter().map(LiveEntry::new).collect())
     }
 }
 

@@ -258,7 +258,10 @@ pub fn render_streams(out: &mut String, stats: &crate::db::live::LiveStats) {
          # HELP tenantry_sse_queued Events waiting in streams' queues for their clients (each at most STREAM_MAX_QUEUED).\n\
          # TYPE tenantry_sse_queued gauge\n\
          tenantry_sse_queued {}\n\
-         # HELP tenantry_sse_behind_total Streams whose client fell more than STREAM_MAX_QUEUED events behind (fed no more; they end).\n\
+         # HELP tenantry_sse_queued_bytes Bytes of the events waiting in streams' queues (each at most STREAM_MAX_QUEUED_BYTES).\n\
+         # TYPE tenantry_sse_queued_bytes gauge\n\
+         tenantry_sse_queued_bytes {}\n\
+         # HELP tenantry_sse_behind_total Streams whose client fell more than STREAM_MAX_QUEUED events (or STREAM_MAX_QUEUED_BYTES) behind (fed no more; they end).\n\
          # TYPE tenantry_sse_behind_total counter\n\
          tenantry_sse_behind_total {}\n\
          # HELP tenantry_sse_refused_total Streams refused at their limit, by limit.\n\
@@ -276,6 +279,7 @@ pub fn render_streams(out: &mut String, stats: &crate::db::live::LiveStats) {
         stats.catch_up_reads,
         stats.entries,
         stats.queued,
+        stats.queued_bytes,
         stats.fell_behind,
         stats.refused[0],
         stats.refused[1],

@@ -510,6 +510,34 @@ async fn a_client_that_never_reads_is_cut_off_with_bounded_memory_and_resumes_wh
     assert_eq!(event_ids(&rest), (last + 1..=total).collect::<Vec<_>>());
 }
 
+/// Large entries reach a stream's byte bound long before its count: a client that stops
+/// reading while 100 KB entries are written holds at most STREAM_MAX_QUEUED_BYTES.
+#[tokio::test]
+async fn a_client_that_never_reads_large_entries_is_cut_off_at_its_byte_budget() {
+    let app = spawn_app_with(Mode::ApiLogin, |config| {
+        config.streams.stream_max_queued = 1000;
+        config.streams.stream_max_queued_bytes = 300_000;
+        config.streams.stream_heartbeat_ms = 100;
+        config.idle_timeout_ms = 5000;
+    })
+    .await;
+    let ann = admin("acme");
+    let id = app.create_ok(&ann, "large").await["id"].as_i64().unwrap();
+    let response = stream_request(&app, Some(&ann), "", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = "x".repeat(49_000);
+    let mut writes = 0;
+    while metric(&app, "tenantry_sse_behind_total").await == 0.0 {
+        let description = format!("{writes} {text}");
+        assert_eq!(app.patch(&ann, id, json!({"description": description})).await.status(), StatusCode::OK);
+        writes += 1;
+        assert!(writes < 2000, "the stream never fell behind");
+        assert!(metric(&app, "tenantry_sse_queued_bytes").await <= 300_000.0, "past STREAM_MAX_QUEUED_BYTES");
+        assert!(metric(&app, "tenantry_sse_queued").await <= 3.0, "100 KB entries: three fit at most");
+    }
+    drop(response);
+}
+
 #[tokio::test]
 async fn an_idle_stream_sends_a_keep_alive_comment() {
     let app = spawn_app_with(Mode::ApiLogin, |config| config.streams.stream_heartbeat_ms = 50).await;
