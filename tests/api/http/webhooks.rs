@@ -829,3 +829,27 @@ async fn a_service_killed_mid_delivery_loses_nothing_the_next_one_sends_it_with_
     assert_eq!(got[0].body, got[1].body);
     verify_with_standard_webhooks(created["secret"].as_str().unwrap(), &got[1..]);
 }
+
+/// A `Retry-After` longer than the schedule's wait is honoured: the retry is scheduled
+/// that far out (read from the recorded attempt, not timed).
+#[tokio::test]
+async fn a_longer_retry_after_is_honoured() {
+    let receiver = Receiver::start(&[Reply::RetryAfter(503, 120)]).await;
+    let app = spawn_app_with(Mode::ApiLogin, quick).await;
+    create_webhook(&app, "wh-later", json!({"url": receiver.url("/")})).await;
+    app.create_ok(&admin("wh-later"), "one").await;
+    wait_until("the attempt is recorded", || async { !deliveries(&app, "wh-later", 1).await.is_empty() })
+        .await;
+    let attempt = deliveries(&app, "wh-later", 1).await.remove(0);
+    let parse = |field: &str| {
+        time::OffsetDateTime::parse(
+            attempt[field].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let wait = parse("nextAttemptAt") - parse("attemptedAt");
+    assert!(wait >= time::Duration::seconds(119), "retried after {wait}, not after Retry-After: 120");
+    assert!(wait < time::Duration::seconds(130), "{wait}");
+    assert_eq!(receiver.got().len(), 1, "not retried before then");
+}
