@@ -52,6 +52,19 @@ pub fn is_valid_id(value: &str) -> bool {
         && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
 }
 
+/// Longest `Idempotency-Key`, in characters (all printable ASCII, so bytes too).
+pub const IDEMPOTENCY_KEY_MAX_CHARS: usize = 255;
+/// The `Idempotency-Key` rule as the OpenAPI document's `pattern` (the header's validator
+/// attribute takes a literal: a test checks the document's is this one).
+pub const IDEMPOTENCY_KEY_PATTERN: &str = r"^[ -~]{1,255}$";
+
+/// An `Idempotency-Key`: 1-255 printable ASCII characters (SQL:
+/// `app.is_valid_idempotency_key`; a test compares the two).
+pub fn is_valid_idempotency_key(value: &str) -> bool {
+    (1..=IDEMPOTENCY_KEY_MAX_CHARS).contains(&value.len())
+        && value.bytes().all(|b| (b' '..=b'~').contains(&b))
+}
+
 /// Why a text field is not acceptable, phrased for an API client.
 pub fn text_problem(value: &str, max_chars: usize, allow_line_breaks: bool) -> Option<String> {
     let length = value.chars().count();

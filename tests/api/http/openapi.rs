@@ -477,6 +477,18 @@ fn the_paged_lists_document_their_link_header_and_the_activity_schema() {
 
 /// The id rule is written once (`domain::rules`): poem-openapi's validator attributes need
 /// literal patterns, so every id pattern of the document must be exactly that rule.
+/// The `Idempotency-Key` header is documented with the one rule `domain::rules` holds.
+#[test]
+fn the_idempotency_key_is_documented_with_the_one_rule() {
+    use tenantry::domain::rules::{IDEMPOTENCY_KEY_MAX_CHARS, IDEMPOTENCY_KEY_PATTERN};
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    let parameters = spec["paths"]["/api/issues"]["post"]["parameters"].as_array().unwrap();
+    let header = parameters.iter().find(|p| p["name"] == "Idempotency-Key").expect("documented");
+    assert_eq!(header["schema"]["pattern"], IDEMPOTENCY_KEY_PATTERN);
+    assert_eq!(header["schema"]["maxLength"], IDEMPOTENCY_KEY_MAX_CHARS);
+    assert_eq!(header["schema"]["minLength"], 1);
+}
+
 #[test]
 fn every_id_pattern_of_the_document_is_the_one_id_rule() {
     use tenantry::domain::rules::ID_PATTERN;

@@ -245,14 +245,14 @@ pub fn samples() -> Vec<String> {
 }
 
 #[tokio::test]
-async fn sql_and_rust_accept_exactly_the_same_titles_descriptions_and_ids() {
+async fn sql_and_rust_accept_exactly_the_same_titles_descriptions_ids_and_idempotency_keys() {
     let app = spawn_app().await;
     let sql = app.owner_sql().await;
     let checks = sql
         .prepare(
             "select char_length($1) between 1 and 255 and not app.is_blank($1) and not app.has_control_chars($1, false),
                     char_length($1) between 1 and 50000 and not app.is_blank($1) and not app.has_control_chars($1, true),
-                    app.is_valid_id($1)",
+                    app.is_valid_id($1), app.is_valid_idempotency_key($1)",
         )
         .await
         .unwrap();
@@ -286,6 +286,7 @@ async fn sql_and_rust_accept_exactly_the_same_titles_descriptions_and_ids() {
         "a\n".into(),
     ];
     ids.extend(samples());
+    ids.extend(["x".repeat(255), "x".repeat(256), " ~".into(), "\u{7f}".into(), "\t".into(), "ü".into()]);
     for sample in samples().into_iter().chain(ids) {
         let row = sql.query_one(&checks, &[&sample]).await.unwrap();
         assert_eq!(row.get::<_, bool>(0), rules::title_problem(&sample).is_none(), "title {sample:?}");
@@ -295,6 +296,11 @@ async fn sql_and_rust_accept_exactly_the_same_titles_descriptions_and_ids() {
             "description {sample:?}"
         );
         assert_eq!(row.get::<_, bool>(2), rules::is_valid_id(&sample), "id {sample:?}");
+        assert_eq!(
+            row.get::<_, bool>(3),
+            rules::is_valid_idempotency_key(&sample),
+            "idempotency key {sample:?}"
+        );
     }
 }
 
