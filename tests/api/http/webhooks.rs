@@ -759,8 +759,8 @@ async fn metrics_count_deliveries_by_outcome() {
 }
 
 /// The real binary on `database`, delivering webhooks to loopback with a short lease;
-/// returns it and its address once it serves.
-fn serve_binary(database: &str) -> (std::process::Child, String) {
+/// returns it, its address once it serves, and its log (every line, once it has exited).
+fn serve_binary(database: &str) -> (std::process::Child, String, std::thread::JoinHandle<Vec<String>>) {
     let pg = &crate::helpers::cluster().pg;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .env("DATABASE_URL", pg.url(pg_sandbox::postgres::SUPERUSER, database))
@@ -776,13 +776,18 @@ fn serve_binary(database: &str) -> (std::process::Child, String) {
         .spawn()
         .unwrap();
     let lines = crate::ops::binary::stderr_lines(&mut child);
+    let mut seen = Vec::new();
     loop {
         let line = lines.recv_timeout(Duration::from_secs(60)).expect("the server starts and says so");
+        seen.push(line.clone());
         if let Some(rest) = line.split("serving ").nth(1) {
             let address = rest.split("/api").next().unwrap().to_owned();
-            // Keep draining its output so that it never blocks on a full pipe.
-            std::thread::spawn(move || while lines.recv().is_ok() {});
-            return (child, address);
+            // Keep reading its output (it must never block on a full pipe), to the end.
+            let log = std::thread::spawn(move || {
+                seen.extend(lines.iter());
+                seen
+            });
+            return (child, address, log);
         }
     }
 }
@@ -806,7 +811,7 @@ async fn post(address: &str, path: &str, org: &str, body: Value) -> Value {
 async fn a_service_killed_mid_delivery_loses_nothing_the_next_one_sends_it_with_the_same_webhook_id() {
     let database = crate::helpers::fresh_database().await;
     let receiver = Receiver::start(&[Reply::Hang]).await;
-    let (mut first, address) = serve_binary(&database);
+    let (mut first, address, first_log) = serve_binary(&database);
     let created = post(&address, "/api/webhooks", "wh-kill", json!({"url": receiver.url("/")})).await;
     for title in ["one", "two", "three"] {
         post(&address, "/api/issues", "wh-kill", json!({"title": title, "description": "d"})).await;
@@ -816,10 +821,15 @@ async fn a_service_killed_mid_delivery_loses_nothing_the_next_one_sends_it_with_
     first.wait().unwrap();
     // After the kill, answer at once.
     receiver.script(&[Reply::Status(200)]);
-    let (mut second, _) = serve_binary(&database);
+    let (mut second, _, second_log) = serve_binary(&database);
     let got = receiver.wait_for_successes(3).await;
     unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
     second.wait().unwrap();
+    // Both logs, read to their end: attempts are logged with their ids, the secret never.
+    let log: Vec<String> = [first_log, second_log].into_iter().flat_map(|log| log.join().unwrap()).collect();
+    let secret = created["secret"].as_str().unwrap();
+    assert!(log.iter().any(|line| line.contains("webhook attempt") && line.contains("msg_1_3")), "{log:?}");
+    assert!(!log.iter().any(|line| line.contains(&secret[6..])), "the secret was logged");
     let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(
         ids,
@@ -852,4 +862,27 @@ async fn a_longer_retry_after_is_honoured() {
     assert!(wait >= time::Duration::seconds(119), "retried after {wait}, not after Retry-After: 120");
     assert!(wait < time::Duration::seconds(130), "{wait}");
     assert_eq!(receiver.got().len(), 1, "not retried before then");
+}
+
+/// The deliveries' login is checked like the request role's: one that is (or can become)
+/// a superuser, or could bypass row-level security, is refused at start.
+#[tokio::test]
+async fn a_delivery_login_that_could_bypass_rls_is_refused_at_start() {
+    let database = crate::helpers::fresh_database().await;
+    let pg = &crate::helpers::cluster().pg;
+    let config = Config {
+        database_url: Some(pg.url(pg_sandbox::postgres::SUPERUSER, &database)),
+        api_database_url: Some(pg.url(tenantry::db::API_ROLE, &database)),
+        port: 0,
+        webhooks: tenantry::config::WebhookConfig {
+            webhooks_database_url: Some(pg.url(pg_sandbox::postgres::SUPERUSER, &database)),
+            ..Config::default().webhooks
+        },
+        ..Config::default()
+    };
+    let refused = tenantry::App::build(&config).await.err().expect("the start is refused").to_string();
+    assert!(
+        refused.starts_with("refusing to deliver webhooks:") && refused.contains("superuser"),
+        "{refused}"
+    );
 }
