@@ -337,7 +337,7 @@ ALTER TABLE ONLY app.issue_terms FORCE ROW LEVEL SECURITY;
 
 -- Name: TABLE issue_terms; Type: COMMENT; Schema: app; Owner: -
 
-COMMENT ON TABLE app.issue_terms IS 'The search index of issues: one row per distinct word of an issue''s title and description (from app.search_terms), written only by the triggers on app.issues, in the same transaction. A word prefix is a range of term, so a search is a btree range scan that row-level security allows (a GIN index on a tsvector cannot be used under row-level security). The API role may read it, never write it.';
+COMMENT ON TABLE app.issue_terms IS 'The search index of issues: one row per searchable word of an issue''s title and description (from app.search_terms: the title''s words and the description''s first 1000 words), written only by the triggers on app.issues, in the same transaction. A word prefix is a range of term, so a search is a btree range scan that row-level security allows (a GIN index on a tsvector cannot be used under row-level security). The API role may read it, never write it.';
 
 -- Name: COLUMN issue_terms.organization_id; Type: COMMENT; Schema: app; Owner: -
 
@@ -2522,17 +2522,21 @@ COMMENT ON FUNCTION app.reset_tenant_data() IS 'Deletes the data of every organi
 CREATE FUNCTION app.search_terms(title text, description text) RETURNS TABLE(term text, weight integer)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
+    -- A lexeme's positions are sorted: positions[1] is its first occurrence (positions are
+    -- word numbers, 1 for the first word).
     select coalesce(t.lexeme, d.lexeme),
            10 * least(coalesce(pg_catalog.cardinality(t.positions), 0), 3)
          + 4 * least(coalesce(pg_catalog.cardinality(d.positions), 0), 3)
     from pg_catalog.unnest(pg_catalog.to_tsvector('simple', coalesce(title, ''))) as t (lexeme, positions, weights)
-    full join pg_catalog.unnest(pg_catalog.to_tsvector('simple', coalesce(description, ''))) as d (lexeme, positions, weights)
+    full join (select u.lexeme, u.positions
+                 from pg_catalog.unnest(pg_catalog.to_tsvector('simple', coalesce(description, ''))) as u (lexeme, positions, weights)
+                where u.positions[1] <= 1000) as d
       on d.lexeme = t.lexeme
   $$;
 
 -- Name: FUNCTION search_terms(title text, description text); Type: COMMENT; Schema: app; Owner: -
 
-COMMENT ON FUNCTION app.search_terms(title text, description text) IS 'The distinct words of an issue as PostgreSQL''s text search parser finds them (configuration simple: lower-cased, no stemming, no stop words, any language), each with a weight: 10 per occurrence in the title plus 4 per occurrence in the description, counting at most 3 of each.';
+COMMENT ON FUNCTION app.search_terms(title text, description text) IS 'The searchable words of an issue as PostgreSQL''s text search parser finds them (configuration simple: lower-cased, no stemming, no stop words, any language): every word of the title, and the words of the description that occur among its first 1000 words. Each with a weight: 10 per occurrence in the title plus 4 per occurrence in the description, counting at most 3 of each.';
 
 -- Name: secure_activity_partition(regclass); Type: FUNCTION; Schema: app; Owner: -
 
