@@ -329,7 +329,6 @@ CREATE TABLE app.issue_terms (
     issue_id bigint NOT NULL,
     term text NOT NULL COLLATE pg_catalog."C",
     weight integer NOT NULL,
-    CONSTRAINT issue_terms_organization_id_check CHECK (app.is_valid_id(organization_id)),
     CONSTRAINT issue_terms_weight_check CHECK ((weight > 0))
 );
 
@@ -341,7 +340,7 @@ COMMENT ON TABLE app.issue_terms IS 'The search index of issues: one row per sea
 
 -- Name: COLUMN issue_terms.organization_id; Type: COMMENT; Schema: app; Owner: -
 
-COMMENT ON COLUMN app.issue_terms.organization_id IS 'The organization (tenant) of the issue.';
+COMMENT ON COLUMN app.issue_terms.organization_id IS 'The organization (tenant) of the issue: copied from the app.issues row, which checked it (app.is_valid_id), by the only writer, app.index_issue_terms.';
 
 -- Name: COLUMN issue_terms.issue_id; Type: COMMENT; Schema: app; Owner: -
 
@@ -1414,7 +1413,7 @@ begin
   -- The feed without filters (newest first) and one issue's history (oldest first), the
   -- pages asked for most: static statements, whose plans PL/pgSQL keeps for the session
   -- (a generic plan after the first few calls). The dynamic statement above is planned
-  -- on every call, over every monthly partition of the log (about 0.04 ms each); these
+  -- on every call, over every monthly partition of the log; these
   -- are not, and since and until, as parameters, still leave out the months outside
   -- them when the statement starts (run-time partition pruning). Plain variables for the
   -- bounds: row-level security lets only leakproof conditions into an index scan, and
@@ -1565,7 +1564,7 @@ begin
   -- The default page (newest first, no filter, no search), by far the most asked for: a
   -- static statement, whose plan PL/pgSQL keeps for the session (a generic plan after
   -- the first few calls), where the dynamic statement below is planned on every call
-  -- (planning cost about four times running it, docs/performance.md). One statement for
+  -- (which cost more than running it: docs/performance.md). One statement for
   -- the first page and the next ones: without a cursor, the row comparison is against a
   -- position past every issue, so it stays the index condition that starts a deep page
   -- at its cursor. The rows, the cursors and max_bytes are as for the dynamic statement.
@@ -1664,7 +1663,7 @@ begin
   -- that cannot fit by the least count (rows after it are read, not returned: their text
   -- is never fetched). The first row is always sent, whatever its size.
   -- All of it in the statement (window functions over the rows read, in their order)
-  -- rather than row by row in PL/pgSQL, which cost about 8 microseconds a row: row k is
+  -- rather than row by row in PL/pgSQL: row k is
   -- returned when k <= page_size and, past the first, its running text_bytes fit;
   -- it gets a cursor when a row k + 1 was read and k + 1 > page_size or the upper
   -- bound of the rows up to k + 1 passes max_bytes. $15 page_size, $16 the byte budget,

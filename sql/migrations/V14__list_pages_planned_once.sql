@@ -2,9 +2,9 @@
 --
 -- api.list_issues builds its statement for the filters, sort and search it is given and
 -- runs it with EXECUTE, which parses, rewrites (row-level security) and plans it on every
--- call. For a page of 100 issues that planning cost about four times what running the
--- statement did, and made the function cost 3.4 times the plain indexed SELECT of the
--- same rows (docs/performance.md, "Where the SQL spends its time").
+-- call. For a page of 100 issues that planning cost several times what running the
+-- statement did, and was most of what the function cost beyond the plain indexed SELECT
+-- of the same rows (figures: docs/performance.md, "Where the SQL spends its time").
 --
 -- - The default page (newest first, no filter, no search), what most clients ask for, is
 --   now one static statement: PL/pgSQL keeps its plan for the session (a generic plan
@@ -116,7 +116,7 @@ begin
   -- The default page (newest first, no filter, no search), by far the most asked for: a
   -- static statement, whose plan PL/pgSQL keeps for the session (a generic plan after
   -- the first few calls), where the dynamic statement below is planned on every call
-  -- (planning cost about four times running it, docs/performance.md). One statement for
+  -- (which cost more than running it: docs/performance.md). One statement for
   -- the first page and the next ones: without a cursor, the row comparison is against a
   -- position past every issue, so it stays the index condition that starts a deep page
   -- at its cursor. The rows, the cursors and max_bytes are as for the dynamic statement.
@@ -215,7 +215,7 @@ begin
   -- that cannot fit by the least count (rows after it are read, not returned: their text
   -- is never fetched). The first row is always sent, whatever its size.
   -- All of it in the statement (window functions over the rows read, in their order)
-  -- rather than row by row in PL/pgSQL, which cost about 8 microseconds a row: row k is
+  -- rather than row by row in PL/pgSQL: row k is
   -- returned when k <= page_size and, past the first, its running text_bytes fit;
   -- it gets a cursor when a row k + 1 was read and k + 1 > page_size or the upper
   -- bound of the rows up to k + 1 passes max_bytes. $15 page_size, $16 the byte budget,

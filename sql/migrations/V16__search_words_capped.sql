@@ -1,14 +1,14 @@
 -- tenantry, migration 16: search words that do not multiply writes (issue 19).
 --
 -- Every distinct word of an issue was a row of app.issue_terms, each with two index
--- entries, written in the transaction of the create: a 50,000-character description made
--- about 7,000 rows and 1.5 MB per create, its cost growing with the text without bound.
+-- entries, written in the transaction of the create, so a create's cost grew with its text
+-- without bound (figures: docs/performance.md, "Search words and the cost of a create").
 -- Now the searchable words of an issue are every word of its title and the words of its
 -- description that occur among its first 1,000 words (the 1,000 first words the text
 -- search parser finds; a word that occurs there and again later still counts every
 -- occurrence, at most 3, for ranking). A description of up to 1,000 words is searchable
--- as before; a longer one costs at most about 1,000 rows more than a short one, whatever
--- its length. docs/api.md says which words are searchable.
+-- as before; a longer one writes no more word rows than one of 1,000 words, whatever its
+-- length. docs/api.md says which words are searchable.
 --
 -- Prefix search, every-word matching and the ranking are unchanged. app.search_terms is
 -- replaced in place (the triggers that write app.issue_terms call it); the words of the

@@ -1,8 +1,8 @@
 -- tenantry, migration 17: feed and history pages planned once (issue 19, item 4, in part).
 --
 -- api.list_activity ran its page through EXECUTE: parsed, rewritten and planned on every
--- call, over every monthly partition of app.activity_logs (28 after two years, about
--- 0.04 ms of planning each), which made a feed page several times a list page. The feed
+-- call, over every monthly partition of app.activity_logs (its cost growing with their
+-- number), which made a feed page several times a list page. The feed
 -- without filters (newest first, as GET /api/activity asks by default) and one issue's
 -- history (oldest first, api.issue_activity) are now static statements whose plans
 -- PL/pgSQL keeps for the session; since and until stay run-time bounds that leave out the
@@ -86,7 +86,7 @@ begin
   -- The feed without filters (newest first) and one issue's history (oldest first), the
   -- pages asked for most: static statements, whose plans PL/pgSQL keeps for the session
   -- (a generic plan after the first few calls). The dynamic statement above is planned
-  -- on every call, over every monthly partition of the log (about 0.04 ms each); these
+  -- on every call, over every monthly partition of the log; these
   -- are not, and since and until, as parameters, still leave out the months outside
   -- them when the statement starts (run-time partition pruning). Plain variables for the
   -- bounds: row-level security lets only leakproof conditions into an index scan, and
