@@ -543,7 +543,6 @@ CREATE TABLE app.issue_terms (
     issue_id bigint NOT NULL,
     term text NOT NULL COLLATE pg_catalog."C",
     weight integer NOT NULL,
-    CONSTRAINT issue_terms_organization_id_check CHECK (app.is_valid_id(organization_id)),
     CONSTRAINT issue_terms_weight_check CHECK ((weight > 0))
 );
 
@@ -551,11 +550,11 @@ ALTER TABLE ONLY app.issue_terms FORCE ROW LEVEL SECURITY;
 
 -- Name: TABLE issue_terms; Type: COMMENT; Schema: app; Owner: -
 
-COMMENT ON TABLE app.issue_terms IS 'The search index of issues: one row per distinct word of an issue''s title and description (from app.search_terms), written only by the triggers on app.issues, in the same transaction. A word prefix is a range of term, so a search is a btree range scan that row-level security allows (a GIN index on a tsvector cannot be used under row-level security). The API role may read it, never write it.';
+COMMENT ON TABLE app.issue_terms IS 'The search index of issues: one row per searchable word of an issue''s title and description (from app.search_terms: the title''s words and the description''s first 1000 words), written only by the triggers on app.issues, in the same transaction. A word prefix is a range of term, so a search is a btree range scan that row-level security allows (a GIN index on a tsvector cannot be used under row-level security). The API role may read it, never write it.';
 
 -- Name: COLUMN issue_terms.organization_id; Type: COMMENT; Schema: app; Owner: -
 
-COMMENT ON COLUMN app.issue_terms.organization_id IS 'The organization (tenant) of the issue.';
+COMMENT ON COLUMN app.issue_terms.organization_id IS 'The organization (tenant) of the issue: copied from the app.issues row, which checked it (app.is_valid_id), by the only writer, app.index_issue_terms.';
 
 -- Name: COLUMN issue_terms.issue_id; Type: COMMENT; Schema: app; Owner: -
 
@@ -2090,18 +2089,20 @@ COMMENT ON FUNCTION api.delete_webhook(webhook_id bigint) IS 'Deletes a webhook 
 -- Name: get_issue(bigint); Type: FUNCTION; Schema: api; Owner: -
 
 CREATE FUNCTION api.get_issue(issue_id bigint) RETURNS SETOF api.issue
-    LANGUAGE plpgsql STABLE
+    LANGUAGE sql STABLE
     AS $$
-begin
-  return query
-    select (app.to_api_issue(i)).*
-    from app.issues i
-    where i.organization_id = app.current_org_id() and i.id = get_issue.issue_id;
-  if not found then
-    raise exception 'issue % not found', issue_id using errcode = 'TN404';
-  end if;
-end
-$$;
+    -- offset 0 keeps the sub-query whole: its one value is taken apart into columns
+    -- after it is computed, not recomputed per column.
+    select (f.found).*
+    from (select coalesce(
+                   (select row(i.id, i.title, i.description, i.status, i.priority, i.assignee_id,
+                               i.organization_id, i.created_by, i.created_at, i.updated_at,
+                               i.version)::api.issue
+                    from app.issues i
+                    where i.organization_id = app.current_org_id() and i.id = get_issue.issue_id),
+                   app.issue_not_found(get_issue.issue_id)) as found
+          offset 0) f
+  $$;
 
 -- Name: FUNCTION get_issue(issue_id bigint); Type: COMMENT; Schema: api; Owner: -
 
@@ -2164,6 +2165,11 @@ declare
   position    app.page_position;
   query       text;
   found_entry record;
+  entries     refcursor;
+  -- The bounds of the planned-once statements (see below).
+  from_id     bigint;
+  from_at     timestamptz := coalesce(since, '-infinity');
+  until_at    timestamptz := coalesce(until, 'infinity');
   pending     api.activity_entry;
   rows_read   integer := 0;
   -- The most the page's JSON may weigh, and what its entries so far may weigh at most.
@@ -2206,6 +2212,39 @@ begin
                 when oldest_first then ' and a.id > $7' else ' and a.id < $7' end
         || ' order by a.id' || case when oldest_first then '' else ' desc' end || ' limit $8';
 
+  -- The feed without filters (newest first) and one issue's history (oldest first), the
+  -- pages asked for most: static statements, whose plans PL/pgSQL keeps for the session
+  -- (a generic plan after the first few calls). The dynamic statement above is planned
+  -- on every call, over every monthly partition of the log; these
+  -- are not, and since and until, as parameters, still leave out the months outside
+  -- them when the statement starts (run-time partition pruning). Plain variables for the
+  -- bounds: row-level security lets only leakproof conditions into an index scan, and
+  -- PostgreSQL counts COALESCE as leaky. Every other feed is the dynamic statement.
+  if actor_id is null and action is null and issue_id is null and not oldest_first then
+    from_id := coalesce(position.id, 9223372036854775807);
+    open entries for
+      select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at,
+             case when max_bytes is null then 0 else pg_catalog.octet_length(a.changes::text) end as text_bytes
+      from app.activity_logs a
+      where a.organization_id = org and a.id < from_id
+        and a.created_at >= from_at and a.created_at < until_at
+      order by a.id desc
+      limit list_activity.page_size + 1;
+  elsif actor_id is null and action is null and issue_id is not null and oldest_first then
+    from_id := coalesce(position.id, 0);
+    open entries for
+      select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at,
+             case when max_bytes is null then 0 else pg_catalog.octet_length(a.changes::text) end as text_bytes
+      from app.activity_logs a
+      where a.organization_id = org and a.issue_id = list_activity.issue_id and a.id > from_id
+        and a.created_at >= from_at and a.created_at < until_at
+      order by a.id
+      limit list_activity.page_size + 1;
+  else
+    open entries for execute query
+      using org, actor_id, action, issue_id, since, until, position.id, page_size + 1;
+  end if;
+
   -- Read one row more than the page: if it exists, the page's last row gets a cursor.
   -- With max_bytes, as in api.list_issues: every entry the page may end at gets a cursor.
   -- An entry's JSON holds at most twice the bytes of its changes as text (text_bytes)
@@ -2213,9 +2252,9 @@ begin
   -- longer, e.g. 12345678901234567.0 as 1.2345678901234566e+16), and about half of them
   -- (the text adds one space per ':' and ','; a long number may come out shorter, which
   -- only ends a page early).
-  for found_entry in execute query
-    using org, actor_id, action, issue_id, since, until, position.id, page_size + 1
   loop
+    fetch entries into found_entry;
+    exit when not found;
     rows_read := rows_read + 1;
     most_bytes := most_bytes + 2 * found_entry.text_bytes + 1024;
     if rows_read > page_size or (most_bytes > byte_budget and rows_read > 1) then
@@ -2231,6 +2270,7 @@ begin
     pending := row(found_entry.id, found_entry.issue_id, found_entry.actor_id, found_entry.action,
                    found_entry.changes, found_entry.created_at, null)::api.activity_entry;
   end loop;
+  close entries;
   if rows_read > 0 then
     return next pending;
   end if;
@@ -2258,14 +2298,11 @@ declare
   fingerprint text;
   position    app.page_position;
   query       text;
-  found_row   record;
-  pending     api.issue_page_row;
-  pending_at  timestamptz;
-  pending_rank bigint;
-  rows_read   integer := 0;
-  -- The most the page's JSON may weigh, and what its rows so far may weigh at most.
+  -- Where the default page starts (see below).
+  from_at     timestamptz;
+  from_id     bigint;
+  -- The most the page's JSON may weigh.
   byte_budget bigint := coalesce(max_bytes, 9223372036854775807);
-  most_bytes  bigint := 0;
 begin
   if org is null then
     return;  -- no tenant, no rows
@@ -2326,14 +2363,52 @@ begin
     raise exception 'cursor is not one this API issued' using errcode = 'TN400', column = 'after';
   end if;
 
+  -- The default page (newest first, no filter, no search), by far the most asked for: a
+  -- static statement, whose plan PL/pgSQL keeps for the session (a generic plan after
+  -- the first few calls), where the dynamic statement below is planned on every call
+  -- (which cost more than running it: docs/performance.md). One statement for
+  -- the first page and the next ones: without a cursor, the row comparison is against a
+  -- position past every issue, so it stays the index condition that starts a deep page
+  -- at its cursor. The rows, the cursors and max_bytes are as for the dynamic statement.
+  if words is null and sort_by = '-createdAt' and status is null and priority is null
+     and assignee_id is null and created_by is null and created_after is null
+     and created_before is null and updated_after is null then
+    -- Plain variables, not coalesce(...) in the statement: row-level security lets only
+    -- leakproof conditions into an index scan, and PostgreSQL counts COALESCE as leaky.
+    from_at := coalesce(position.at, 'infinity');
+    from_id := coalesce(position.id, 9223372036854775807);
+    return query
+      select r.id, r.title, r.description, r.status, r.priority, r.assignee_id,
+             r.organization_id, r.created_by, r.created_at, r.updated_at, r.version,
+             case when r.next_bytes is not null
+                       and (r.k >= list_issues.page_size
+                            or 6 * (r.text_sum + r.next_bytes) + 1024 * (r.k + 1) > byte_budget)
+                  then app.encode_cursor(sort_by, fingerprint, pg_catalog.to_jsonb(app.json_time(r.created_at)), r.id)
+             end
+      from (select p.*, pg_catalog.row_number() over w as k, pg_catalog.sum(p.text_bytes) over w as text_sum,
+                   pg_catalog.lead(p.text_bytes) over w as next_bytes
+              from (select i.id, i.title, i.description, i.status, i.priority, i.assignee_id,
+                           i.organization_id, i.created_by, i.created_at, i.updated_at, i.version,
+                           pg_catalog.octet_length(i.title) + coalesce(pg_catalog.octet_length(i.description), 0) as text_bytes
+                      from app.issues i
+                     where i.organization_id = org
+                       and (i.created_at, i.id) < (from_at, from_id)
+                     order by i.created_at desc, i.id desc
+                     limit list_issues.page_size + 1) p
+            window w as (order by p.created_at desc, p.id desc rows between unbounded preceding and current row)) r
+      where r.k <= list_issues.page_size and (r.k = 1 or r.text_sum <= byte_budget)
+      limit list_issues.page_size;
+    return;
+  end if;
+
   -- One statement, planned for exactly the filters given (values are bound, never
   -- spliced): $1 org, $2 status, $3 priority, $4 assignee, $5 creator, $6-$8 times,
   -- $9-$11 cursor, $12-$13 search words, $14 rows to read.
+  -- octet_length reads a stored value's size without decompressing or fetching it.
   query := 'select i.id, i.title, i.description, i.status, i.priority, i.assignee_id, '
         || 'i.organization_id, i.created_by, i.created_at, i.updated_at, i.version, '
         || 'pg_catalog.octet_length(i.title) + coalesce(pg_catalog.octet_length(i.description), 0) as text_bytes, '
-        || case when by_time then key_column || ' as sort_at, null::bigint as sort_rank'
-                else 'null::timestamptz as sort_at, ' || key_column || '::bigint as sort_rank' end;
+        || key_column || ' as sort_key';
   if words is null then
     query := query || ' from app.issues i where i.organization_id = $1';
   else
@@ -2386,42 +2461,39 @@ begin
   -- With max_bytes, the client (the service) ends the page at the last whole row whose
   -- JSON fits, so every row it may end at gets a cursor too. A row's JSON holds its title
   -- and description bytes (text_bytes) at least, and at most 6 times them (each byte
-  -- escaped as \u00XX) plus 1024 for the other fields; no row is read past the one that
-  -- cannot fit by the least count. The first row is always sent, whatever its size.
-  for found_row in execute query
+  -- escaped as \u00XX) plus 1024 for the other fields; no row is returned past the one
+  -- that cannot fit by the least count (rows after it are read, not returned: their text
+  -- is never fetched). The first row is always sent, whatever its size.
+  -- All of it in the statement (window functions over the rows read, in their order)
+  -- rather than row by row in PL/pgSQL: row k is
+  -- returned when k <= page_size and, past the first, its running text_bytes fit;
+  -- it gets a cursor when a row k + 1 was read and k + 1 > page_size or the upper
+  -- bound of the rows up to k + 1 passes max_bytes. $15 page_size, $16 the byte budget,
+  -- $17 the sort, $18 the fingerprint.
+  query := 'select r.id, r.title, r.description, r.status, r.priority, r.assignee_id, '
+        || 'r.organization_id, r.created_by, r.created_at, r.updated_at, r.version, '
+        || 'case when r.next_bytes is not null and (r.k >= $15 '
+        || 'or 6 * (r.text_sum + r.next_bytes) + 1024 * (r.k + 1) > $16) '
+        || 'then app.encode_cursor($17, $18, '
+        || case when by_time then 'pg_catalog.to_jsonb(app.json_time(r.sort_key))'
+                else 'pg_catalog.to_jsonb(r.sort_key)' end
+        || ', r.id) end '
+        || 'from (select p.*, pg_catalog.row_number() over w as k, pg_catalog.sum(p.text_bytes) over w as text_sum, '
+        || 'pg_catalog.lead(p.text_bytes) over w as next_bytes from (' || query || ') p '
+        || 'window w as (order by p.sort_key' || case when descending then ' desc' else '' end
+        || ', p.id' || case when descending then ' desc' else '' end
+        || ' rows between unbounded preceding and current row)) r '
+        || 'where r.k <= $15 and (r.k = 1 or r.text_sum <= $16) limit $15';
+  return query execute query
     using org, status, priority, assignee_id, created_by, created_after, created_before,
-          updated_after, position.at, position.rank, position.id, words, word_ends, page_size + 1
-  loop
-    rows_read := rows_read + 1;
-    most_bytes := most_bytes + 6 * found_row.text_bytes + 1024;
-    if rows_read > page_size or (most_bytes > byte_budget and rows_read > 1) then
-      pending.next_cursor := app.encode_cursor(sort_by, fingerprint,
-        case when by_time then pg_catalog.to_jsonb(app.json_time(pending_at))
-             else pg_catalog.to_jsonb(pending_rank) end,
-        pending.id);
-      if rows_read > page_size or (most_bytes - 1024 * rows_read) / 6 > byte_budget then
-        exit;
-      end if;
-    end if;
-    if rows_read > 1 then
-      return next pending;
-    end if;
-    pending := row(found_row.id, found_row.title, found_row.description, found_row.status,
-                   found_row.priority, found_row.assignee_id, found_row.organization_id,
-                   found_row.created_by, found_row.created_at, found_row.updated_at,
-                   found_row.version, null)::api.issue_page_row;
-    pending_at := found_row.sort_at;
-    pending_rank := found_row.sort_rank;
-  end loop;
-  if rows_read > 0 then
-    return next pending;
-  end if;
+          updated_after, position.at, position.rank, position.id, words, word_ends, page_size + 1,
+          page_size, byte_budget, sort_by, fingerprint;
 end
 $_$;
 
 -- Name: FUNCTION list_issues(page_size integer, sort text, after text, status text[], priority text[], assignee_id text, created_by text, created_after timestamp with time zone, created_before timestamp with time zone, updated_after timestamp with time zone, search text, max_bytes integer); Type: COMMENT; Schema: api; Owner: -
 
-COMMENT ON FUNCTION api.list_issues(page_size integer, sort text, after text, status text[], priority text[], assignee_id text, created_by text, created_after timestamp with time zone, created_before timestamp with time zone, updated_after timestamp with time zone, search text, max_bytes integer) IS 'One page of the issues of the organization in app.org_id (empty when no tenant is set). page_size 1-200 rows. sort: createdAt, updatedAt or priority, "-" first for descending (ties broken by number in the same direction); default -createdAt, or relevance when searching (score, then newest). Filters, all combinable: status and priority (arrays: any of), assignee_id (''none'': unassigned), created_by, created_after, created_before, updated_after (exclusive bounds), search (every word a prefix; at most 10 words, 200 characters). after: the next_cursor of the previous page, valid only with the same sort and filters. max_bytes (for a client that caps its bodies): every row the page may have to end at to keep its JSON within max_bytes gets the cursor of the page after it, and rows are read no further than the first that cannot fit; the first row is always returned. Invalid input raises TN400 naming the parameter in COLUMN.';
+COMMENT ON FUNCTION api.list_issues(page_size integer, sort text, after text, status text[], priority text[], assignee_id text, created_by text, created_after timestamp with time zone, created_before timestamp with time zone, updated_after timestamp with time zone, search text, max_bytes integer) IS 'One page of the issues of the organization in app.org_id (empty when no tenant is set). page_size 1-200 rows. sort: createdAt, updatedAt or priority, "-" first for descending (ties broken by number in the same direction); default -createdAt, or relevance when searching (score, then newest). Filters, all combinable: status and priority (arrays: any of), assignee_id (''none'': unassigned), created_by, created_after, created_before, updated_after (exclusive bounds), search (every word a prefix; at most 10 words, 200 characters). after: the next_cursor of the previous page, valid only with the same sort and filters. max_bytes (for a client that caps its bodies): every row the page may have to end at to keep its JSON within max_bytes gets the cursor of the page after it, and no row is returned past the first that cannot fit; the first row is always returned. Invalid input raises TN400 naming the parameter in COLUMN.';
 
 -- Name: list_webhook_deliveries(bigint, integer, text); Type: FUNCTION; Schema: api; Owner: -
 
@@ -3485,6 +3557,20 @@ CREATE FUNCTION app.issue_json(i app.issues) RETURNS jsonb
 
 COMMENT ON FUNCTION app.issue_json(i app.issues) IS 'The whole issue as the HTTP API shows it (camelCase), as kept in created and deleted activity entries.';
 
+-- Name: issue_not_found(bigint); Type: FUNCTION; Schema: app; Owner: -
+
+CREATE FUNCTION app.issue_not_found(issue_id bigint) RETURNS api.issue
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  raise exception 'issue % not found', issue_id using errcode = 'TN404';
+end
+$$;
+
+-- Name: FUNCTION issue_not_found(issue_id bigint); Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON FUNCTION app.issue_not_found(issue_id bigint) IS 'Raises TN404 (issue issue_id not found); declared to return an issue so that a query can put it where the issue would be, e.g. coalesce((select the issue), app.issue_not_found(id)). Used by api.get_issue.';
+
 -- Name: issue_was_deleted(text, bigint, text); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.issue_was_deleted(organization_id text, issue_id bigint, created_by text) RETURNS boolean
@@ -3704,17 +3790,21 @@ COMMENT ON FUNCTION app.reset_tenant_data() IS 'Deletes the data of every organi
 CREATE FUNCTION app.search_terms(title text, description text) RETURNS TABLE(term text, weight integer)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
+    -- A lexeme's positions are sorted: positions[1] is its first occurrence (positions are
+    -- word numbers, 1 for the first word).
     select coalesce(t.lexeme, d.lexeme),
            10 * least(coalesce(pg_catalog.cardinality(t.positions), 0), 3)
          + 4 * least(coalesce(pg_catalog.cardinality(d.positions), 0), 3)
     from pg_catalog.unnest(pg_catalog.to_tsvector('simple', coalesce(title, ''))) as t (lexeme, positions, weights)
-    full join pg_catalog.unnest(pg_catalog.to_tsvector('simple', coalesce(description, ''))) as d (lexeme, positions, weights)
+    full join (select u.lexeme, u.positions
+                 from pg_catalog.unnest(pg_catalog.to_tsvector('simple', coalesce(description, ''))) as u (lexeme, positions, weights)
+                where u.positions[1] <= 1000) as d
       on d.lexeme = t.lexeme
   $$;
 
 -- Name: FUNCTION search_terms(title text, description text); Type: COMMENT; Schema: app; Owner: -
 
-COMMENT ON FUNCTION app.search_terms(title text, description text) IS 'The distinct words of an issue as PostgreSQL''s text search parser finds them (configuration simple: lower-cased, no stemming, no stop words, any language), each with a weight: 10 per occurrence in the title plus 4 per occurrence in the description, counting at most 3 of each.';
+COMMENT ON FUNCTION app.search_terms(title text, description text) IS 'The searchable words of an issue as PostgreSQL''s text search parser finds them (configuration simple: lower-cased, no stemming, no stop words, any language): every word of the title, and the words of the description that occur among its first 1000 words. Each with a weight: 10 per occurrence in the title plus 4 per occurrence in the description, counting at most 3 of each.';
 
 -- Name: secure_activity_partition(regclass); Type: FUNCTION; Schema: app; Owner: -
 
@@ -4139,6 +4229,11 @@ GRANT UPDATE(version) ON TABLE app.issues TO tenantry_api;
 
 REVOKE ALL ON FUNCTION app.issue_json(i app.issues) FROM PUBLIC;
 GRANT ALL ON FUNCTION app.issue_json(i app.issues) TO tenantry_api;
+
+-- Name: FUNCTION issue_not_found(issue_id bigint); Type: ACL; Schema: app; Owner: -
+
+REVOKE ALL ON FUNCTION app.issue_not_found(issue_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION app.issue_not_found(issue_id bigint) TO tenantry_api;
 
 -- Name: FUNCTION issue_was_deleted(organization_id text, issue_id bigint, created_by text); Type: ACL; Schema: app; Owner: -
 

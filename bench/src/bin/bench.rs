@@ -8,6 +8,13 @@
 //! 3. Per scenario: wrk against each variant, then pgbench with the service's own SQL text
 //!    (`db::SET_CONTEXT`, `db::issues::*`) in the same transaction shape: begin; the
 //!    set_config statement; the api function; commit.
+//!    Then, unless `--no-reference`, pgbench runs the fixed reference
+//!    (`../shared/perf-reference/`, see its README: a plain indexed schema without row-level
+//!    security, functions or search words) for the same scenario, on the same server, in a
+//!    database of its own that is re-created from `bound-schema.sql` before each scenario
+//!    (its creates would otherwise grow the lists it reads); the row counts it saw are
+//!    printed. The table then shows both ratios: the same-SQL one (how thin the Rust layer
+//!    is) and the one against the reference (what the SQL itself costs).
 //! 4. The hostile scenario (`--scenarios hostile`, part of the default run): a victim
 //!    organization makes one request every 50 ms, first on an idle service, then while one
 //!    MEMBER of another organization runs expensive-but-valid searches flat out (wrk);
@@ -94,9 +101,16 @@ struct Args {
     /// run. Default: one variant, "service", with the default settings.
     #[arg(long = "variant")]
     variants: Vec<Variant>,
-    /// Skip pgbench (quick A/B runs between variants).
+    /// Skip pgbench (quick A/B runs between variants); also skips the reference.
     #[arg(long)]
     no_pgbench: bool,
+    /// The fixed reference's directory (bound-schema.sql, get-one.sql, list.sql,
+    /// create.sql, update.sql), relative to the repository.
+    #[arg(long, default_value = "../shared/perf-reference")]
+    reference: PathBuf,
+    /// Skip the fixed reference.
+    #[arg(long)]
+    no_reference: bool,
     /// Keep the temporary directory (cluster, logs, scripts) for inspection.
     #[arg(long)]
     keep: bool,
@@ -264,6 +278,11 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
 
     let mut rows: Vec<(Scenario, String, Measured, Option<Measured>)> = Vec::new();
     let mut references: BTreeMap<Scenario, Measured> = BTreeMap::new();
+    let mut fixed: BTreeMap<Scenario, FixedReference> = BTreeMap::new();
+    let fixed_dir = fixed_reference_dir(args)?;
+    if fixed_dir.is_some() {
+        runtime.block_on(superuser_sql(&pg, &format!("create database {FIXED_DATABASE}")))?;
+    }
     let mut hostile = Vec::new();
     for &scenario in &args.scenarios {
         if scenario == Scenario::Hostile {
@@ -297,6 +316,26 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
         };
         if let Some(reference) = &reference {
             references.insert(scenario, reference.clone());
+        }
+        if let Some(dir) = &fixed_dir {
+            eprintln!("{}: pgbench on the fixed reference ...", scenario.name());
+            let before = runtime.block_on(recreate_fixed_reference(&pg, dir))?;
+            checkpoint()?;
+            let sample = Sample::take(None, postmaster);
+            let mut result = fixed_reference_run(&pgbench, args, dir, scenario, &pg, work)?;
+            sample.finish(&mut result, None, postmaster);
+            let after = runtime.block_on(fixed_reference_rows(&pg))?;
+            eprintln!(
+                "{}: the reference held {} issues and {} activity rows ({} in org-1) before, {} and {} ({} in org-1) after",
+                scenario.name(),
+                before.issues,
+                before.activity,
+                before.org_issues,
+                after.issues,
+                after.activity,
+                after.org_issues
+            );
+            fixed.insert(scenario, FixedReference { measured: result, before, after });
         }
         for (name, result) in measured {
             rows.push((scenario, name, result, reference.clone()));
@@ -333,7 +372,7 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
     rows.sort_by_key(|(scenario, ..)| *scenario);
     drop(services);
 
-    print_report(args, &rows, started.elapsed(), load_before, loadavg());
+    print_report(args, &rows, &fixed, started.elapsed(), load_before, loadavg());
     print_hostile_report(&hostile);
     Ok(())
 }
@@ -841,12 +880,8 @@ fn pgbench_run(
     work: &Path,
 ) -> Result<Measured, String> {
     let log_dir = work.join(format!("pgbench-{}", scenario.name()));
-    fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
     let mut command = Command::new(pgbench);
     command
-        .args(["-n", "-M", "prepared", "-c", &args.connections.to_string(), "-j", &args.threads.to_string()])
-        .args(["-T", &args.duration.to_string(), "-l", "--log-prefix"])
-        .arg(log_dir.join("tx"))
         .args(["-h", "127.0.0.1", "-p", &pg.port().to_string(), "-U", db::API_ROLE])
         .args(["-D", &format!("user={USER}"), "-D", &format!("role={ROLE}")])
         .args(["-D", &format!("title={NEW_TITLE}"), "-D", &format!("description={NEW_DESCRIPTION}")])
@@ -858,7 +893,25 @@ fn pgbench_run(
     for script in &scripts.pgbench[&scenario] {
         command.args(["-f", script]);
     }
-    command.arg(tenantry::LOCAL_DATABASE).env("PGOPTIONS", "").current_dir(&log_dir);
+    run_pgbench(command, args, &log_dir, tenantry::LOCAL_DATABASE)
+}
+
+/// Runs pgbench (connection and scripts already given) with the run's clients, threads and
+/// duration, prepared statements and a per-transaction log in log_dir, against database.
+fn run_pgbench(
+    mut command: Command,
+    args: &Args,
+    log_dir: &Path,
+    database: &str,
+) -> Result<Measured, String> {
+    fs::create_dir_all(log_dir).map_err(|e| e.to_string())?;
+    command
+        .args(["-n", "-M", "prepared", "-c", &args.connections.to_string(), "-j", &args.threads.to_string()])
+        .args(["-T", &args.duration.to_string(), "-l", "--log-prefix"])
+        .arg(log_dir.join("tx"))
+        .arg(database)
+        .env("PGOPTIONS", "")
+        .current_dir(log_dir);
     let before = children_cpu_ms();
     let output = command.output().map_err(|e| format!("running pgbench: {e}"))?;
     let client_ms = children_cpu_ms() - before;
@@ -875,7 +928,7 @@ fn pgbench_run(
 
     // Per-transaction log lines: client, transaction, latency (µs), script, epoch s, µs.
     let mut latencies = Vec::new();
-    for entry in fs::read_dir(&log_dir).map_err(|e| e.to_string())?.flatten() {
+    for entry in fs::read_dir(log_dir).map_err(|e| e.to_string())?.flatten() {
         let file = fs::File::open(entry.path()).map_err(|e| e.to_string())?;
         for line in BufReader::new(file).lines().map_while(Result::ok) {
             if let Some(latency) = line.split_whitespace().nth(2).and_then(|v| v.parse::<u64>().ok()) {
@@ -883,7 +936,7 @@ fn pgbench_run(
             }
         }
     }
-    let _ = fs::remove_dir_all(&log_dir);
+    let _ = fs::remove_dir_all(log_dir);
     latencies.sort_unstable();
     let percentile = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -902,6 +955,133 @@ fn pgbench_run(
         client_cpu: client_ms / count.max(1.0),
         ..Measured::default()
     })
+}
+
+/// The database the fixed reference runs in, on the benchmark's server.
+const FIXED_DATABASE: &str = "fixed_reference";
+/// The reference's own organization ids ("org-1" ..): its scripts address its issues by
+/// number, (org - 1) * per + i.
+const FIXED_ORG: &str = "org-1";
+/// The least each scenario should reach against the fixed reference (issue 19).
+const FIXED_TARGETS: [(Scenario, f64); 5] = [
+    (Scenario::GetOne, 0.8),
+    (Scenario::List, 0.6),
+    (Scenario::Create, 0.5),
+    (Scenario::Update, 0.8),
+    (Scenario::Mixed, 0.8),
+];
+
+/// A pgbench run of the fixed reference, and the rows its database held around it.
+struct FixedReference {
+    measured: Measured,
+    before: FixedRows,
+    after: FixedRows,
+}
+
+/// Row counts of the reference database.
+#[derive(Debug, Clone, Copy)]
+struct FixedRows {
+    issues: i64,
+    activity: i64,
+    /// Issues of one organization: what a reference list returns.
+    org_issues: i64,
+}
+
+/// The reference's directory, or None when it is skipped (or, when it is the default and
+/// missing, with a message).
+fn fixed_reference_dir(args: &Args) -> Result<Option<PathBuf>, String> {
+    if args.no_pgbench || args.no_reference {
+        return Ok(None);
+    }
+    let dir = &args.reference;
+    let files = ["bound-schema.sql", "get-one.sql", "list.sql", "create.sql", "update.sql"];
+    if let Some(missing) = files.iter().find(|f| !dir.join(f).is_file()) {
+        return Err(format!(
+            "the fixed reference lacks {} (--reference {}; --no-reference to skip it)",
+            missing,
+            dir.display()
+        ));
+    }
+    Ok(Some(fs::canonicalize(dir).map_err(|e| e.to_string())?))
+}
+
+/// Re-creates the reference's tables from bound-schema.sql (ORGS × ISSUES_PER_ORG issues,
+/// one activity row each) and returns the rows it then holds.
+async fn recreate_fixed_reference(pg: &LocalPostgres, dir: &Path) -> Result<FixedRows, String> {
+    let psql = pg.bin_dir().join("psql");
+    let psql = if psql.is_file() { psql } else { which("psql").ok_or("psql not found")? };
+    let output = Command::new(psql)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", &format!("orgs={ORGS}")])
+        .args(["-v", &format!("per={ISSUES_PER_ORG}"), "-f"])
+        .arg(dir.join("bound-schema.sql"))
+        .arg(pg.url(local_postgres::SUPERUSER, FIXED_DATABASE))
+        .env("PGOPTIONS", "-c client_min_messages=warning")
+        .output()
+        .map_err(|e| format!("running psql: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("bound-schema.sql failed:\n{}", String::from_utf8_lossy(&output.stderr)));
+    }
+    let rows = fixed_reference_rows(pg).await?;
+    let expected = i64::from(ORGS * ISSUES_PER_ORG);
+    if rows.issues != expected || rows.org_issues != i64::from(ISSUES_PER_ORG) {
+        return Err(format!("the re-created reference holds {rows:?}, not {expected} issues"));
+    }
+    Ok(rows)
+}
+
+async fn fixed_reference_rows(pg: &LocalPostgres) -> Result<FixedRows, String> {
+    let config =
+        tokio_postgres::Config::from_str(&pg.url(local_postgres::SUPERUSER, FIXED_DATABASE)).unwrap();
+    let client = db::connect_owner(&config).await.map_err(|e| e.to_string())?;
+    let row = client
+        .query_one(
+            "select (select count(*) from issues), (select count(*) from activity_logs), \
+             (select count(*) from issues where organization_id = $1)",
+            &[&FIXED_ORG],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(FixedRows { issues: row.get(0), activity: row.get(1), org_issues: row.get(2) })
+}
+
+/// pgbench with the reference's scripts for one scenario (mixed: 70/10/10/10, as its
+/// README says), as the superuser (the reference has no row-level security).
+fn fixed_reference_run(
+    pgbench: &Path,
+    args: &Args,
+    dir: &Path,
+    scenario: Scenario,
+    pg: &LocalPostgres,
+    work: &Path,
+) -> Result<Measured, String> {
+    let file = |name: &str, weight: u32| format!("{}@{weight}", dir.join(name).display());
+    let scripts = match scenario {
+        Scenario::GetOne => vec![file("get-one.sql", 1)],
+        Scenario::List => vec![file("list.sql", 1)],
+        Scenario::Create => vec![file("create.sql", 1)],
+        Scenario::Update => vec![file("update.sql", 1)],
+        Scenario::Mixed => {
+            vec![
+                file("get-one.sql", 70),
+                file("list.sql", 10),
+                file("create.sql", 10),
+                file("update.sql", 10),
+            ]
+        }
+        Scenario::Hostile => unreachable!("the hostile scenario has no reference"),
+    };
+    let log_dir = work.join(format!("reference-{}", scenario.name()));
+    let mut command = Command::new(pgbench);
+    command.args(["-h", "127.0.0.1", "-p", &pg.port().to_string(), "-U", local_postgres::SUPERUSER]).args([
+        "-D",
+        &format!("orgs={ORGS}"),
+        "-D",
+        &format!("per={ISSUES_PER_ORG}"),
+    ]);
+    for script in &scripts {
+        command.args(["-f", script]);
+    }
+    run_pgbench(command, args, &log_dir, FIXED_DATABASE)
 }
 
 /// CPU counters before a run.
@@ -1006,6 +1186,7 @@ fn loadavg() -> String {
 fn print_report(
     args: &Args,
     rows: &[(Scenario, String, Measured, Option<Measured>)],
+    fixed: &BTreeMap<Scenario, FixedReference>,
     elapsed: Duration,
     load_before: String,
     load_after: String,
@@ -1026,22 +1207,27 @@ fn print_report(
     );
     println!();
     println!(
-        "| scenario | variant | service req/s | pgbench tps | ratio | p50 ms svc / pg | p99 ms svc / pg | \
-         non-2xx | socket errors | service peak RSS MB | service CPU ms/req | PostgreSQL CPU ms/req svc / pg | \
+        "| scenario | variant | service req/s | pgbench tps (same SQL) | ratio | reference tps | ÷ reference | \
+         p50 ms svc / pg | p99 ms svc / pg | \
+         non-2xx | socket errors | service peak RSS MB | service CPU ms/req | PostgreSQL CPU ms/req svc / pg / ref | \
          load generator CPU ms/req wrk / pgbench |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut misses = Vec::new();
     for (scenario, variant, svc, pg) in rows {
         let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
         let pg_value = |f: fn(&Measured) -> f64, digits: usize| opt(pg.as_ref().map(f), digits);
         let ratio = pg.as_ref().map(|pg| svc.per_second / pg.per_second);
+        let reference = fixed.get(scenario).map(|f| &f.measured);
+        let reference_ratio = reference.map(|r| svc.per_second / r.per_second);
         println!(
-            "| {} | {variant} | {:.0} | {} | {} | {:.2} / {} | {:.2} / {} | {} | {} | {} | {} | {:.3} / {} | {:.3} / {} |",
+            "| {} | {variant} | {:.0} | {} | {} | {} | {} | {:.2} / {} | {:.2} / {} | {} | {} | {} | {} | {:.3} / {} / {} | {:.3} / {} |",
             scenario.name(),
             svc.per_second,
             pg_value(|m| m.per_second, 0),
             opt(ratio, 2),
+            opt(reference.map(|r| r.per_second), 0),
+            opt(reference_ratio, 2),
             svc.p50_ms,
             pg_value(|m| m.p50_ms, 2),
             svc.p99_ms,
@@ -1052,6 +1238,7 @@ fn print_report(
             opt(svc.service_cpu, 3),
             svc.postgres_cpu,
             pg_value(|m| m.postgres_cpu, 3),
+            opt(reference.map(|r| r.postgres_cpu), 3),
             svc.client_cpu,
             pg_value(|m| m.client_cpu, 3),
         );
@@ -1068,6 +1255,12 @@ fn print_report(
                 misses.push(format!("{what}: pgbench had {} failed transactions", pg.non_2xx));
             }
         }
+        if let (Some(ratio), Some((_, target))) =
+            (reference_ratio, FIXED_TARGETS.iter().find(|(s, _)| s == scenario))
+            && ratio < *target
+        {
+            misses.push(format!("{what}: {ratio:.2} of the fixed reference < {target}"));
+        }
         if svc.non_2xx + svc.socket_errors > 0 {
             misses.push(format!("{what}: {} non-2xx, {} socket errors", svc.non_2xx, svc.socket_errors));
         }
@@ -1075,9 +1268,44 @@ fn print_report(
             misses.push(format!("{what}: peak RSS {:.1} MB > 50", svc.rss_mb.unwrap_or_default()));
         }
     }
+    if !fixed.is_empty() {
+        println!();
+        println!(
+            "The fixed reference ({FIXED_DATABASE}, re-created from bound-schema.sql before each scenario): \
+             rows it held before and after each run"
+        );
+        println!();
+        println!(
+            "| scenario | issues before → after | activity rows before → after | issues of {FIXED_ORG} before → after | failed transactions |"
+        );
+        println!("|---|---:|---:|---:|---:|");
+        for (scenario, f) in fixed {
+            println!(
+                "| {} | {} → {} | {} → {} | {} → {} | {} |",
+                scenario.name(),
+                f.before.issues,
+                f.after.issues,
+                f.before.activity,
+                f.after.activity,
+                f.before.org_issues,
+                f.after.org_issues,
+                f.measured.non_2xx
+            );
+            if f.measured.non_2xx > 0 {
+                misses.push(format!(
+                    "{}: the reference had {} failed transactions",
+                    scenario.name(),
+                    f.measured.non_2xx
+                ));
+            }
+        }
+    }
     println!();
     if misses.is_empty() {
-        println!("targets (ratio >= 0.8, p99 <= 1.5x pgbench, RSS <= 50 MB, no errors): all met");
+        println!(
+            "targets (ratio >= 0.8, p99 <= 1.5x pgbench, RSS <= 50 MB, no errors; against the reference: \
+             get-one, update, mixed >= 0.8, list >= 0.6, create >= 0.5): all met"
+        );
     } else {
         println!("targets missed:");
         for miss in misses {

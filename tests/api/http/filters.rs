@@ -160,6 +160,38 @@ async fn equally_relevant_issues_come_newest_first() {
 }
 
 #[tokio::test]
+async fn a_description_is_searchable_by_its_first_1000_words_and_a_title_by_every_word() {
+    let app = spawn_app().await;
+    // Word n of the description is "wn" (w1 ... w1500); "tail" comes once more at the end
+    // too, and "early" at word 1 and again at word 1501.
+    let mut words: Vec<String> = (1..=1500).map(|n| format!("w{n}")).collect();
+    words[0] = "early".into();
+    words[999] = "last".into();
+    words[1000] = "past".into();
+    words.push("early".into());
+    let description = words.join(" ");
+    let title = format!("Long report {}", (1..=40).map(|n| format!("t{n}")).collect::<Vec<_>>().join(" "));
+    let response = app.create(&member("acme"), json!({"title": title, "description": description})).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // Word 1000 is searchable, word 1001 is not, whatever comes after.
+    assert_eq!(listed(&app, "q=last").await, [1], "word 1000 of the description");
+    assert_eq!(listed(&app, "q=past").await, Vec::<i64>::new(), "word 1001 of the description");
+    assert_eq!(listed(&app, "q=w1500").await, Vec::<i64>::new(), "word 1500 of the description");
+    assert_eq!(listed(&app, "q=w999").await, [1]);
+    assert_eq!(listed(&app, "q=early").await, [1]);
+    // Every word of the title, and prefixes as usual.
+    assert_eq!(listed(&app, "q=t40").await, [1]);
+    assert_eq!(listed(&app, "q=w99").await, [1], "w99, w990 ... w999 are all within the first 1000");
+    // A title word past the description's cap still finds the issue.
+    let second = format!("{} needle", (1..=1200).map(|n| format!("x{n}")).collect::<Vec<_>>().join(" "));
+    let response =
+        app.create(&member("acme"), json!({"title": "needle in the title", "description": second})).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(listed(&app, "q=needle").await, [2], "in the title; the description's is past the cap");
+    assert_eq!(listed(&app, "q=x1200").await, Vec::<i64>::new());
+}
+
+#[tokio::test]
 async fn search_follows_edits_deletes_and_restores() {
     let app = spawn_app().await;
     seed(&app).await;
