@@ -120,6 +120,12 @@ struct Args {
     /// organization and wake-up). Rows "<variant> +N listening".
     #[arg(long, default_value_t = 0)]
     listening: u32,
+    /// After the scenarios, measure create and update again (first variant) with one
+    /// webhook endpoint on each of this many of the organizations they write to (a local
+    /// receiver that answers 204): each change then also owes a delivery, which the
+    /// service makes meanwhile. Rows "<variant> +N webhooks".
+    #[arg(long, default_value_t = 0)]
+    webhooks: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -368,12 +374,115 @@ fn run(args: &Args, work: &Path) -> Result<(), String> {
         let name = format!("{} +{} listening", service.name, args.listening);
         rows.push((scenario, name, result, references.get(&scenario).cloned()));
     }
+    for scenario in [Scenario::Create, Scenario::Update].into_iter().filter(|s| args.scenarios.contains(s)) {
+        if args.webhooks == 0 {
+            break;
+        }
+        let service = &services[0];
+        let first = if scenario == Scenario::Create { WRITE_ORG_OFFSET + 1 } else { 1 };
+        let orgs: Vec<String> = (first..first + args.webhooks).map(|org| org.to_string()).collect();
+        let receiver = Receiver::start()?;
+        runtime.block_on(register_webhooks(&service.address, &orgs, &receiver.url, "POST"))?;
+        eprintln!(
+            "{}: {} organizations with a webhook, wrk against {} ...",
+            scenario.name(),
+            orgs.len(),
+            service.name
+        );
+        let pid = service.child.id() as i32;
+        checkpoint()?;
+        let sample = Sample::take(Some(pid), postmaster);
+        let mut result = wrk_run(&wrk, args, &scripts.wrk[&scenario], &service.address, args.duration)?;
+        sample.finish(&mut result, Some(pid), postmaster);
+        runtime.block_on(register_webhooks(&service.address, &orgs, &receiver.url, "DELETE"))?;
+        let received = receiver.received.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!("{}: the receiver got {received} deliveries during the run", scenario.name());
+        let name = format!("{} +{} webhooks", service.name, args.webhooks);
+        rows.push((scenario, name, result, references.get(&scenario).cloned()));
+    }
     // Each scenario's rows together.
     rows.sort_by_key(|(scenario, ..)| *scenario);
     drop(services);
 
     print_report(args, &rows, &fixed, started.elapsed(), load_before, loadavg());
     print_hostile_report(&hostile);
+    Ok(())
+}
+
+/// A webhook receiver on loopback that answers every request 204 and counts them.
+struct Receiver {
+    url: String,
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Receiver {
+    /// Serves on a thread of its own (the benchmark's runtime runs only while it awaits).
+    fn start() -> Result<Receiver, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let url = format!("http://{}/hooks", listener.local_addr().map_err(|e| e.to_string())?);
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = received.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    let counter = counter.clone();
+                    tokio::spawn(async move {
+                        // The headers, then content-length bytes of body; then 204 and close.
+                        let mut buffer = Vec::new();
+                        let mut chunk = [0u8; 8192];
+                        loop {
+                            let Ok(n) = socket.read(&mut chunk).await else { return };
+                            if n == 0 {
+                                return;
+                            }
+                            buffer.extend_from_slice(&chunk[..n]);
+                            let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                                continue;
+                            };
+                            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                            let length: usize = head
+                                .lines()
+                                .find_map(|line| line.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            if buffer.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let _ =
+                            socket.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
+                    });
+                }
+            });
+        });
+        Ok(Receiver { url, received })
+    }
+}
+
+/// Creates (POST) or deletes (DELETE) webhook 1 of each organization, as its ADMIN.
+async fn register_webhooks(address: &str, orgs: &[String], url: &str, method: &str) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    for org in orgs {
+        let request = match method {
+            "POST" => client.post(format!("{address}/api/webhooks")).json(&json!({"url": url})),
+            _ => client.delete(format!("{address}/api/webhooks/1")),
+        };
+        let response = request
+            .header("x-organization-id", org)
+            .header("x-user-id", "bench-admin")
+            .header("x-user-role", "ADMIN")
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("{method} webhook of {org}: {}", response.status()));
+        }
+    }
     Ok(())
 }
 
@@ -421,6 +530,8 @@ fn start_service(
         ("RATE_LIMIT_ORG_BURST", "1000000"),
         ("RATE_LIMIT_USER_PER_SECOND", "1000000"),
         ("RATE_LIMIT_USER_BURST", "1000000"),
+        // --webhooks: the receiver is on loopback.
+        ("WEBHOOK_ALLOW_INSECURE_TARGETS", "1"),
     ] {
         command.env(name, value);
     }
