@@ -2078,13 +2078,17 @@ begin
   if not found then
     raise exception 'webhook % not found', webhook_id using errcode = 'TN404';
   end if;
+  -- Then the queue row, as a delivery recording its attempt does, then the endpoint.
+  perform from app.webhook_queue q
+   where q.organization_id = org and q.webhook_id = delete_webhook.webhook_id
+     for update;
   delete from app.webhooks w where w.organization_id = org and w.id = delete_webhook.webhook_id;
 end
 $$;
 
 -- Name: FUNCTION delete_webhook(webhook_id bigint); Type: COMMENT; Schema: api; Owner: -
 
-COMMENT ON FUNCTION api.delete_webhook(webhook_id bigint) IS 'Deletes a webhook endpoint with its secrets, delivery state and attempts (ADMIN only, TN403; TN404). Nothing more is sent to it.';
+COMMENT ON FUNCTION api.delete_webhook(webhook_id bigint) IS 'Deletes a webhook endpoint with its secrets, delivery state and attempts (ADMIN only, TN403; TN404). Nothing more is sent to it. Locks the counters row, then the queue row, then the endpoint: the order of every other writer, so it never deadlocks with them.';
 
 -- Name: get_issue(bigint); Type: FUNCTION; Schema: api; Owner: -
 

@@ -886,3 +886,34 @@ async fn a_delivery_login_that_could_bypass_rls_is_refused_at_start() {
         "{refused}"
     );
 }
+
+/// Deleting an endpoint while an attempt is being recorded waits for it, never deadlocks
+/// (the recording locks the queue row, then the endpoint through its foreign key; the
+/// deletion used to take them the other way round: a 503 under load).
+#[tokio::test]
+async fn deleting_a_webhook_while_an_attempt_is_recorded_waits_and_never_deadlocks() {
+    let app = spawn_app_with(Mode::ApiLogin, |config| config.webhooks.webhook_max_in_flight = 0).await;
+    create_webhook(&app, "wh-del", json!({"url": "https://example.com/"})).await;
+    // As a delivery records an attempt: the queue row first ...
+    let sql = app.owner_sql().await;
+    sql.batch_execute("begin; set local role tenantry_webhooks").await.unwrap();
+    sql.batch_execute(&set_tenant_sql("wh-del", "tenantry-webhooks", "")).await.unwrap();
+    sql.batch_execute("update app.webhook_queue set attempt = attempt where organization_id = 'wh-del'")
+        .await
+        .unwrap();
+    let deletion = tokio::spawn({
+        let request = app.request(Method::DELETE, "/api/webhooks/1", Some(&admin("wh-del")));
+        async move { request.send().await.unwrap().status() }
+    });
+    crate::helpers::wait_for_lock_waiters(&app.owner_sql().await, &app.database, 1).await;
+    // ... then the endpoint, through the foreign key of the attempt it inserts.
+    sql.batch_execute(
+        "insert into app.webhook_deliveries (organization_id, webhook_id, id, event_id, event_type, attempt, \
+         out_of_band, attempted_at, duration_ms, succeeded) \
+         values ('wh-del', 1, 1, 'msg_1_1', 'issue.created', 1, false, now(), 1, true)",
+    )
+    .await
+    .expect("no deadlock");
+    sql.batch_execute("commit").await.unwrap();
+    assert_eq!(deletion.await.unwrap(), StatusCode::NO_CONTENT);
+}
