@@ -1888,24 +1888,23 @@ CREATE FUNCTION api.create_issue(title text, description text, status text DEFAU
     LANGUAGE plpgsql
     AS $$
 declare
-  new_id  bigint;
+  numbers record;
   created app.issues;
 begin
   perform app.require_context();
 
-  insert into app.organization_counters as c (organization_id, last_issue_id)
-  values (app.current_org_id(), 1)
-  on conflict (organization_id) do update set last_issue_id = c.last_issue_id + 1
-  returning c.last_issue_id into new_id;
+  -- The issue number and the created entry's number, in one update of the counters row.
+  numbers := app.next_activity(1);
 
   insert into app.issues as i (organization_id, id, title, description, status, priority,
                                assignee_id, created_by)
-  values (app.current_org_id(), new_id, create_issue.title, create_issue.description,
+  values (app.current_org_id(), numbers.issue_id, create_issue.title, create_issue.description,
           coalesce(create_issue.status, 'OPEN'), coalesce(create_issue.priority, 'MEDIUM'),
           create_issue.assignee_id, app.current_user_id())
   returning i.* into created;
 
-  perform app.log_activity(created.id, 'created', app.issue_json(created));
+  perform app.append_activity(numbers.entry_id, numbers.entry_at, numbers.route, numbers.hooks,
+                              created.id, 'created', app.issue_json(created));
   return next app.to_api_issue(created);
 end
 $$;
@@ -3080,6 +3079,34 @@ CREATE FUNCTION app.activity_partition_name(month timestamp without time zone) R
 
 COMMENT ON FUNCTION app.activity_partition_name(month timestamp without time zone) IS 'The name of the activity partition holding the UTC month that starts at month, e.g. activity_logs_y2026m11.';
 
+-- Name: append_activity(bigint, timestamp with time zone, text, integer, bigint, text, jsonb); Type: FUNCTION; Schema: app; Owner: -
+
+CREATE FUNCTION app.append_activity(entry_id bigint, entry_at timestamp with time zone, route text, hooks integer, issue_id bigint, action text, changes jsonb) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  insert into app.activity_logs (organization_id, id, issue_id, actor_id, action, changes, created_at)
+  values (app.current_org_id(), append_activity.entry_id, append_activity.issue_id,
+          app.current_user_id(), append_activity.action, append_activity.changes,
+          append_activity.entry_at);
+
+  -- Only while an instance listens, and only the opaque route (migration 12).
+  if route is not null then
+    perform pg_catalog.pg_notify('tenantry_activity', route);
+  end if;
+  -- The entry is owed to every endpoint, in this transaction (migration 13).
+  if hooks > 0 then
+    update app.webhook_queue q
+       set head = append_activity.entry_id, owed_since = coalesce(q.owed_since, append_activity.entry_at)
+     where q.organization_id = app.current_org_id();
+  end if;
+end
+$$;
+
+-- Name: FUNCTION append_activity(entry_id bigint, entry_at timestamp with time zone, route text, hooks integer, issue_id bigint, action text, changes jsonb); Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON FUNCTION app.append_activity(entry_id bigint, entry_at timestamp with time zone, route text, hooks integer, issue_id bigint, action text, changes jsonb) IS 'Writes an activity entry numbered by app.next_activity for the current organization and actor; wakes the instances that stream the organization (NOTIFY tenantry_activity with its opaque route, only while one listens); and owes the entry to the organization''s webhook endpoints (app.webhook_queue.head, only when it has some).';
+
 -- Name: checked_choices(text[], text[], text); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.checked_choices(chosen text[], allowed text[], parameter text) RETURNS text[]
@@ -3477,13 +3504,15 @@ COMMENT ON FUNCTION app.guard_webhook_queue() IS 'Trigger: on app.webhook_queue,
 -- Name: has_control_chars(text, boolean); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.has_control_chars(value text, allow_line_breaks boolean) RETURNS boolean
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     AS $$
-    select case when allow_line_breaks
-      then value ~ '[\u0001-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]'
-      else value ~ '[\u0001-\u001f\u007f-\u009f]'
-    end
-  $$;
+begin
+  if allow_line_breaks then
+    return value ~ '[\u0001-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]';
+  end if;
+  return value ~ '[\u0001-\u001f\u007f-\u009f]';
+end
+$$;
 
 -- Name: FUNCTION has_control_chars(value text, allow_line_breaks boolean); Type: COMMENT; Schema: app; Owner: -
 
@@ -3515,11 +3544,13 @@ COMMENT ON FUNCTION app.index_issue_terms() IS 'Trigger: keeps an issue''s words
 -- Name: is_blank(text); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.is_blank(value text) RETURNS boolean
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     AS $$
-    select pg_catalog.btrim(value, E' \t\n\r\u000b\u000c\u0085\u00a0\u1680\u2000\u2001\u2002'
-      '\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000') = ''
-  $$;
+begin
+  return pg_catalog.btrim(value, E' \t\n\r\u000b\u000c\u0085\u00a0\u1680\u2000\u2001\u2002'
+    '\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000') = '';
+end
+$$;
 
 -- Name: FUNCTION is_blank(value text); Type: COMMENT; Schema: app; Owner: -
 
@@ -3528,8 +3559,8 @@ COMMENT ON FUNCTION app.is_blank(value text) IS 'True when the text is empty or 
 -- Name: is_valid_id(text); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.is_valid_id(value text) RETURNS boolean
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    AS $_$ select value ~ '^[A-Za-z0-9._:@-]{1,64}$' $_$;
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    AS $_$ begin return value ~ '^[A-Za-z0-9._:@-]{1,64}$'; end $_$;
 
 -- Name: FUNCTION is_valid_id(value text); Type: COMMENT; Schema: app; Owner: -
 
@@ -3538,8 +3569,8 @@ COMMENT ON FUNCTION app.is_valid_id(value text) IS 'Organization and user ids: 1
 -- Name: is_valid_idempotency_key(text); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.is_valid_idempotency_key(value text) RETURNS boolean
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    AS $_$ select value ~ '^[\u0020-\u007e]{1,255}$' $_$;
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    AS $_$ begin return value ~ '^[\u0020-\u007e]{1,255}$'; end $_$;
 
 -- Name: FUNCTION is_valid_idempotency_key(value text); Type: COMMENT; Schema: app; Owner: -
 
@@ -3548,7 +3579,7 @@ COMMENT ON FUNCTION app.is_valid_idempotency_key(value text) IS 'Idempotency key
 -- Name: issue_json(app.issues); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.issue_json(i app.issues) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
     select jsonb_build_object(
       'id', i.id, 'title', i.title, 'description', i.description, 'status', i.status,
@@ -3594,7 +3625,7 @@ COMMENT ON FUNCTION app.issue_was_deleted(organization_id text, issue_id bigint,
 -- Name: json_time(timestamp with time zone); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.json_time(t timestamp with time zone) RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
     AS $$ select pg_catalog.to_char(t at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$;
 
 -- Name: FUNCTION json_time(t timestamp with time zone); Type: COMMENT; Schema: app; Owner: -
@@ -3617,41 +3648,17 @@ CREATE FUNCTION app.log_activity(issue_id bigint, action text, changes jsonb) RE
     LANGUAGE plpgsql
     AS $$
 declare
-  entry_id bigint;
-  entry_at timestamptz;
-  route    text;
-  hooks    integer;
+  numbers record;
 begin
-  -- Numbered and timed under the counters row lock: the time never runs behind the
-  -- previous entry's, so ids and times grow together.
-  insert into app.organization_counters as c (organization_id, last_activity_id, last_activity_at)
-  values (app.current_org_id(), 1, pg_catalog.now())
-  on conflict (organization_id) do update
-    set last_activity_id = c.last_activity_id + 1,
-        last_activity_at = greatest(c.last_activity_at, pg_catalog.now())
-  returning c.last_activity_id, c.last_activity_at,
-            case when c.listened_until > pg_catalog.now() then c.stream_route end, c.webhooks
-    into entry_id, entry_at, route, hooks;
-
-  insert into app.activity_logs (organization_id, id, issue_id, actor_id, action, changes, created_at)
-  values (app.current_org_id(), entry_id, log_activity.issue_id, app.current_user_id(),
-          log_activity.action, log_activity.changes, entry_at);
-
-  -- Only while an instance listens, and only the opaque route (migration 12).
-  if route is not null then
-    perform pg_catalog.pg_notify('tenantry_activity', route);
-  end if;
-  -- The entry is owed to every endpoint, in this transaction (migration 13).
-  if hooks > 0 then
-    update app.webhook_queue q set head = entry_id, owed_since = coalesce(q.owed_since, entry_at)
-     where q.organization_id = app.current_org_id();
-  end if;
+  numbers := app.next_activity(0);
+  perform app.append_activity(numbers.entry_id, numbers.entry_at, numbers.route, numbers.hooks,
+                              log_activity.issue_id, log_activity.action, log_activity.changes);
 end
 $$;
 
 -- Name: FUNCTION log_activity(issue_id bigint, action text, changes jsonb); Type: COMMENT; Schema: app; Owner: -
 
-COMMENT ON FUNCTION app.log_activity(issue_id bigint, action text, changes jsonb) IS 'Appends an activity entry for the current organization and actor, numbered and timed from app.organization_counters (times never run behind the previous entry''s); wakes the instances that stream the organization (NOTIFY tenantry_activity with its opaque route, only while one listens); and owes the entry to the organization''s webhook endpoints (app.webhook_queue.head, only when it has some). Called by the api functions in the transaction of the change.';
+COMMENT ON FUNCTION app.log_activity(issue_id bigint, action text, changes jsonb) IS 'Appends an activity entry for the current organization and actor: app.next_activity numbers and times it, app.append_activity writes it, wakes the streams and owes it to the webhook endpoints. Called by the api functions in the transaction of the change.';
 
 -- Name: maintain_activity_partitions(integer, integer); Type: FUNCTION; Schema: app; Owner: -
 
@@ -3676,6 +3683,42 @@ $$;
 -- Name: FUNCTION maintain_activity_partitions(months_ahead integer, retention_months integer); Type: COMMENT; Schema: app; Owner: -
 
 COMMENT ON FUNCTION app.maintain_activity_partitions(months_ahead integer, retention_months integer) IS 'The periodic upkeep of app.activity_logs: partitions up to months_ahead months ahead, and with retention_months > 0 the months older than that dropped. Returns what it did; one caller at a time (an advisory lock), the others return nothing.';
+
+-- Name: next_activity(integer); Type: FUNCTION; Schema: app; Owner: -
+
+CREATE FUNCTION app.next_activity(issues integer, OUT issue_id bigint, OUT entry_id bigint, OUT entry_at timestamp with time zone, OUT route text, OUT hooks integer) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+begin
+  -- Numbered and timed under the counters row lock: the time never runs behind the
+  -- previous entry's, so ids and times grow together.
+  update app.organization_counters c
+     set last_issue_id = c.last_issue_id + next_activity.issues,
+         last_activity_id = c.last_activity_id + 1,
+         last_activity_at = greatest(c.last_activity_at, pg_catalog.now())
+   where c.organization_id = app.current_org_id()
+  returning c.last_issue_id, c.last_activity_id, c.last_activity_at,
+            case when c.listened_until > pg_catalog.now() then c.stream_route end, c.webhooks
+    into issue_id, entry_id, entry_at, route, hooks;
+  if not found then
+    -- The organization's first write: its row, or the one a concurrent first write made.
+    insert into app.organization_counters as c
+           (organization_id, last_issue_id, last_activity_id, last_activity_at)
+    values (app.current_org_id(), next_activity.issues, 1, pg_catalog.now())
+    on conflict (organization_id) do update
+      set last_issue_id = c.last_issue_id + next_activity.issues,
+          last_activity_id = c.last_activity_id + 1,
+          last_activity_at = greatest(c.last_activity_at, pg_catalog.now())
+    returning c.last_issue_id, c.last_activity_id, c.last_activity_at,
+              case when c.listened_until > pg_catalog.now() then c.stream_route end, c.webhooks
+      into issue_id, entry_id, entry_at, route, hooks;
+  end if;
+end
+$$;
+
+-- Name: FUNCTION next_activity(issues integer, OUT issue_id bigint, OUT entry_id bigint, OUT entry_at timestamp with time zone, OUT route text, OUT hooks integer); Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON FUNCTION app.next_activity(issues integer, OUT issue_id bigint, OUT entry_id bigint, OUT entry_at timestamp with time zone, OUT route text, OUT hooks integer) IS 'Numbers the current organization''s next activity entry (and, with issues = 1, its next issue) in one update of app.organization_counters, creating the row on the organization''s first write; returns the numbers, the entry''s time (never behind the previous entry''s), the stream route while an instance listens, and the number of webhook endpoints. The row stays locked to commit: the organization''s writes are numbered in commit order. Runs as the caller.';
 
 -- Name: quota(text); Type: FUNCTION; Schema: app; Owner: -
 
@@ -4091,6 +4134,11 @@ GRANT ALL ON FUNCTION api.webhook_work(webhook_id bigint, request_id bigint, cla
 
 REVOKE ALL ON FUNCTION app.activity_partition_name(month timestamp without time zone) FROM PUBLIC;
 
+-- Name: FUNCTION append_activity(entry_id bigint, entry_at timestamp with time zone, route text, hooks integer, issue_id bigint, action text, changes jsonb); Type: ACL; Schema: app; Owner: -
+
+REVOKE ALL ON FUNCTION app.append_activity(entry_id bigint, entry_at timestamp with time zone, route text, hooks integer, issue_id bigint, action text, changes jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION app.append_activity(entry_id bigint, entry_at timestamp with time zone, route text, hooks integer, issue_id bigint, action text, changes jsonb) TO tenantry_api;
+
 -- Name: FUNCTION checked_choices(chosen text[], allowed text[], parameter text); Type: ACL; Schema: app; Owner: -
 
 REVOKE ALL ON FUNCTION app.checked_choices(chosen text[], allowed text[], parameter text) FROM PUBLIC;
@@ -4263,6 +4311,11 @@ GRANT ALL ON FUNCTION app.log_activity(issue_id bigint, action text, changes jso
 -- Name: FUNCTION maintain_activity_partitions(months_ahead integer, retention_months integer); Type: ACL; Schema: app; Owner: -
 
 REVOKE ALL ON FUNCTION app.maintain_activity_partitions(months_ahead integer, retention_months integer) FROM PUBLIC;
+
+-- Name: FUNCTION next_activity(issues integer, OUT issue_id bigint, OUT entry_id bigint, OUT entry_at timestamp with time zone, OUT route text, OUT hooks integer); Type: ACL; Schema: app; Owner: -
+
+REVOKE ALL ON FUNCTION app.next_activity(issues integer, OUT issue_id bigint, OUT entry_id bigint, OUT entry_at timestamp with time zone, OUT route text, OUT hooks integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION app.next_activity(issues integer, OUT issue_id bigint, OUT entry_id bigint, OUT entry_at timestamp with time zone, OUT route text, OUT hooks integer) TO tenantry_api;
 
 -- Name: FUNCTION quota(name text); Type: ACL; Schema: app; Owner: -
 
