@@ -2631,17 +2631,23 @@ begin
            active = q.active and record_webhook_attempt.disable_reason is null,
            disabled_reason = coalesce(record_webhook_attempt.disable_reason, q.disabled_reason),
            claimed_until = null,
-           claim = null
+           claim = null,
+           -- The attempt's number, in the same row version (none for a skip).
+           last_delivery_id = q.last_delivery_id + case when record_webhook_attempt.skipped_to is null then 1 else 0 end
      where q.organization_id = org and q.webhook_id = record_webhook_attempt.webhook_id
-       and q.claim = record_webhook_attempt.claim;
+       and q.claim = record_webhook_attempt.claim
+    returning q.last_delivery_id into number;
     held := found;
   end if;
   if skipped_to is not null then
     return held;
   end if;
-  update app.webhook_queue q set last_delivery_id = q.last_delivery_id + 1
-   where q.organization_id = org and q.webhook_id = record_webhook_attempt.webhook_id
-  returning q.last_delivery_id into number;
+  if not held or request_id is not null then
+    -- An out-of-band attempt, or a lease that expired: the attempt is still recorded.
+    update app.webhook_queue q set last_delivery_id = q.last_delivery_id + 1
+     where q.organization_id = org and q.webhook_id = record_webhook_attempt.webhook_id
+    returning q.last_delivery_id into number;
+  end if;
   if number is null then
     return false;
   end if;
