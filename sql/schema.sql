@@ -2169,10 +2169,17 @@ declare
   query       text;
   found_entry record;
   entries     refcursor;
-  -- The bounds of the planned-once statements (see below).
+  -- The id bound of every statement, and the time bounds of the one at hand (see below).
   from_id     bigint;
-  from_at     timestamptz := coalesce(since, '-infinity');
-  until_at    timestamptz := coalesce(until, 'infinity');
+  from_at     timestamptz;
+  until_at    timestamptz;
+  -- The whole range asked for: since (inclusive) to until (exclusive).
+  range_from  timestamptz := coalesce(since, '-infinity');
+  range_until timestamptz := coalesce(until, 'infinity');
+  -- Months read one at a time before the rest of the range is read at once.
+  month_steps constant integer := 3;
+  steps       integer := 0;
+  page_done   boolean := false;
   pending     api.activity_entry;
   rows_read   integer := 0;
   -- The most the page's JSON may weigh, and what its entries so far may weigh at most.
@@ -2201,6 +2208,8 @@ begin
     'since', app.json_time(since), 'until', app.json_time(until)));
   position := app.decode_cursor(after, order_by, fingerprint);
 
+  -- The statement for the filters that have no static one below: planned on every call,
+  -- but bounded to the months at hand ($5, $6), so planned over those alone.
   query := 'select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at, '
         || case when max_bytes is null then '0' else 'pg_catalog.octet_length(a.changes::text)' end
         || ' as text_bytes '
@@ -2209,71 +2218,110 @@ begin
         || case when pg_catalog.cardinality(action) = 1 then ' and a.action = ($3)[1]'
                 when action is not null then ' and a.action = any ($3)' else '' end
         || case when issue_id is not null then ' and a.issue_id = $4' else '' end
-        || case when since is not null then ' and a.created_at >= $5' else '' end
-        || case when until is not null then ' and a.created_at < $6' else '' end
-        || case when position.id is null then ''
-                when oldest_first then ' and a.id > $7' else ' and a.id < $7' end
+        || ' and a.created_at >= $5 and a.created_at < $6'
+        || case when oldest_first then ' and a.id > $7' else ' and a.id < $7' end
         || ' order by a.id' || case when oldest_first then '' else ' desc' end || ' limit $8';
 
-  -- The feed without filters (newest first) and one issue's history (oldest first), the
-  -- pages asked for most: static statements, whose plans PL/pgSQL keeps for the session
-  -- (a generic plan after the first few calls). The dynamic statement above is planned
-  -- on every call, over every monthly partition of the log; these
-  -- are not, and since and until, as parameters, still leave out the months outside
-  -- them when the statement starts (run-time partition pruning). Plain variables for the
-  -- bounds: row-level security lets only leakproof conditions into an index scan, and
-  -- PostgreSQL counts COALESCE as leaky. Every other feed is the dynamic statement.
-  if actor_id is null and action is null and issue_id is null and not oldest_first then
-    from_id := coalesce(position.id, 9223372036854775807);
-    open entries for
-      select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at,
-             case when max_bytes is null then 0 else pg_catalog.octet_length(a.changes::text) end as text_bytes
-      from app.activity_logs a
-      where a.organization_id = org and a.id < from_id
-        and a.created_at >= from_at and a.created_at < until_at
-      order by a.id desc
-      limit list_activity.page_size + 1;
-  elsif actor_id is null and action is null and issue_id is not null and oldest_first then
+  -- The months to read first. Within an organization an entry never sits in an earlier
+  -- month than an entry with a smaller id (migration 21's header): the months, read in
+  -- turn, give the entries in id order. Entries before a cursor (newest first) are in
+  -- its entry's month or earlier; entries after it (oldest first), in that month or later.
+  -- A month that holds now() is read together with every later one (the partitions made
+  -- ahead of time), so an entry stamped past the current month is never missed.
+  if oldest_first then
     from_id := coalesce(position.id, 0);
-    open entries for
-      select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at,
-             case when max_bytes is null then 0 else pg_catalog.octet_length(a.changes::text) end as text_bytes
-      from app.activity_logs a
-      where a.organization_id = org and a.issue_id = list_activity.issue_id and a.id > from_id
-        and a.created_at >= from_at and a.created_at < until_at
-      order by a.id
-      limit list_activity.page_size + 1;
+    from_at := range_from;
+    if position.at is not null then
+      from_at := greatest(from_at, app.utc_month(position.at, 0));
+    end if;
+    -- Without a cursor or since, where the log starts is unknown: the whole range at once.
+    until_at := case when from_at = '-infinity' or app.utc_month(from_at, 1) > pg_catalog.now()
+                     then range_until else least(range_until, app.utc_month(from_at, 1)) end;
   else
-    open entries for execute query
-      using org, actor_id, action, issue_id, since, until, position.id, page_size + 1;
+    from_id := coalesce(position.id, 9223372036854775807);
+    until_at := range_until;
+    if position.at is not null then
+      until_at := least(until_at, app.utc_month(position.at, 1));
+    end if;
+    -- The month of the cursor's entry, or the current one (its start, at most until).
+    from_at := greatest(range_from, app.utc_month(least(coalesce(position.at, pg_catalog.now()),
+                                                        until_at - interval '1 microsecond'), 0));
   end if;
 
-  -- Read one row more than the page: if it exists, the page's last row gets a cursor.
-  -- With max_bytes, as in api.list_issues: every entry the page may end at gets a cursor.
-  -- An entry's JSON holds at most twice the bytes of its changes as text (text_bytes)
-  -- plus 1024 for the other fields (strings are escaped alike; a number may come out
-  -- longer, e.g. 12345678901234567.0 as 1.2345678901234566e+16), and about half of them
-  -- (the text adds one space per ':' and ','; a long number may come out shorter, which
-  -- only ends a page early).
   loop
-    fetch entries into found_entry;
-    exit when not found;
-    rows_read := rows_read + 1;
-    most_bytes := most_bytes + 2 * found_entry.text_bytes + 1024;
-    if rows_read > page_size or (most_bytes > byte_budget and rows_read > 1) then
-      pending.next_cursor := app.encode_cursor(order_by, fingerprint,
-        pg_catalog.to_jsonb(app.json_time(pending.created_at)), pending.id);
-      if rows_read > page_size or (most_bytes - 1024 * rows_read) / 4 > byte_budget then
-        exit;
+    steps := steps + 1;
+    -- The feed without filters (newest first, as GET /api/activity asks by default) and
+    -- one issue's history (oldest first), the pages asked for most: static statements,
+    -- whose plans PL/pgSQL keeps for the session (migration 17). from_at and until_at, as
+    -- parameters, leave out every month outside them when the statement starts (run-time
+    -- partition pruning). Plain variables for the bounds: row-level security lets only
+    -- leakproof conditions into an index scan, and PostgreSQL counts COALESCE as leaky.
+    if actor_id is null and action is null and issue_id is null and not oldest_first then
+      open entries for
+        select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at,
+               case when max_bytes is null then 0 else pg_catalog.octet_length(a.changes::text) end as text_bytes
+        from app.activity_logs a
+        where a.organization_id = org and a.id < from_id
+          and a.created_at >= from_at and a.created_at < until_at
+        order by a.id desc
+        limit list_activity.page_size + 1 - rows_read;
+    elsif actor_id is null and action is null and issue_id is not null and oldest_first then
+      open entries for
+        select a.id, a.issue_id, a.actor_id, a.action, a.changes, a.created_at,
+               case when max_bytes is null then 0 else pg_catalog.octet_length(a.changes::text) end as text_bytes
+        from app.activity_logs a
+        where a.organization_id = org and a.issue_id = list_activity.issue_id and a.id > from_id
+          and a.created_at >= from_at and a.created_at < until_at
+        order by a.id
+        limit list_activity.page_size + 1 - rows_read;
+    else
+      open entries for execute query
+        using org, actor_id, action, issue_id, from_at, until_at, from_id, page_size + 1 - rows_read;
+    end if;
+
+    -- Read one row more than the page: if it exists, the page's last row gets a cursor.
+    -- With max_bytes, as in api.list_issues: every entry the page may end at gets a cursor.
+    -- An entry's JSON holds at most twice the bytes of its changes as text (text_bytes)
+    -- plus 1024 for the other fields (strings are escaped alike; a number may come out
+    -- longer, e.g. 12345678901234567.0 as 1.2345678901234566e+16), and about half of them
+    -- (the text adds one space per ':' and ','; a long number may come out shorter, which
+    -- only ends a page early).
+    loop
+      fetch entries into found_entry;
+      exit when not found;
+      rows_read := rows_read + 1;
+      most_bytes := most_bytes + 2 * found_entry.text_bytes + 1024;
+      if rows_read > page_size or (most_bytes > byte_budget and rows_read > 1) then
+        pending.next_cursor := app.encode_cursor(order_by, fingerprint,
+          pg_catalog.to_jsonb(app.json_time(pending.created_at)), pending.id);
+        if rows_read > page_size or (most_bytes - 1024 * rows_read) / 4 > byte_budget then
+          page_done := true;
+          exit;
+        end if;
       end if;
+      if rows_read > 1 then
+        return next pending;
+      end if;
+      pending := row(found_entry.id, found_entry.issue_id, found_entry.actor_id, found_entry.action,
+                     found_entry.changes, found_entry.created_at, null)::api.activity_entry;
+    end loop;
+    close entries;
+    exit when page_done;
+
+    -- The next month, or after month_steps of them the rest of the range at once.
+    if oldest_first then
+      exit when until_at >= range_until;
+      from_at := until_at;
+      until_at := case when steps >= month_steps or app.utc_month(from_at, 1) > pg_catalog.now()
+                       then range_until else least(range_until, app.utc_month(from_at, 1)) end;
+    else
+      exit when from_at <= range_from;
+      until_at := from_at;
+      from_at := case when steps >= month_steps then range_from
+                      else greatest(range_from, app.utc_month(from_at, -1)) end;
     end if;
-    if rows_read > 1 then
-      return next pending;
-    end if;
-    pending := row(found_entry.id, found_entry.issue_id, found_entry.actor_id, found_entry.action,
-                   found_entry.changes, found_entry.created_at, null)::api.activity_entry;
   end loop;
-  close entries;
+
   if rows_read > 0 then
     return next pending;
   end if;
@@ -2282,7 +2330,7 @@ $_$;
 
 -- Name: FUNCTION list_activity(page_size integer, after text, actor_id text, action text[], issue_id bigint, since timestamp with time zone, until timestamp with time zone, oldest_first boolean, max_bytes integer); Type: COMMENT; Schema: api; Owner: -
 
-COMMENT ON FUNCTION api.list_activity(page_size integer, after text, actor_id text, action text[], issue_id bigint, since timestamp with time zone, until timestamp with time zone, oldest_first boolean, max_bytes integer) IS 'One page of the activity of the organization in app.org_id, newest first, or oldest first with oldest_first (empty when no tenant is set). Filters, all combinable: actor_id, action (array: any of created, updated, deleted, restored), issue_id, since (inclusive) and until (exclusive) on created_at. page_size 1-200; after: the next_cursor of the previous page, with the same filters and order. max_bytes: see api.list_issues.';
+COMMENT ON FUNCTION api.list_activity(page_size integer, after text, actor_id text, action text[], issue_id bigint, since timestamp with time zone, until timestamp with time zone, oldest_first boolean, max_bytes integer) IS 'One page of the activity of the organization in app.org_id, newest first, or oldest first with oldest_first (empty when no tenant is set). Filters, all combinable: actor_id, action (array: any of created, updated, deleted, restored), issue_id, since (inclusive) and until (exclusive) on created_at. page_size 1-200; after: the next_cursor of the previous page, with the same filters and order. max_bytes: see api.list_issues. Reads one month at a time (three at most, then the rest at once) until the page is full.';
 
 -- Name: list_issues(integer, text, text, text[], text[], text, text, timestamp with time zone, timestamp with time zone, timestamp with time zone, text, integer); Type: FUNCTION; Schema: api; Owner: -
 
@@ -3461,7 +3509,7 @@ COMMENT ON FUNCTION app.drop_activity_partitions_before(cutoff timestamp with ti
 -- Name: encode_cursor(text, text, jsonb, bigint); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.encode_cursor(sort text, fingerprint text, sort_key jsonb, id bigint) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
     select pg_catalog.rtrim(pg_catalog.translate(pg_catalog.encode(pg_catalog.convert_to(
              pg_catalog.jsonb_build_array(1, sort, fingerprint, sort_key, id)::text, 'UTF8'), 'base64'),
@@ -3959,6 +4007,17 @@ $$;
 
 COMMENT ON FUNCTION app.use_policies_without_subqueries() IS 'For Citus: rewrites every policy of the app schema from (select app.current_org_id()) (and the user and role helpers) to a direct call, which Citus accepts on distributed tables, and returns the policies it changed. Same rules; on plain PostgreSQL the role check of the admin policies is then evaluated per row instead of once per statement. Raises on a policy holding any other sub-query. Run as the owner, once, before create_distributed_table (docs/citus.md). Not executable by the API role.';
 
+-- Name: utc_month(timestamp with time zone, integer); Type: FUNCTION; Schema: app; Owner: -
+
+CREATE FUNCTION app.utc_month(t timestamp with time zone, months integer) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select (pg_catalog.date_trunc('month', t at time zone 'UTC')
+                + pg_catalog.make_interval(months => months)) at time zone 'UTC' $$;
+
+-- Name: FUNCTION utc_month(t timestamp with time zone, months integer); Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON FUNCTION app.utc_month(t timestamp with time zone, months integer) IS 'The start of the UTC month months after the month of t (0: its own month, -1: the one before), as the monthly partitions of app.activity_logs are bounded. Infinite t stays infinite.';
+
 -- Name: webhook_row(app.webhooks, app.webhook_queue); Type: FUNCTION; Schema: app; Owner: -
 
 CREATE FUNCTION app.webhook_row(w app.webhooks, q app.webhook_queue) RETURNS api.webhook
@@ -4364,6 +4423,11 @@ GRANT ALL ON FUNCTION app.to_api_issue(i app.issues) TO tenantry_api;
 -- Name: FUNCTION use_policies_without_subqueries(); Type: ACL; Schema: app; Owner: -
 
 REVOKE ALL ON FUNCTION app.use_policies_without_subqueries() FROM PUBLIC;
+
+-- Name: FUNCTION utc_month(t timestamp with time zone, months integer); Type: ACL; Schema: app; Owner: -
+
+REVOKE ALL ON FUNCTION app.utc_month(t timestamp with time zone, months integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION app.utc_month(t timestamp with time zone, months integer) TO tenantry_api;
 
 -- Name: TABLE webhook_queue; Type: ACL; Schema: app; Owner: -
 

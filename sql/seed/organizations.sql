@@ -3,8 +3,8 @@
 --   create temporary table seed_organizations (organization_id text, issues integer);
 -- Every organization gets that many issues, numbered from 1 (deterministic pseudo-random
 -- titles, descriptions, statuses, priorities, assignees, creators and times), a created and
--- an updated activity entry per issue, and about 2% of its issues deleted (with their
--- deleted entries). Words come from a fixed vocabulary, so searches have realistic hits.
+-- an updated activity entry per issue (numbered in time order), and about 2% of its issues
+-- deleted (with their deleted entries). Words come from a fixed vocabulary, so searches have realistic hits.
 
 create temporary table seed_vocabulary as
 select pg_catalog.string_to_array(
@@ -52,16 +52,22 @@ select s.organization_id, s.id,
        s.created_at + pg_catalog.abs(s.h / 17) % 2000000 * interval '1 second'
 from seeded_issues s;
 
+-- Numbered in time order, as app.log_activity numbers them: within an organization an
+-- entry's time never runs behind an earlier entry's (feed pages read a month at a time
+-- on it, migration 21).
 insert into app.activity_logs (organization_id, id, issue_id, actor_id, action, changes, created_at)
-select i.organization_id, 2 * i.id - 1, i.id, i.created_by, 'created',
-       app.issue_json(i) || pg_catalog.jsonb_build_object('status', 'OPEN', 'updatedAt', app.json_time(i.created_at)),
-       i.created_at
-from app.issues i join seed_organizations o using (organization_id)
-union all
-select i.organization_id, 2 * i.id, i.id, 'admin', 'updated',
-       pg_catalog.jsonb_build_object('status', pg_catalog.jsonb_build_object('from', 'OPEN', 'to', i.status)),
-       i.updated_at
-from app.issues i join seed_organizations o using (organization_id);
+select e.organization_id,
+       pg_catalog.row_number() over (partition by e.organization_id order by e.created_at, e.issue_id, e.action),
+       e.issue_id, e.actor_id, e.action, e.changes, e.created_at
+from (select i.organization_id, i.id as issue_id, i.created_by as actor_id, 'created' as action,
+             app.issue_json(i) || pg_catalog.jsonb_build_object('status', 'OPEN', 'updatedAt', app.json_time(i.created_at)) as changes,
+             i.created_at
+      from app.issues i join seed_organizations o using (organization_id)
+      union all
+      select i.organization_id, i.id, 'admin', 'updated',
+             pg_catalog.jsonb_build_object('status', pg_catalog.jsonb_build_object('from', 'OPEN', 'to', i.status)),
+             i.updated_at
+      from app.issues i join seed_organizations o using (organization_id)) e;
 
 -- About 2% deleted, with the entry a delete writes.
 create temporary table seed_deleted as

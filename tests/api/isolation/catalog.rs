@@ -454,3 +454,115 @@ async fn upgrading_a_database_that_holds_activity_partitions_it_and_keeps_every_
     let seen: i64 = owner.query_one("select count(*) from app.activity_logs", &[]).await.unwrap().get(0);
     assert_eq!(seen, 2);
 }
+
+#[tokio::test]
+async fn upgrading_puts_no_entry_in_an_earlier_month_than_an_entry_before_it() {
+    // Every migration before 21, then entries as migration 12 found them: stamped with
+    // their transaction's start, so one that waited for the counters row could hold an
+    // earlier time than its predecessor's, across a month boundary too; then migration 21.
+    let name = "upgrade_with_entries_out_of_month_order";
+    let admin = connect(&cluster().pg.url(SUPERUSER, "postgres")).await;
+    admin.batch_execute(&format!("create database {name}")).await.unwrap();
+    let owner = connect(&cluster().pg.url(SUPERUSER, name)).await;
+    owner
+        .batch_execute(
+            "create table refinery_schema_history (version int4 primary key, name varchar(255),
+                                                   applied_on varchar(255), checksum varchar(255))",
+        )
+        .await
+        .unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/migrations");
+    let mut migrations: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .map(|path| {
+            let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+            (file[1..file.find("__").unwrap()].parse().unwrap(), path)
+        })
+        .collect();
+    migrations.sort();
+    let (before, from_21): (Vec<_>, Vec<_>) = migrations.into_iter().partition(|(version, _)| *version < 21);
+    assert_eq!(from_21[0].0, 21);
+    for (_, path) in &before {
+        owner.batch_execute(&std::fs::read_to_string(path).unwrap()).await.unwrap();
+    }
+    owner
+        .batch_execute(
+            "select app.create_activity_partitions(0, '2025-05-01Z');
+             insert into app.activity_logs (organization_id, id, issue_id, actor_id, action, changes, created_at)
+             values ('acme', 1, 1, 'ann', 'created', '{}', '2025-05-31 23:59:58Z'),
+                    ('acme', 2, 1, 'ann', 'updated', '{}', '2025-06-01 00:00:01Z'),
+                    ('acme', 3, 1, 'bob', 'updated', '{}', '2025-05-31 23:59:59Z'),
+                    ('acme', 4, 1, 'ann', 'updated', '{}', '2025-06-01 00:00:02Z'),
+                    ('acme', 5, 1, 'ann', 'updated', '{}', '2025-06-10 12:00:01Z'),
+                    ('acme', 6, 1, 'bob', 'updated', '{}', '2025-06-10 12:00:00Z'),
+                    ('globex', 1, 1, 'gus', 'created', '{}', '2025-06-01 00:00:05Z'),
+                    ('globex', 2, 1, 'gus', 'updated', '{}', '2025-05-31 23:00:00Z')",
+        )
+        .await
+        .unwrap();
+
+    owner.batch_execute(&std::fs::read_to_string(&from_21[0].1).unwrap()).await.unwrap();
+
+    let times: Vec<(String, i64, String)> = owner
+        .query(
+            "select organization_id, id, app.json_time(created_at) from app.activity_logs order by 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let expected = [
+        ("acme", 1, "2025-05-31T23:59:58.000000Z"),
+        ("acme", 2, "2025-06-01T00:00:01.000000Z"),
+        // Behind entry 2 across the boundary: given entry 2's time.
+        ("acme", 3, "2025-06-01T00:00:01.000000Z"),
+        ("acme", 4, "2025-06-01T00:00:02.000000Z"),
+        ("acme", 5, "2025-06-10T12:00:01.000000Z"),
+        // Behind entry 5 within its month: left as it was.
+        ("acme", 6, "2025-06-10T12:00:00.000000Z"),
+        ("globex", 1, "2025-06-01T00:00:05.000000Z"),
+        ("globex", 2, "2025-06-01T00:00:05.000000Z"),
+    ]
+    .map(|(org, id, at)| (org.to_owned(), id, at.to_owned()));
+    assert_eq!(times, expected);
+    let forced: bool = owner
+        .query_one("select relforcerowsecurity from pg_class where oid = 'app.activity_logs'::regclass", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(forced, "row-level security is forced again after the repair");
+
+    // The feed, a page at a time, as the API role: every entry once, in id order.
+    owner
+        .batch_execute(&set_tenant_sql("acme", "ann", "MEMBER").replace(", true)", ", false)"))
+        .await
+        .unwrap();
+    owner.batch_execute("set role tenantry_api").await.unwrap();
+    for oldest_first in [false, true] {
+        for size in 1..=3 {
+            let (mut seen, mut after): (Vec<i64>, Option<String>) = (Vec::new(), None);
+            loop {
+                let rows = owner
+                    .query(
+                        "select id, next_cursor from api.list_activity(page_size => $1, after => $2, oldest_first => $3)",
+                        &[&size, &after, &oldest_first],
+                    )
+                    .await
+                    .unwrap();
+                seen.extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+                after = rows.last().and_then(|r| r.get(1));
+                if after.is_none() {
+                    break;
+                }
+            }
+            let mut expected: Vec<i64> = (1..=6).collect();
+            if !oldest_first {
+                expected.reverse();
+            }
+            assert_eq!(seen, expected, "oldest_first {oldest_first}, page_size {size}");
+        }
+    }
+}
