@@ -396,6 +396,115 @@ async fn request_lines_arrive_while_it_runs_and_a_503_cause_is_logged_with_the_r
     assert!(status.success(), "{status}");
 }
 
+/// The log's three promises (src/logging.rs), checked on the real binary: a request line
+/// shows up within moments (at most the flush interval, 100 ms, plus scheduling; the bound
+/// asserted is looser for a loaded machine, the delays are printed), a warning comes out
+/// after every line logged before it, and a clean exit (SIGTERM) right after a burst of
+/// 1,000 requests writes every one of their lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_wait_moments_a_warning_follows_the_lines_before_it_and_a_clean_exit_writes_them_all() {
+    use futures::StreamExt;
+    let database = crate::helpers::fresh_database().await;
+    // The burst is far above one user's rate limit: lifted, as bench/run does.
+    let env = [
+        ("DATABASE_STATEMENT_TIMEOUT_MS", "300"),
+        ("RATE_LIMIT_ORG_PER_SECOND", "1000000"),
+        ("RATE_LIMIT_ORG_BURST", "1000000"),
+        ("RATE_LIMIT_USER_PER_SECOND", "1000000"),
+        ("RATE_LIMIT_USER_BURST", "1000000"),
+    ];
+    let (mut child, address, lines, _) = serve_json_logs_with(&database, 5, &env);
+    let admin = |r: reqwest::RequestBuilder| {
+        r.header("x-organization-id", "acme").header("x-user-id", "ann").header("x-user-role", "ADMIN")
+    };
+    let client = reqwest::Client::new();
+    let created = admin(client.post(format!("{address}/api/issues")))
+        .json(&json!({"title": "logged", "description": "d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let line_of = |id: &str| loop {
+        let line = lines.recv_timeout(Duration::from_secs(5)).expect("a line within 5 s");
+        if line["fields"]["request_id"] == id {
+            return line;
+        }
+    };
+
+    // 1. How long a request line waits: from its response to the line, read here.
+    let mut delays = Vec::new();
+    for n in 0..20 {
+        let id = format!("delay-{n}");
+        let answered = admin(client.get(format!("{address}/api/issues/1"))).header("x-request-id", &id);
+        assert_eq!(answered.send().await.unwrap().status(), StatusCode::OK);
+        let sent = std::time::Instant::now();
+        tokio::task::block_in_place(|| line_of(&id));
+        delays.push(sent.elapsed());
+    }
+    delays.sort();
+    eprintln!("request line delays: {delays:?}");
+    assert!(delays[delays.len() / 2] < Duration::from_millis(300), "median: {delays:?}");
+    assert!(delays[delays.len() - 1] < Duration::from_secs(2), "{delays:?}");
+
+    // 2. A request line, then at once a warning (a 503's cause): the line comes first.
+    let pg = &crate::helpers::cluster().pg;
+    let mut owner = crate::helpers::connect(&pg.url(pg_sandbox::postgres::SUPERUSER, &database)).await;
+    let blocker = owner.transaction().await.unwrap();
+    blocker.execute("select 1 from app.issues where id = 1 for update", &[]).await.unwrap();
+    let before = admin(client.get(format!("{address}/api/issues"))).header("x-request-id", "before-warning");
+    assert_eq!(before.send().await.unwrap().status(), StatusCode::OK);
+    let patched = admin(client.patch(format!("{address}/api/issues/1")))
+        .header("x-request-id", "warned")
+        .json(&json!({"status": "DONE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let answered = std::time::Instant::now();
+    blocker.rollback().await.unwrap();
+    let read = tokio::task::block_in_place(|| {
+        let mut read = Vec::new();
+        loop {
+            let line = lines.recv_timeout(Duration::from_secs(5)).expect("the 503's cause within 5 s");
+            read.push(line["fields"]["request_id"].as_str().unwrap_or_default().to_owned());
+            if line["fields"]["request_id"] == "warned" {
+                assert_eq!(line["level"], "WARN", "{line}");
+                return read;
+            }
+        }
+    });
+    eprintln!("warning line after its response: {:?}", answered.elapsed());
+    assert!(read.iter().any(|id| id == "before-warning"), "the earlier line first: {read:?}");
+
+    // 3. A burst of 1,000 requests, SIGTERM the moment the last is answered: all logged.
+    let ids: Vec<String> = (0..1000).map(|n| format!("burst-{n}")).collect();
+    let statuses: Vec<StatusCode> = futures::stream::iter(&ids)
+        .map(|id| {
+            let request = admin(client.get(format!("{address}/api/issues/1"))).header("x-request-id", id);
+            async move { request.send().await.unwrap().status() }
+        })
+        // Within the organization's share of the pool (ORG_MAX_TRANSACTIONS), so none waits for a 429.
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let refused = statuses.iter().filter(|s| **s != StatusCode::OK).count();
+    assert_eq!(refused, 0, "answers other than 200 in the burst");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    assert!(status.success(), "{status}");
+    let logs = until_end_of_file(&lines);
+    let logged: std::collections::HashSet<&str> =
+        logs.iter().filter_map(|l| l["fields"]["request_id"].as_str()).collect();
+    let missing: Vec<&String> = ids.iter().filter(|id| !logged.contains(id.as_str())).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of 1,000 request lines missing: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(logs.iter().any(|l| l["fields"]["message"] == "stopped"), "{:?}", logs.last());
+}
+
 /// Worker threads: one per core but one by default (measured, README "Performance"), or
 /// what TOKIO_WORKER_THREADS says. The "serving" line tells which.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
