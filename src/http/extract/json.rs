@@ -158,11 +158,15 @@ impl<T> ListBody<T> {
         max_bytes: Option<i32>,
     ) -> Result<(Self, Option<String>), ApiError> {
         let max_bytes = max_bytes.and_then(|max| usize::try_from(max).ok());
-        let mut json = Vec::with_capacity(4096);
+        let items = items.into_iter();
+        // Room for the page's rows at once: grown from a small buffer, a page was copied
+        // again at every doubling (docs/performance.md, "The issue 14 move, measured").
+        let count = items.size_hint().0;
+        let mut json = Vec::with_capacity(2 + count * 512);
         json.push(b'[');
         // Where each item written so far ends, and its cursor.
-        let mut ends: Vec<(usize, Option<&str>)> = Vec::new();
-        for (i, item) in items.into_iter().enumerate() {
+        let mut ends: Vec<(usize, Option<&str>)> = Vec::with_capacity(count);
+        for (i, item) in items.enumerate() {
             let (item, cursor) = item?;
             if i > 0 {
                 json.push(b',');
