@@ -3453,7 +3453,13 @@ begin
     end if;
     position.id := (payload->>4)::bigint;
     case pg_catalog.jsonb_typeof(payload->3)
-      when 'string' then position.at := (payload->>3)::timestamptz;
+      when 'string' then
+        position.at := (payload->>3)::timestamptz;
+        -- The API issues times it stored; one at the edge of PostgreSQL's range would
+        -- overflow the month bounds a feed page computes from it (migration 21).
+        if not position.at between '0001-01-01 00:00:00+00' and '9999-12-31 23:59:59.999999+00' then
+          raise exception using errcode = 'invalid_parameter_value';
+        end if;
       when 'number' then position.rank := (payload->>3)::bigint;
       else raise exception using errcode = 'invalid_parameter_value';
     end case;

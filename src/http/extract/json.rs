@@ -161,8 +161,10 @@ impl<T> ListBody<T> {
         let items = items.into_iter();
         // Room for the page's rows at once: grown from a small buffer, a page was copied
         // again at every doubling (docs/performance.md, "The issue 14 move, measured").
+        // Never more than the page may hold: the body keeps its allocation while it waits.
         let count = items.size_hint().0;
-        let mut json = Vec::with_capacity(2 + count * 512);
+        let room = max_bytes.map_or(usize::MAX, |max| max.saturating_add(PAGE_END.len()));
+        let mut json = Vec::with_capacity((2 + count * 512).min(room));
         json.push(b'[');
         // Where each item written so far ends, and its cursor.
         let mut ends: Vec<(usize, Option<&str>)> = Vec::with_capacity(count);

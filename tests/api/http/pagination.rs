@@ -409,3 +409,37 @@ async fn pages_end_at_the_last_whole_item_within_page_max_bytes_and_continue_fro
         }
     }
 }
+
+#[tokio::test]
+async fn a_feed_cursor_reencoded_with_a_time_at_the_edge_of_postgresqls_range_is_refused() {
+    let app = spawn_app().await;
+    let writer = admin("acme");
+    for title in ["one", "two", "three"] {
+        app.create_ok(&writer, title).await;
+    }
+    for path in ["/api/activity?limit=1", "/api/issues/1/activity?limit=1"] {
+        app.patch(&writer, 1, json!({"status": "DONE"})).await;
+        let cursor = cursor_of(&app, &writer, path).await;
+        // Times the API never issues; the feed's month walk would overflow on the first two.
+        for time in ["294276-12-31T23:59:59Z", "4713-11-24T00:00:00Z BC", "infinity", "-infinity"] {
+            let forged: String = app
+                .owner_sql()
+                .await
+                .query_one(
+                    "select app.encode_cursor(p->>1, p->>2, to_jsonb($2::text), (p->>4)::bigint)
+                       from (select convert_from(decode(translate($1, '-_', '+/') || repeat('=', (4 - length($1) % 4) % 4),
+                                                        'base64'), 'UTF8')::jsonb as p) decoded",
+                    &[&cursor, &time],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            let problem = assert_problem(
+                app.get(&writer, &format!("{path}&cursor={forged}")).await,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+            assert_eq!(error_fields(&problem), ["cursor"], "{path} at {time}: {problem}");
+        }
+    }
+}
