@@ -210,8 +210,38 @@ async fn search_follows_edits_deletes_and_restores() {
 
     assert_eq!(app.delete(&editor, 1).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(listed(&app, "q=logi").await, [6, 3]);
+    assert_eq!(words_not_of_the_text(&app).await, 0, "a deleted issue's words are gone");
     assert_eq!(app.restore(&editor, 1).await.status(), StatusCode::OK);
     assert_eq!(listed(&app, "q=logi").await, [6, 1, 3]);
+
+    // Both texts changed at once, a description cut to one word, then deleted again: after
+    // each, the words are exactly those of the live issues' text.
+    let both = json!({"title": "Ünïcode títle, ÜNÏCODE again", "description": "naïve café résumé naïve"});
+    assert_eq!(app.patch(&editor, 1, both).await.status(), StatusCode::OK);
+    assert_eq!(listed(&app, "q=tít").await, [1]);
+    assert_eq!(app.patch(&editor, 2, json!({"description": "gone"})).await.status(), StatusCode::OK);
+    assert_eq!(words_not_of_the_text(&app).await, 0);
+    assert_eq!(app.delete(&editor, 1).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(words_not_of_the_text(&app).await, 0);
+}
+
+/// Rows of app.issue_terms that differ from app.search_terms of the live issues' text
+/// (either way, weights included): the words table holds exactly what the text gives.
+async fn words_not_of_the_text(app: &TestApp) -> i64 {
+    count(
+        app,
+        "select count(*) from (
+           (select organization_id, issue_id, term, weight from app.issue_terms
+            except all
+            select i.organization_id, i.id, s.term, s.weight
+              from app.issues i cross join lateral app.search_terms(i.title, i.description) s)
+           union all
+           (select i.organization_id, i.id, s.term, s.weight
+              from app.issues i cross join lateral app.search_terms(i.title, i.description) s
+            except all
+            select organization_id, issue_id, term, weight from app.issue_terms)) d",
+    )
+    .await
 }
 
 #[tokio::test]
