@@ -164,7 +164,7 @@ impl<T> ListBody<T> {
         // Never more than the page may hold: the body keeps its allocation while it waits.
         let count = items.size_hint().0;
         let room = max_bytes.map_or(usize::MAX, |max| max.saturating_add(PAGE_END.len()));
-        let mut json = Vec::with_capacity((2 + count * 512).min(room));
+        let mut json = Vec::with_capacity(count.saturating_mul(512).saturating_add(2).min(room));
         json.push(b'[');
         // Where each item written so far ends, and its cursor.
         let mut ends: Vec<(usize, Option<&str>)> = Vec::with_capacity(count);
