@@ -2203,6 +2203,14 @@ begin
   if issue_id is not null and issue_id < 1 then
     raise exception 'issue_id must be a positive number' using errcode = 'TN400', column = 'issue_id';
   end if;
+  if not app.is_api_time(since) then
+    raise exception 'since must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z'
+      using errcode = 'TN400', column = 'since';
+  end if;
+  if not app.is_api_time(until) then
+    raise exception 'until must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z'
+      using errcode = 'TN400', column = 'until';
+  end if;
   fingerprint := app.list_fingerprint('activity', pg_catalog.jsonb_build_object(
     'actorId', actor_id, 'action', action, 'issueId', issue_id,
     'since', app.json_time(since), 'until', app.json_time(until)));
@@ -2330,7 +2338,7 @@ $_$;
 
 -- Name: FUNCTION list_activity(page_size integer, after text, actor_id text, action text[], issue_id bigint, since timestamp with time zone, until timestamp with time zone, oldest_first boolean, max_bytes integer); Type: COMMENT; Schema: api; Owner: -
 
-COMMENT ON FUNCTION api.list_activity(page_size integer, after text, actor_id text, action text[], issue_id bigint, since timestamp with time zone, until timestamp with time zone, oldest_first boolean, max_bytes integer) IS 'One page of the activity of the organization in app.org_id, newest first, or oldest first with oldest_first (empty when no tenant is set). Filters, all combinable: actor_id, action (array: any of created, updated, deleted, restored), issue_id, since (inclusive) and until (exclusive) on created_at. page_size 1-200; after: the next_cursor of the previous page, with the same filters and order. max_bytes: see api.list_issues. Reads one month at a time (three at most, then the rest at once) until the page is full.';
+COMMENT ON FUNCTION api.list_activity(page_size integer, after text, actor_id text, action text[], issue_id bigint, since timestamp with time zone, until timestamp with time zone, oldest_first boolean, max_bytes integer) IS 'One page of the activity of the organization in app.org_id, newest first, or oldest first with oldest_first (empty when no tenant is set). Filters, all combinable: actor_id, action (array: any of created, updated, deleted, restored), issue_id, since (inclusive) and until (exclusive) on created_at, each from 0001-01-01 to 9999-12-31 UTC (app.is_api_time; TN400 otherwise). page_size 1-200; after: the next_cursor of the previous page, with the same filters and order. max_bytes: see api.list_issues. Reads one month at a time (three at most, then the rest at once) until the page is full.';
 
 -- Name: list_issues(integer, text, text, text[], text[], text, text, timestamp with time zone, timestamp with time zone, timestamp with time zone, text, integer); Type: FUNCTION; Schema: api; Owner: -
 
@@ -3457,7 +3465,7 @@ begin
         position.at := (payload->>3)::timestamptz;
         -- The API issues times it stored; one at the edge of PostgreSQL's range would
         -- overflow the month bounds a feed page computes from it (migration 21).
-        if not position.at between '0001-01-01 00:00:00+00' and '9999-12-31 23:59:59.999999+00' then
+        if not app.is_api_time(position.at) then
           raise exception using errcode = 'invalid_parameter_value';
         end if;
       when 'number' then position.rank := (payload->>3)::bigint;
@@ -3600,6 +3608,16 @@ $$;
 -- Name: FUNCTION index_issue_terms(); Type: COMMENT; Schema: app; Owner: -
 
 COMMENT ON FUNCTION app.index_issue_terms() IS 'Trigger: keeps an issue''s words in app.issue_terms: written when the issue is inserted (created or restored), rewritten when its title or description changes, removed when it is deleted. Runs as its owner (the only writer of app.issue_terms), search_path pinned.';
+
+-- Name: is_api_time(timestamp with time zone); Type: FUNCTION; Schema: app; Owner: -
+
+CREATE FUNCTION app.is_api_time(t timestamp with time zone) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ select t is null or t between '0001-01-01 00:00:00+00' and '9999-12-31 23:59:59.999999+00' $$;
+
+-- Name: FUNCTION is_api_time(t timestamp with time zone); Type: COMMENT; Schema: app; Owner: -
+
+COMMENT ON FUNCTION app.is_api_time(t timestamp with time zone) IS 'True for a time the API takes and gives: from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z (infinities excluded), or NULL (no time). Month arithmetic on such a time never leaves PostgreSQL''s range.';
 
 -- Name: is_blank(text); Type: FUNCTION; Schema: app; Owner: -
 
@@ -4296,6 +4314,11 @@ GRANT ALL ON FUNCTION app.has_control_chars(value text, allow_line_breaks boolea
 
 REVOKE ALL ON FUNCTION app.index_issue_terms() FROM PUBLIC;
 GRANT ALL ON FUNCTION app.index_issue_terms() TO tenantry_api;
+
+-- Name: FUNCTION is_api_time(t timestamp with time zone); Type: ACL; Schema: app; Owner: -
+
+REVOKE ALL ON FUNCTION app.is_api_time(t timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION app.is_api_time(t timestamp with time zone) TO tenantry_api;
 
 -- Name: FUNCTION is_blank(value text); Type: ACL; Schema: app; Owner: -
 

@@ -443,3 +443,45 @@ async fn a_feed_cursor_reencoded_with_a_time_at_the_edge_of_postgresqls_range_is
         }
     }
 }
+
+#[tokio::test]
+async fn feed_time_bounds_outside_the_apis_range_are_refused_in_sql_naming_the_parameter() {
+    // The HTTP API refuses these before the call; psql users reach api.list_activity
+    // directly, where the month walk would overflow on the first two of each.
+    let app = spawn_app().await;
+    let writer = admin("acme");
+    app.create_ok(&writer, "one").await;
+    let sql = app.api_role_sql().await;
+    sql.batch_execute(&set_tenant_sql("acme", "ann", "MEMBER").replace(", true)", ", false)")).await.unwrap();
+    for parameter in ["since", "until"] {
+        for oldest_first in [false, true] {
+            for time in [
+                "294276-12-31 23:59:59+00",
+                "4714-11-24 00:00:00+00 BC",
+                "10000-01-01 00:00:00+00",
+                "infinity",
+                "-infinity",
+            ] {
+                let call = format!(
+                    "select count(*) from api.list_activity(page_size => 5, {parameter} => $1::text::timestamptz, oldest_first => {oldest_first})"
+                );
+                let err = sql.query_one(&call, &[&time]).await.unwrap_err();
+                let db = err.as_db_error().unwrap_or_else(|| panic!("{parameter} {time}: {err}"));
+                assert_eq!(
+                    (db.code().code(), db.column()),
+                    ("TN400", Some(parameter)),
+                    "{parameter} {time} oldest_first {oldest_first}: {db:?}"
+                );
+            }
+            // The range's own ends are taken.
+            for time in ["0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999+00"] {
+                let call = format!(
+                    "select count(*) from api.list_activity(page_size => 5, {parameter} => $1::text::timestamptz, oldest_first => {oldest_first})"
+                );
+                let rows: i64 = sql.query_one(&call, &[&time]).await.unwrap().get(0);
+                let expected = i64::from((parameter == "until") == time.starts_with("9999"));
+                assert_eq!(rows, expected, "{parameter} {time} oldest_first {oldest_first}");
+            }
+        }
+    }
+}
