@@ -212,6 +212,10 @@ pub async fn log_of(app: &TestApp, actor: &Actor) -> Vec<Value> {
 }
 
 /// The value of one series of `/metrics` (its whole name with labels, as written).
+/// The earliest a feed renews its organization's registration after it starts (see
+/// src/db/live.rs): a test shorter than this sees no renewal.
+const FIRST_RENEWAL: Duration = Duration::from_secs(15);
+
 pub async fn metric(app: &TestApp, series: &str) -> f64 {
     let text = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
     let line = text
@@ -361,11 +365,21 @@ async fn refusals_are_problems_before_the_stream_starts() {
         .await
         .unwrap();
     assert_eq!(error_fields(&assert_problem(response, StatusCode::BAD_REQUEST).await), ["Last-Event-ID"]);
-    // Rate limits as everywhere: the second request of this user within the second.
-    let _first = stream_request(&app, Some(&mo), "", None).await;
-    let response = app.request(Method::GET, PATH, Some(&mo)).send().await.unwrap();
-    assert!(response.headers().contains_key("retry-after"));
-    assert_problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+    // Rate limits as everywhere: this user's burst is one stream, and the next within the
+    // second is refused (had the machine stalled for a second, a token refilled and the
+    // next stream opens: keep it open and ask again).
+    let mut open = Vec::new();
+    let refused = loop {
+        let response = stream_request(&app, Some(&mo), "", None).await;
+        if response.status() != StatusCode::OK {
+            break response;
+        }
+        open.push(response);
+        assert!(open.len() <= 10, "never refused");
+    };
+    assert!(!open.is_empty(), "the burst's stream opened");
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS).await;
 }
 
 #[tokio::test]
@@ -836,8 +850,9 @@ async fn with_jwt_a_stream_ends_cleanly_when_its_bearer_token_expires() {
         let ctx = TenantContext { org_id: "acme".into(), user_id: user.into(), role };
         jwt::mint(&settings, None, &ctx, Duration::from_secs(seconds)).unwrap()
     };
-    let expires = jsonwebtoken::get_current_timestamp() + 2; // at most the token's exp
-    let short = token("mo", Role::Member, 2);
+    // Long enough for the stream to open and carry one entry on a loaded machine.
+    let expires = jsonwebtoken::get_current_timestamp() + 5; // at most the token's exp
+    let short = token("mo", Role::Member, 5);
     let response = app.client.get(format!("{}{PATH}", app.address)).bearer_auth(&short).send().await.unwrap();
     let mut stream = Stream::of(response);
     assert_eq!(stream.opening().await, 0);
@@ -901,6 +916,7 @@ async fn a_listen_connection_that_drops_is_replaced_and_what_was_missed_arrives(
     let app =
         spawn_app_with(Mode::ApiLogin, |config| config.streams.stream_poll_interval_ms = 3_600_000).await;
     let ann = admin("acme");
+    let opened = std::time::Instant::now();
     let mut stream = Stream::open(&app, &member("acme"), "", None).await;
     stream.opening().await;
     wait_for_metric(&app, "tenantry_sse_listening", 1.0).await;
@@ -914,7 +930,10 @@ async fn a_listen_connection_that_drops_is_replaced_and_what_was_missed_arrives(
     wait_for_metric(&app, "tenantry_sse_listening", 1.0).await;
     app.create_ok(&ann, "and heard again").await;
     assert_eq!(event_ids(&stream.events(1).await), [2]);
-    assert_eq!(metric(&app, "tenantry_sse_polls_total").await, 0.0, "no poll was needed");
+    // (Unless the machine stalled until the registration's renewal, which may poll.)
+    if opened.elapsed() < FIRST_RENEWAL {
+        assert_eq!(metric(&app, "tenantry_sse_polls_total").await, 0.0, "no poll was needed");
+    }
 }
 
 /// An organization's registration lapses when its instance cannot renew it in time (the
@@ -991,8 +1010,9 @@ async fn with_jwt_a_stream_that_still_has_entries_to_send_ends_at_its_tokens_exp
         .await
         .unwrap();
     let ctx = TenantContext { org_id: "acme".into(), user_id: "mo".into(), role: Role::Member };
-    let expires = jsonwebtoken::get_current_timestamp() + 2; // at most the token's exp
-    let token = jwt::mint(&settings, None, &ctx, Duration::from_secs(2)).unwrap();
+    // Long enough for the stream to open on a loaded machine.
+    let expires = jsonwebtoken::get_current_timestamp() + 4; // at most the token's exp
+    let token = jwt::mint(&settings, None, &ctx, Duration::from_secs(4)).unwrap();
     let response =
         app.client.get(format!("{}{PATH}?after=0", app.address)).bearer_auth(&token).send().await.unwrap();
     let mut stream = Stream::of(response);
@@ -1061,6 +1081,7 @@ async fn when_the_listen_connection_goes_for_good_streams_poll_from_then_on() {
         config.streams.stream_poll_interval_ms = 50;
     })
     .await;
+    let opened = std::time::Instant::now();
     let mut stream = Stream::open(&app, &member("acme"), "", None).await;
     stream.opening().await;
     wait_for_metric(&app, "tenantry_sse_listening", 1.0).await;
@@ -1073,7 +1094,9 @@ async fn when_the_listen_connection_goes_for_good_streams_poll_from_then_on() {
     assert_eq!(event_ids(&stream.events(1).await), [1]);
     assert!(metric(&app, "tenantry_sse_polls_total").await > 0.0);
     let now: std::time::SystemTime = owner.query_one(registration, &[]).await.unwrap().get(0);
-    assert_eq!(now, registered, "a poll brought it, not the registration's renewal");
+    if opened.elapsed() < FIRST_RENEWAL {
+        assert_eq!(now, registered, "a poll brought it, not the registration's renewal");
+    }
 }
 
 /// A stream opened just as the service starts shutting down: its organization's new feed

@@ -240,15 +240,10 @@ async fn on_sigterm_it_stops_accepting_finishes_requests_in_flight_and_closes_th
 
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     // It stops accepting at once...
-    let mut refused = false;
-    for _ in 0..100 {
-        if reqwest::Client::new().get(format!("{address}/healthz")).send().await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(refused, "new connections are refused after SIGTERM");
+    crate::helpers::wait_until("new connections are refused after SIGTERM", || async {
+        reqwest::Client::new().get(format!("{address}/healthz")).send().await.is_err()
+    })
+    .await;
     assert!(child.try_wait().unwrap().is_none(), "still finishing the request in flight");
     // ... and finishes what it started.
     blocker.rollback().await.unwrap();
@@ -278,9 +273,8 @@ async fn on_sigterm_it_stops_accepting_finishes_requests_in_flight_and_closes_th
 
     // The pool's connections are gone from the server (ours too, now).
     drop(owner);
-    let mut left: i64 = -1;
-    for _ in 0..100 {
-        left = watcher
+    crate::helpers::wait_until("no connection of the pool is left on the server", || async {
+        let left: i64 = watcher
             .query_one(
                 "select count(*) from pg_stat_activity where datname = $1 and application_name = 'tenantry'",
                 &[&database],
@@ -288,12 +282,9 @@ async fn on_sigterm_it_stops_accepting_finishes_requests_in_flight_and_closes_th
             .await
             .unwrap()
             .get(0);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(left, 0);
+        left == 0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

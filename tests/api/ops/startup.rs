@@ -1,7 +1,13 @@
 //! Start-up: the safety check on the request role, both ways of becoming the API role,
 //! migrations, and what clients get while the database is away.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use pg_sandbox::postgres::{LocalPostgres, Options, SUPERUSER};
 use reqwest::StatusCode;
@@ -122,8 +128,10 @@ async fn while_the_database_is_down_requests_get_503_and_it_recovers_by_itself()
 
     // A writer that keeps creating across the outage and remembers what it was told.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (created_so_far, refused_so_far) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let writer = {
         let (client, address, done) = (client.clone(), address.clone(), done.clone());
+        let (created_so_far, refused_so_far) = (created_so_far.clone(), refused_so_far.clone());
         tokio::spawn(async move {
             let mut told = Vec::new();
             for n in 0.. {
@@ -139,13 +147,22 @@ async fn while_the_database_is_down_requests_get_503_and_it_recovers_by_itself()
                     .send()
                     .await
                     .unwrap();
+                match response.status() {
+                    StatusCode::CREATED => created_so_far.fetch_add(1, Ordering::SeqCst),
+                    StatusCode::SERVICE_UNAVAILABLE => refused_so_far.fetch_add(1, Ordering::SeqCst),
+                    _ => 0,
+                };
                 told.push((format!("w{n}"), response.status()));
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             told
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let created_at_least = |n: usize| {
+        let created_so_far = created_so_far.clone();
+        async move { created_so_far.load(Ordering::SeqCst) >= n }
+    };
+    wait_until("the writer was told 201 before the outage", || created_at_least(1)).await;
 
     tokio::task::block_in_place(|| drop(pg));
     for attempt in 0..3 {
@@ -168,6 +185,10 @@ async fn while_the_database_is_down_requests_get_503_and_it_recovers_by_itself()
         StatusCode::OK
     );
 
+    wait_until("the writer was told 503 during the outage", || async {
+        refused_so_far.load(Ordering::SeqCst) > 0
+    })
+    .await;
     let pg = tokio::task::block_in_place(|| LocalPostgres::start(&options)).unwrap();
     // Reconnects back off during an outage (at most a few seconds apart): recovered
     // without a restart once one goes through.
@@ -176,7 +197,8 @@ async fn while_the_database_is_down_requests_get_503_and_it_recovers_by_itself()
     })
     .await;
     assert_eq!(ready().await.unwrap().status(), StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = created_so_far.load(Ordering::SeqCst);
+    wait_until("the writer was told 201 twice after the outage", || created_at_least(before + 2)).await;
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let told = writer.await.unwrap();
 
