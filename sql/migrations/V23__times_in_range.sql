@@ -1,14 +1,15 @@
--- tenantry, migration 24: the feed's time bounds hold the API's time rule in SQL too.
+-- tenantry, migration 23: times the feed takes must be times the API could give.
 --
--- api.list_activity computes month bounds from since and until (migration 21). At the
+-- api.list_activity computes month bounds from its time bounds (migration 21). At the
 -- edges of PostgreSQL's range that arithmetic overflows: since => '294276-12-31' with
--- oldest_first, or until => the first instant PostgreSQL can hold, raised "timestamp out
--- of range" (22008) without saying which parameter, where the HTTP API refuses such
--- values before the call (src/domain/rules.rs, timestamp_in_range). The rule is now one
--- SQL function, app.is_api_time, held by api.list_activity for since and until (TN400
--- naming the parameter) and by app.decode_cursor for a cursor's time (migration 23 wrote
--- the same range there). The other functions that take times only compare with them, so
--- any timestamptz stays a meaningful bound for them.
+-- oldest_first, until => the first instant PostgreSQL can hold, or a cursor re-encoded
+-- with such a time (cursors are opaque, not secret) raised "timestamp out of range"
+-- (22008) without saying which parameter, where the HTTP API refuses such values before
+-- the call (src/domain/rules.rs, timestamp_in_range). The rule is now one SQL function,
+-- app.is_api_time, held by api.list_activity for since and until (TN400 naming the
+-- parameter) and by app.decode_cursor for a cursor's time (TN400, column after, as for
+-- any cursor the API did not issue). The other functions that take times only compare
+-- with them, so any timestamptz stays a meaningful bound for them.
 
 create function app.is_api_time(t timestamptz)
   returns boolean
