@@ -51,7 +51,7 @@ pub const PAGE: i32 = 200;
 /// every 15-25 s, each feed at its own point in that span, so that the feeds opened
 /// together (at start, or after a restart) do not all queue on the pool at once.
 const WATCH_SECONDS: i32 = 60;
-const RENEW_EVERY: Duration = Duration::from_secs(15);
+pub const RENEW_EVERY: Duration = Duration::from_secs(15);
 const RENEW_SPREAD_MS: u64 = 10_000;
 /// The most entries a stream takes from its queue for one write.
 const BATCH: usize = 256;

@@ -443,9 +443,19 @@ pub fn sqlstate(err: &tokio_postgres::Error) -> String {
 
 /// `select set_config(...)` for a tenant, as a request does (transaction-local).
 pub fn set_tenant_sql(org: &str, user: &str, role: &str) -> String {
+    tenant_settings_sql(org, user, role, true)
+}
+
+/// As [`set_tenant_sql`], for the whole session (a psql user's `set`, not `set local`).
+pub fn set_session_tenant_sql(org: &str, user: &str, role: &str) -> String {
+    tenant_settings_sql(org, user, role, false)
+}
+
+fn tenant_settings_sql(org: &str, user: &str, role: &str, transaction_local: bool) -> String {
     format!(
-        "select set_config('app.org_id', '{org}', true), set_config('app.user_id', '{user}', true), \
-         set_config('app.role', '{role}', true)"
+        "select set_config('app.org_id', '{org}', {transaction_local}), \
+         set_config('app.user_id', '{user}', {transaction_local}), \
+         set_config('app.role', '{role}', {transaction_local})"
     )
 }
 

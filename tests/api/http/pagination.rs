@@ -310,18 +310,7 @@ async fn a_forged_cursor_with_the_right_sort_and_filters_but_a_wrong_key_is_refu
     app.insert_issues("acme", 5).await;
     let cursor = cursor_of(&app, &member("acme"), "/api/issues?limit=2").await;
     // Re-encode it with a number where the createdAt sort keeps a time.
-    let forged: String = app
-        .owner_sql()
-        .await
-        .query_one(
-            "select app.encode_cursor(p->>1, p->>2, '7'::jsonb, (p->>4)::bigint)
-               from (select convert_from(decode(translate($1, '-_', '+/') || repeat('=', (4 - length($1) % 4) % 4),
-                                                'base64'), 'UTF8')::jsonb as p) decoded",
-            &[&cursor],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let forged = reencode_cursor(&app.owner_sql().await, &cursor, &json!(7)).await;
     assert_ne!(forged, cursor);
     let problem = assert_problem(
         app.get(&member("acme"), &format!("/api/issues?cursor={forged}")).await,
@@ -329,6 +318,21 @@ async fn a_forged_cursor_with_the_right_sort_and_filters_but_a_wrong_key_is_refu
     )
     .await;
     assert_eq!(error_fields(&problem), ["cursor"]);
+}
+
+/// `cursor` made again (app.encode_cursor) with the same sort, filters and id but another
+/// sort key: what a client that re-encodes cursors can send.
+async fn reencode_cursor(owner: &tokio_postgres::Client, cursor: &str, key: &Value) -> String {
+    owner
+        .query_one(
+            "select app.encode_cursor(p->>1, p->>2, $2::text::jsonb, (p->>4)::bigint)
+               from (select convert_from(decode(translate($1, '-_', '+/') || repeat('=', (4 - length($1) % 4) % 4),
+                                                'base64'), 'UTF8')::jsonb as p) decoded",
+            &[&cursor, &key.to_string()],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// Walks a list from `path`, returning each page's raw body and items.
@@ -417,23 +421,13 @@ async fn a_feed_cursor_reencoded_with_a_time_at_the_edge_of_postgresqls_range_is
     for title in ["one", "two", "three"] {
         app.create_ok(&writer, title).await;
     }
+    let owner = app.owner_sql().await;
     for path in ["/api/activity?limit=1", "/api/issues/1/activity?limit=1"] {
         app.patch(&writer, 1, json!({"status": "DONE"})).await;
         let cursor = cursor_of(&app, &writer, path).await;
         // Times the API never issues; the feed's month walk would overflow on the first two.
         for time in ["294276-12-31T23:59:59Z", "4713-11-24T00:00:00Z BC", "infinity", "-infinity"] {
-            let forged: String = app
-                .owner_sql()
-                .await
-                .query_one(
-                    "select app.encode_cursor(p->>1, p->>2, to_jsonb($2::text), (p->>4)::bigint)
-                       from (select convert_from(decode(translate($1, '-_', '+/') || repeat('=', (4 - length($1) % 4) % 4),
-                                                        'base64'), 'UTF8')::jsonb as p) decoded",
-                    &[&cursor, &time],
-                )
-                .await
-                .unwrap()
-                .get(0);
+            let forged = reencode_cursor(&owner, &cursor, &json!(time)).await;
             let problem = assert_problem(
                 app.get(&writer, &format!("{path}&cursor={forged}")).await,
                 StatusCode::BAD_REQUEST,
@@ -452,9 +446,12 @@ async fn feed_time_bounds_outside_the_apis_range_are_refused_in_sql_naming_the_p
     let writer = admin("acme");
     app.create_ok(&writer, "one").await;
     let sql = app.api_role_sql().await;
-    sql.batch_execute(&set_tenant_sql("acme", "ann", "MEMBER").replace(", true)", ", false)")).await.unwrap();
+    sql.batch_execute(&set_session_tenant_sql("acme", "ann", "MEMBER")).await.unwrap();
     for parameter in ["since", "until"] {
         for oldest_first in [false, true] {
+            let call = format!(
+                "select count(*) from api.list_activity(page_size => 5, {parameter} => $1::text::timestamptz, oldest_first => {oldest_first})"
+            );
             for time in [
                 "294276-12-31 23:59:59+00",
                 "4714-11-24 00:00:00+00 BC",
@@ -462,9 +459,6 @@ async fn feed_time_bounds_outside_the_apis_range_are_refused_in_sql_naming_the_p
                 "infinity",
                 "-infinity",
             ] {
-                let call = format!(
-                    "select count(*) from api.list_activity(page_size => 5, {parameter} => $1::text::timestamptz, oldest_first => {oldest_first})"
-                );
                 let err = sql.query_one(&call, &[&time]).await.unwrap_err();
                 let db = err.as_db_error().unwrap_or_else(|| panic!("{parameter} {time}: {err}"));
                 assert_eq!(
@@ -475,9 +469,6 @@ async fn feed_time_bounds_outside_the_apis_range_are_refused_in_sql_naming_the_p
             }
             // The range's own ends are taken.
             for time in ["0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999+00"] {
-                let call = format!(
-                    "select count(*) from api.list_activity(page_size => 5, {parameter} => $1::text::timestamptz, oldest_first => {oldest_first})"
-                );
                 let rows: i64 = sql.query_one(&call, &[&time]).await.unwrap().get(0);
                 let expected = i64::from((parameter == "until") == time.starts_with("9999"));
                 assert_eq!(rows, expected, "{parameter} {time} oldest_first {oldest_first}");

@@ -9,6 +9,7 @@ use std::{collections::HashMap, time::Duration};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tenantry::db::live::RENEW_EVERY;
 
 use crate::{helpers::*, http::conformance};
 
@@ -212,10 +213,6 @@ pub async fn log_of(app: &TestApp, actor: &Actor) -> Vec<Value> {
 }
 
 /// The value of one series of `/metrics` (its whole name with labels, as written).
-/// The earliest a feed renews its organization's registration after it starts (see
-/// src/db/live.rs): a test shorter than this sees no renewal.
-const FIRST_RENEWAL: Duration = Duration::from_secs(15);
-
 pub async fn metric(app: &TestApp, series: &str) -> f64 {
     let text = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
     let line = text
@@ -931,7 +928,7 @@ async fn a_listen_connection_that_drops_is_replaced_and_what_was_missed_arrives(
     app.create_ok(&ann, "and heard again").await;
     assert_eq!(event_ids(&stream.events(1).await), [2]);
     // (Unless the machine stalled until the registration's renewal, which may poll.)
-    if opened.elapsed() < FIRST_RENEWAL {
+    if opened.elapsed() < RENEW_EVERY {
         assert_eq!(metric(&app, "tenantry_sse_polls_total").await, 0.0, "no poll was needed");
     }
 }
@@ -1094,7 +1091,7 @@ async fn when_the_listen_connection_goes_for_good_streams_poll_from_then_on() {
     assert_eq!(event_ids(&stream.events(1).await), [1]);
     assert!(metric(&app, "tenantry_sse_polls_total").await > 0.0);
     let now: std::time::SystemTime = owner.query_one(registration, &[]).await.unwrap().get(0);
-    if opened.elapsed() < FIRST_RENEWAL {
+    if opened.elapsed() < RENEW_EVERY {
         assert_eq!(now, registered, "a poll brought it, not the registration's renewal");
     }
 }

@@ -363,10 +363,7 @@ async fn upgrading_a_database_that_holds_issues_makes_them_searchable() {
 
     let words: i64 = owner.query_one("select count(*) from app.issue_terms", &[]).await.unwrap().get(0);
     assert_eq!(words, 7 + 5 + 3, "every distinct word of every issue");
-    owner
-        .batch_execute(&set_tenant_sql("acme", "ann", "MEMBER").replace(", true)", ", false)"))
-        .await
-        .unwrap();
+    owner.batch_execute(&set_session_tenant_sql("acme", "ann", "MEMBER")).await.unwrap();
     owner.batch_execute("set role tenantry_api").await.unwrap();
     let found: Vec<i64> = first_column(&owner, "select id from api.list_issues(search => 'logi')", &[]).await;
     assert_eq!(found, [1]);
@@ -446,10 +443,7 @@ async fn upgrading_a_database_that_holds_activity_partitions_it_and_keeps_every_
         .collect();
     assert_eq!(per_org, [("acme".to_owned(), 2), ("globex".to_owned(), 1)]);
     // And the API role sees its own organization's entries only.
-    owner
-        .batch_execute(&set_tenant_sql("acme", "ann", "MEMBER").replace(", true)", ", false)"))
-        .await
-        .unwrap();
+    owner.batch_execute(&set_session_tenant_sql("acme", "ann", "MEMBER")).await.unwrap();
     owner.batch_execute("set role tenantry_api").await.unwrap();
     let seen: i64 = owner.query_one("select count(*) from app.activity_logs", &[]).await.unwrap().get(0);
     assert_eq!(seen, 2);
@@ -536,10 +530,7 @@ async fn upgrading_puts_no_entry_in_an_earlier_month_than_an_entry_before_it() {
     assert!(forced, "row-level security is forced again after the repair");
 
     // The feed, a page at a time, as the API role: every entry once, in id order.
-    owner
-        .batch_execute(&set_tenant_sql("acme", "ann", "MEMBER").replace(", true)", ", false)"))
-        .await
-        .unwrap();
+    owner.batch_execute(&set_session_tenant_sql("acme", "ann", "MEMBER")).await.unwrap();
     owner.batch_execute("set role tenantry_api").await.unwrap();
     for oldest_first in [false, true] {
         for size in 1..=3 {

@@ -63,7 +63,7 @@ async fn the_dba_role_sees_every_organization_through_the_views() {
 async fn the_api_role_and_other_logins_are_refused_the_dba_views() {
     let app = seeded().await;
     let api = app.api_role_sql().await;
-    api.batch_execute(&set_tenant_sql("acme", "u", "ADMIN").replace(", true)", ", false)")).await.unwrap();
+    api.batch_execute(&set_session_tenant_sql("acme", "u", "ADMIN")).await.unwrap();
     let owner = app.owner_sql().await;
     // Roles are cluster-wide: an earlier run may have made it.
     let _ = owner.batch_execute("create role dba_outsider login").await;
@@ -88,7 +88,7 @@ async fn a_view_granted_by_mistake_still_shows_only_what_rls_allows() {
     let count = "select count(*) from dba.issues_per_organization";
     let rows: i64 = api.query_one(count, &[]).await.unwrap().get(0);
     assert_eq!(rows, 0, "no tenant: nothing, although the owner is a superuser");
-    api.batch_execute(&set_tenant_sql("acme", "u", "MEMBER").replace(", true)", ", false)")).await.unwrap();
+    api.batch_execute(&set_session_tenant_sql("acme", "u", "MEMBER")).await.unwrap();
     let orgs: Vec<String> =
         first_column(&api, "select organization_id from dba.issues_per_organization", &[]).await;
     assert_eq!(orgs, ["acme"], "its own organization only");

@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -127,7 +127,7 @@ async fn while_the_database_is_down_requests_get_503_and_it_recovers_by_itself()
     assert_eq!(ready().await.unwrap().status(), StatusCode::OK);
 
     // A writer that keeps creating across the outage and remembers what it was told.
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
     let (created_so_far, refused_so_far) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let writer = {
         let (client, address, done) = (client.clone(), address.clone(), done.clone());
@@ -135,7 +135,7 @@ async fn while_the_database_is_down_requests_get_503_and_it_recovers_by_itself()
         tokio::spawn(async move {
             let mut told = Vec::new();
             for n in 0.. {
-                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                if done.load(Ordering::Relaxed) {
                     break;
                 }
                 let response = client
@@ -158,11 +158,8 @@ async fn while_the_database_is_down_requests_get_503_and_it_recovers_by_itself()
             told
         })
     };
-    let created_at_least = |n: usize| {
-        let created_so_far = created_so_far.clone();
-        async move { created_so_far.load(Ordering::SeqCst) >= n }
-    };
-    wait_until("the writer was told 201 before the outage", || created_at_least(1)).await;
+    let created = || created_so_far.load(Ordering::SeqCst);
+    wait_until("the writer was told 201 before the outage", || async { created() >= 1 }).await;
 
     tokio::task::block_in_place(|| drop(pg));
     for attempt in 0..3 {
@@ -197,9 +194,9 @@ async fn while_the_database_is_down_requests_get_503_and_it_recovers_by_itself()
     })
     .await;
     assert_eq!(ready().await.unwrap().status(), StatusCode::OK);
-    let before = created_so_far.load(Ordering::SeqCst);
-    wait_until("the writer was told 201 twice after the outage", || created_at_least(before + 2)).await;
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let before = created();
+    wait_until("the writer was told 201 twice after the outage", || async { created() >= before + 2 }).await;
+    done.store(true, Ordering::Relaxed);
     let told = writer.await.unwrap();
 
     // Nothing written during the outage, and every 201 the writer got is in the database.
